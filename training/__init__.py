@@ -1,0 +1,1 @@
+"""Fine-tune BERT-family classifiers: `python -m training --help`."""

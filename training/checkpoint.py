@@ -1,0 +1,90 @@
+"""The checkpoint contract between training, export and serving.
+
+A checkpoint directory is what `save_pretrained` writes (safetensors weights, a
+`config.json` whose `id2label` names every class and whose `problem_type` is set,
+the tokenizer with `tokenizer.json`) plus `berth.json`: what export and serving need
+beyond that to reproduce the model's input pipeline and decision rule exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BERTH_FILE = "berth.json"
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
+TRUNCATIONS = ("head", "head+tail")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BerthConfig:
+    """What `berth.json` holds. Labels are in output-index order."""
+
+    labels: list[str]
+    problem_type: str = SINGLE_LABEL
+    max_length: int = 128
+    truncation: str = "head"
+    # With "head+tail": how many content tokens come from the start; the rest of the
+    # budget (max_length - special tokens - head_tokens) comes from the end.
+    head_tokens: int = 0
+    # Multi-label only: one decision threshold per label, tuned on validation.
+    thresholds: list[float] | None = None
+    base_model: str = ""
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise ValueError("berth.json: `labels` is empty; a classifier needs at least one label")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"berth.json: duplicate labels in {self.labels}")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(
+                f"berth.json: problem_type {self.problem_type!r} is not one of {PROBLEM_TYPES}"
+            )
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(
+                f"berth.json: truncation {self.truncation!r} is not one of {TRUNCATIONS}"
+            )
+        if self.max_length < 8:
+            raise ValueError(f"berth.json: max_length {self.max_length} is too small (min 8)")
+        if self.thresholds is not None and len(self.thresholds) != len(self.labels):
+            raise ValueError(
+                f"berth.json: {len(self.thresholds)} thresholds for {len(self.labels)} labels"
+            )
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == MULTI_LABEL
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    def decision_thresholds(self) -> list[float]:
+        """Per-label thresholds for multi-label decisions (0.5 where none were tuned)."""
+        return list(self.thresholds) if self.thresholds else [0.5] * len(self.labels)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / BERTH_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> BerthConfig:
+        path = Path(directory) / BERTH_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: {directory} is not a berth checkpoint "
+                "(train one with `python -m training`)"
+            )
+        data = json.loads(path.read_text())
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            data.setdefault("extra", {}).update({k: data.pop(k) for k in unknown})
+        return cls(**data)

@@ -1,0 +1,123 @@
+"""The PyTorch reference predictor: the ground truth export's ONNX models and the served
+ensemble are checked against.
+
+    python -m training.predict runs/sentiment/model "a gripping, funny film"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from training.checkpoint import BerthConfig
+from training.encoding import encode, load_tokenizer, pad, pad_token_id
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    return sigmoid(logits) if multi_label else softmax(logits)
+
+
+def decide(probs: np.ndarray, config: BerthConfig) -> list[dict]:
+    """Probabilities → the documented prediction records.
+
+    Single-label: the argmax. Multi-label: every label at or above its threshold
+    (`label` is the most probable of those, or None when none passes).
+    """
+    results = []
+    thresholds = np.asarray(config.decision_thresholds(), dtype=np.float32)
+    for row in np.asarray(probs, dtype=np.float64):
+        named = {name: float(p) for name, p in zip(config.labels, row, strict=True)}
+        best = int(row.argmax())
+        if config.multi_label:
+            chosen = [config.labels[i] for i in np.flatnonzero(row >= thresholds)]
+            top = max(chosen, key=named.__getitem__) if chosen else None
+            results.append(
+                {
+                    "label": top,
+                    "labels": chosen,
+                    "confidence": named[top] if top else float(row[best]),
+                    "probabilities": named,
+                }
+            )
+        else:
+            results.append(
+                {
+                    "label": config.labels[best],
+                    "confidence": float(row[best]),
+                    "probabilities": named,
+                }
+            )
+    return results
+
+
+class Predictor:
+    """Runs a berth checkpoint in PyTorch, eager, fp32."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        self.checkpoint = Path(checkpoint)
+        self.config = BerthConfig.load(self.checkpoint)
+        tokenizer_file = str(self.checkpoint / "tokenizer.json")
+        self.tokenizer = load_tokenizer(tokenizer_file)
+        self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
+        self.device = torch.device(device)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            self.checkpoint, use_safetensors=True
+        ).to(self.device)
+        self.model.eval()
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        cfg = self.config
+        return encode(self.tokenizer, texts, cfg.max_length, cfg.truncation, cfg.head_tokens)
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            ids, mask = pad(self.encode(texts[start : start + batch_size]), self.pad_id)
+            result = self.model(
+                input_ids=torch.from_numpy(ids).to(self.device),
+                attention_mask=torch.from_numpy(mask).to(self.device),
+            )
+            out.append(result.logits.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, len(self.config.labels)), dtype=np.float32)
+        return np.concatenate(out)
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return probabilities(self.logits(texts, batch_size), self.config.multi_label)
+
+    def predict(self, texts: str | Sequence[str], batch_size: int = 32) -> list[dict]:
+        if isinstance(texts, str):
+            texts = [texts]
+        return decide(self.probabilities(list(texts), batch_size), self.config)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.predict", description="Classify texts with a checkpoint."
+    )
+    parser.add_argument("checkpoint", help="a berth checkpoint directory (runs/<run>/model)")
+    parser.add_argument("texts", nargs="+", help="texts to classify")
+    args = parser.parse_args(argv)
+    for record in Predictor(args.checkpoint).predict(args.texts):
+        print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
