@@ -98,7 +98,7 @@ def bucket_length(length: int, bucket: int, max_length: int) -> int:
 
 def pad_token_id(tokenizer_json_path: str, tokenizer: Tokenizer) -> int:
     """The pad id from the tokenizer file's padding section, else `[PAD]`, else 0."""
-    with open(tokenizer_json_path) as f:
+    with open(tokenizer_json_path, encoding="utf-8") as f:
         padding = (json.load(f) or {}).get("padding") or {}
     if "pad_id" in padding:
         return int(padding["pad_id"])

@@ -1,0 +1,199 @@
+"""Few-step fine-tunes of a tiny random BERT: outputs, predictor, resume, MLM, CLI."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+from training.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
+from training.cli import main
+from training.data import offline_rows
+from training.predict import Predictor
+from training.train import RunDirError, TrainConfig, train
+
+FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
+
+
+def config(tmp, model, **kwargs) -> TrainConfig:
+    return TrainConfig(**{"model": str(model), "output_dir": str(tmp), **FAST, **kwargs})
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory, tiny_base_model):
+    run_dir = tmp_path_factory.mktemp("binary") / "run"
+    return train(config(run_dir, tiny_base_model, dataset="rotten_tomatoes", epochs=2,
+                        max_train_samples=128, max_eval_samples=48))
+
+
+def test_binary_outputs(binary_run):
+    run = binary_run.run_dir
+    assert binary_run.checkpoint == run / "model"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "berth.json"):
+        assert (run / "model" / name).is_file(), name
+    assert not (run / ".model.tmp").exists()
+    berth = BerthConfig.load(run / "model")
+    assert berth.labels == ["negative", "positive"] and berth.problem_type == SINGLE_LABEL
+    assert berth.max_length == 64 and berth.thresholds is None
+    hf_config = json.loads((run / "model" / "config.json").read_text())
+    assert hf_config["id2label"] == {"0": "negative", "1": "positive"}
+    assert hf_config["label2id"] == {"negative": 0, "positive": 1}
+    assert hf_config["problem_type"] == SINGLE_LABEL
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and "macro_f1" in metrics["test"]
+    assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0]
+    assert all("train_loss" in h and "eval_accuracy" in h for h in metrics["history"])
+    assert metrics["train_wall_time_s"] > 0
+    assert metrics["config"]["dataset"] == "rotten_tomatoes"
+    assert metrics["sizes"] == {"train": 128, "validation": 48, "test": 48}
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "positive" in (run / "classification_report.txt").read_text()
+    test_rows = read_jsonl(run / "splits" / "test.jsonl")
+    assert len(test_rows) == 48 and len(read_jsonl(run / "splits" / "validation.jsonl")) == 48
+    assert set(test_rows[0]) == {"text", "label"}
+    assert {r["label"] for r in test_rows} == {"negative", "positive"}
+    assert list((run / "checkpoints").glob("checkpoint-*"))
+
+
+def test_predictor_agrees_with_reported_metrics(binary_run):
+    run = binary_run.run_dir
+    rows = read_jsonl(run / "splits" / "test.jsonl")
+    predictions = Predictor(binary_run.checkpoint).predict([r["text"] for r in rows])
+    accuracy = np.mean([p["label"] == r["label"] for p, r in zip(predictions, rows, strict=True)])
+    assert accuracy == pytest.approx(binary_run.metrics["test"]["accuracy"])
+    assert set(predictions[0]["probabilities"]) == {"negative", "positive"}
+
+
+def test_existing_run_is_not_overwritten(binary_run, tiny_base_model, capsys):
+    run = binary_run.run_dir
+    before = (run / "metrics.json").read_text()
+    with pytest.raises(RunDirError, match="--overwrite"):
+        train(config(run, tiny_base_model, dataset="rotten_tomatoes"))
+    code = main(["--dataset", "rotten_tomatoes", "--output-dir", str(run),
+                 "--model", str(tiny_base_model)])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a run" in err and "--overwrite" in err
+    assert "Traceback" not in err
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_cli_data_error_exits_2(tmp_path, tiny_base_model, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok", "label": "a"}\nnot json\n')
+    code = main(["--train-file", str(bad), "--output-dir", str(tmp_path / "run"),
+                 "--model", str(tiny_base_model)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and f"{bad} line 2" in err
+    assert "Traceback" not in err
+
+
+def test_multiclass_bbc_news_head_tail(tmp_path, tiny_base_model):
+    result = train(config(tmp_path / "bbc", tiny_base_model, dataset="bbc_news", epochs=1,
+                          max_train_samples=120, max_eval_samples=40, truncation="head+tail",
+                          head_tokens=16, layer_lr_decay=0.8))
+    berth = BerthConfig.load(result.checkpoint)
+    assert berth.labels == ["business", "entertainment", "politics", "sports", "tech"]
+    assert berth.truncation == "head+tail" and berth.head_tokens == 16
+    assert (result.run_dir / "confusion_matrix.png").is_file()
+    predictor = Predictor(result.checkpoint)
+    text = read_jsonl(result.run_dir / "splits" / "test.jsonl")[0]["text"]
+    ids = predictor.encode([text])[0]
+    full = predictor.tokenizer.encode(text).ids  # [CLS] … [SEP], unpadded, untruncated
+    assert len(full) > 64 and len(ids) == 64
+    assert ids[:17] == full[:17] and ids[-10:] == full[-10:]  # head and tail kept
+    assert predictor.predict(text)[0]["label"] in berth.labels
+
+
+def multi_label_records():
+    """Real BBC texts with two real properties as labels: the section, and "long"."""
+    _, _, rows = offline_rows("bbc_news")
+    rows = [r for _, r in rows if r["label"] in ("politics", "tech", "sports")][::6]
+    median = statistics.median(len(r["text"].split()) for r in rows)
+    return [
+        {"text": r["text"], "labels": [r["label"]] + (["long"] if len(r["text"].split()) > median
+                                                      else [])}
+        for r in rows
+    ]
+
+
+def test_multi_label_fine_tune(tmp_path, tiny_base_model):
+    records = multi_label_records()
+    path = tmp_path / "ml.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = train(config(tmp_path / "ml", tiny_base_model, train_file=str(path),
+                          label_column="labels", epochs=2, max_train_samples=96))
+    berth = BerthConfig.load(result.checkpoint)
+    assert berth.problem_type == MULTI_LABEL
+    assert berth.labels == ["long", "politics", "sports", "tech"]
+    assert len(berth.thresholds) == 4 and all(0 < t < 1 for t in berth.thresholds)
+    hf_config = json.loads((result.checkpoint / "config.json").read_text())
+    assert hf_config["problem_type"] == MULTI_LABEL
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert {"micro_f1", "macro_f1", "accuracy"} <= set(metrics["test"])
+    assert metrics["metric"] == "micro_f1"
+    rows = read_jsonl(result.run_dir / "splits" / "test.jsonl")
+    assert set(rows[0]) == {"text", "labels"} and isinstance(rows[0]["labels"], list)
+    prediction = Predictor(result.checkpoint).predict(rows[0]["text"])[0]
+    assert isinstance(prediction["labels"], list)
+    assert (result.run_dir / "confusion_matrix.png").is_file()
+
+
+def test_resume_continues_from_checkpoint(tmp_path, tiny_base_model):
+    run = tmp_path / "resume"
+    common = {"dataset": "rotten_tomatoes", "max_train_samples": 64, "max_eval_samples": 16}
+    first = train(config(run, tiny_base_model, epochs=1, **common))
+    steps = first.metrics["global_step"]
+    assert steps == 4  # 64 examples / batch 16
+    with pytest.raises(RunDirError, match="no Trainer checkpoint"):
+        train(config(tmp_path / "fresh", tiny_base_model, epochs=2, resume=True, **common))
+    second = train(config(run, tiny_base_model, epochs=2, resume=True, **common))
+    assert second.metrics["resumed_from"].endswith(f"checkpoint-{steps}")
+    assert second.metrics["global_step"] == 2 * steps
+    assert [h["epoch"] for h in second.metrics["history"]] == [1.0, 2.0]
+    # the first epoch's record comes from the saved trainer state, not a re-run
+    assert second.metrics["history"][0]["train_loss"] == pytest.approx(
+        first.metrics["history"][0]["train_loss"])
+    assert (run / "checkpoints" / f"checkpoint-{2 * steps}").is_dir()
+
+
+def test_mlm_then_fine_tune(tmp_path, tiny_base_model, capsys):
+    code = main(["mlm", "--dataset", "bbc_news", "--model", str(tiny_base_model),
+                 "--output-dir", str(tmp_path / "mlm"), "--max-train-samples", "64",
+                 "--max-length", "64", "--batch-size", "16"])
+    assert code == 0
+    checkpoint = tmp_path / "mlm" / "model"
+    assert (checkpoint / "model.safetensors").is_file()
+    assert (checkpoint / "tokenizer.json").is_file()
+    metrics = json.loads((tmp_path / "mlm" / "metrics.json").read_text())
+    assert metrics["eval_perplexity"] > 1
+    capsys.readouterr()
+    code = main(["--dataset", "rotten_tomatoes", "--model", str(checkpoint), "--output-dir",
+                 str(tmp_path / "ft"), "--epochs", "1", "--max-train-samples", "32",
+                 "--max-eval-samples", "16", "--max-length", "64"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "test accuracy:" in out and "test macro-F1:" in out and str(tmp_path / "ft") in out
+    assert BerthConfig.load(tmp_path / "ft" / "model").base_model == str(checkpoint)
+
+
+def test_trainer_uses_berth_parameter_groups(tmp_path, tiny_base_model):
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    from training.train import _trainer_class
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_base_model, num_labels=2, use_safetensors=True)
+    trainer = _trainer_class()(model=model, args=TrainingArguments(
+        output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none"))
+    trainer.layer_lr_decay = 0.5
+    optimizer = trainer.create_optimizer()
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx(
+        [1.25e-4, 2.5e-4, 5e-4, 1e-3])
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.1}

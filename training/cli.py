@@ -1,0 +1,117 @@
+"""`python -m training` (fine-tune) and `python -m training mlm` (continued pretraining).
+
+The argument parsers are generated from the configuration dataclasses: one flag per
+field (`--field-name`), its help text, choices and group from the field's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import types
+import typing
+from collections.abc import Sequence
+
+from training.data import DataError
+
+EPILOG_TRAIN = """\
+examples:
+  python -m training                                   # MiniLM-L6 on Rotten Tomatoes (offline)
+  python -m training --dataset bbc_news --epochs 4
+  python -m training --train-file data/train.csv --text-column review --label-column stars
+  python -m training --dataset imdb --model bert-base-uncased --max-length 512 \\
+      --truncation head+tail --batch-size 16 --lr 3e-5
+  torchrun --nproc-per-node 4 -m training --dataset imdb    # multi-GPU, no code change
+  python -m training mlm --help                         # continued masked-LM pretraining
+"""
+
+
+def _field_type(tp) -> tuple[type, bool]:
+    """(base type, is_list) for `X`, `X | None`, `list[X] | None`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _field_type(args[0])
+    if origin is list:
+        return typing.get_args(tp)[0], True
+    return tp, False
+
+
+def build_parser(cls, prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        group_name = meta.get("group", "options")
+        group = groups.get(group_name) or groups.setdefault(
+            group_name, parser.add_argument_group(group_name))
+        flag = "--" + f.name.replace("_", "-")
+        base, is_list = _field_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = meta.get("help", "")
+        if base is bool:
+            group.add_argument(flag, action="store_true", default=default, help=help_text)
+            continue
+        kwargs: dict = {"type": base, "default": default, "dest": f.name}
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        if is_list:
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = f.name.upper().rstrip("S")
+        suffix = f" (default: {default})" if default not in (None, [], "") else ""
+        group.add_argument(flag, help=help_text + suffix, **kwargs)
+    return parser
+
+
+def parse_config(cls, argv: Sequence[str], prog: str, description: str, epilog: str = ""):
+    args = build_parser(cls, prog, description, epilog).parse_args(argv)
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from training.train import RunDirError
+
+    try:
+        if argv and argv[0] == "mlm":
+            from training.mlm import MLMConfig, pretrain
+
+            config = parse_config(
+                MLMConfig, argv[1:], "python -m training mlm",
+                "Continued masked-LM pretraining on unlabelled domain text; the checkpoint "
+                "it writes fine-tunes with `python -m training --model <dir>`.",
+            )
+            result = pretrain(config)
+            print(f"MLM checkpoint: {result.checkpoint}")
+            print(f"eval perplexity: {result.metrics.get('eval_perplexity')}")
+            print(f"fine-tune it: python -m training --model {result.checkpoint}")
+            return 0
+        if argv and argv[0] == "train":
+            argv = argv[1:]
+        from training.train import TrainConfig, train
+
+        config = parse_config(
+            TrainConfig, argv, "python -m training",
+            "Fine-tune a BERT-family text classifier (binary, multi-class, multi-label) "
+            "and write runs/<run>/: model/ (the checkpoint), metrics.json, reports, plots, "
+            "splits/. `python -m training mlm --help`: continued MLM pretraining.",
+            EPILOG_TRAIN,
+        )
+        result = train(config)
+    except (DataError, RunDirError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    test = result.metrics["test"]
+    print(f"run directory: {result.run_dir}")
+    print(f"checkpoint:    {result.checkpoint}")
+    print(f"test accuracy: {test.get('accuracy', float('nan')):.4f}")
+    print(f"test macro-F1: {test.get('macro_f1', float('nan')):.4f}")
+    return 0

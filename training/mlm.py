@@ -1,0 +1,192 @@
+"""Continued masked-LM pretraining on unlabelled domain text (`python -m training mlm`).
+
+The checkpoint it writes (`<output-dir>/model`: safetensors weights + tokenizer) is an
+ordinary Hugging Face checkpoint: `python -m training --model <that dir>` fine-tunes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from training.data import OFFLINE_CORPORA, DataError, Split, carve, dataset_name, load_texts
+from training.encoding import encode
+from training.train import (
+    PRECISIONS,
+    EncodedDataset,
+    RunDirError,
+    _help,
+    _last_checkpoint,
+    _say,
+    default_model,
+    distributed_state,
+    epoch_history,
+    fast_tokenizer,
+    load_hf_tokenizer,
+    prepare_run_dir,
+    resolve_precision,
+)
+
+
+@dataclass
+class MLMConfig:
+    """Everything `python -m training mlm` accepts."""
+
+    dataset: str | None = field(default="rotten_tomatoes", metadata=_help(
+        "Hub dataset name or offline corpus whose texts to pretrain on "
+        f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file", "data"))
+    dataset_config: str | None = field(default=None, metadata=_help(
+        "configuration name of a Hub dataset", "data"))
+    train_file: str | None = field(default=None, metadata=_help(
+        "unlabelled text: .txt (one text per line), .csv, .tsv, .jsonl, .parquet", "data"))
+    text_column: str = field(default="text", metadata=_help("column with the text", "data"))
+    validation_fraction: float = field(default=0.05, metadata=_help(
+        "share of the texts held out to report perplexity", "data"))
+    max_train_samples: int | None = field(default=None, metadata=_help(
+        "pretrain on a slice of this many texts", "data"))
+    model: str | None = field(default=None, metadata=_help(
+        "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
+        "model"))
+    trust_remote_code: bool = field(default=False, metadata=_help(
+        "allow custom model code from the Hub", "model"))
+    max_length: int = field(default=128, metadata=_help("maximum tokens per text", "model"))
+    mlm_probability: float = field(default=0.15, metadata=_help(
+        "share of tokens masked", "optimisation"))
+    epochs: float = field(default=1, metadata=_help("training epochs", "optimisation"))
+    batch_size: int = field(default=32, metadata=_help("batch size per device", "optimisation"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help(
+        "accumulate gradients over this many batches", "optimisation"))
+    lr: float = field(default=5e-5, metadata=_help("peak learning rate", "optimisation"))
+    weight_decay: float = field(default=0.01, metadata=_help(
+        "AdamW weight decay", "optimisation"))
+    warmup_ratio: float = field(default=0.06, metadata=_help(
+        "share of steps in linear warmup", "optimisation"))
+    max_grad_norm: float = field(default=1.0, metadata=_help(
+        "gradient clipping norm", "optimisation"))
+    precision: str = field(default="auto", metadata=_help(
+        "auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS))
+    seed: int = field(default=42, metadata=_help("random seed", "run"))
+    output_dir: str | None = field(default=None, metadata=_help(
+        "run directory (default: runs/mlm-<dataset name>)", "run"))
+    overwrite: bool = field(default=False, metadata=_help(
+        "replace the outputs of an existing run directory", "run"))
+    resume: bool = field(default=False, metadata=_help(
+        "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"))
+    report_to: str = field(default="none", metadata=_help(
+        "experiment trackers (none, tensorboard, wandb, ...)", "run"))
+
+
+@dataclass
+class MLMResult:
+    run_dir: Path
+    checkpoint: Path
+    metrics: dict
+
+
+def pretrain(config: MLMConfig) -> MLMResult:
+    import math
+
+    from transformers import (
+        AutoModelForMaskedLM,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    if config.overwrite and config.resume:
+        raise RunDirError("--overwrite and --resume exclude each other: pick one")
+    model_name = config.model or default_model()
+    run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config)}")
+    state = distributed_state()
+    prepare_run_dir(run_dir, config.overwrite, config.resume, state)
+
+    source, texts = load_texts(config)
+    if len(texts) < 2:
+        raise DataError(f"{source}: {len(texts)} texts; masked-LM pretraining needs more")
+    pool = Split(texts, [None] * len(texts), [source] * len(texts))
+    train_split, eval_split = carve(pool, config.validation_fraction, config.seed, True)
+    if config.max_train_samples:
+        train_split = train_split.subset(range(min(config.max_train_samples, len(train_split))))
+        eval_split = eval_split.subset(
+            range(min(max(config.max_train_samples // 10, 1), len(eval_split))))
+    _say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
+
+    set_seed(config.seed)
+    hf_tokenizer = load_hf_tokenizer(model_name, config.trust_remote_code)
+    if hf_tokenizer.mask_token is None:
+        raise DataError(f"{model_name}: the tokenizer has no mask token; pick an MLM model")
+    with tempfile.TemporaryDirectory() as workdir:
+        tokenizer, _ = fast_tokenizer(hf_tokenizer, workdir)
+    train_set = EncodedDataset(encode(tokenizer, train_split.texts, config.max_length))
+    eval_set = EncodedDataset(encode(tokenizer, eval_split.texts, config.max_length))
+
+    kwargs = {"trust_remote_code": True} if config.trust_remote_code else {}
+    model = AutoModelForMaskedLM.from_pretrained(model_name, use_safetensors=True, **kwargs)
+    precision = resolve_precision(config.precision)
+    import torch
+
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,
+        max_grad_norm=config.max_grad_norm,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=2,
+        seed=config.seed,
+        remove_unused_columns=False,
+        report_to=config.report_to,
+        disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    collator = DataCollatorForLanguageModeling(
+        tokenizer=hf_tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                      data_collator=collator)
+    resume_from = _last_checkpoint(run_dir / "checkpoints") if config.resume else None
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.monotonic() - started
+    evaluation = trainer.evaluate()
+    eval_loss = evaluation.get("eval_loss")
+    metrics = {
+        "source": source,
+        "history": epoch_history(trainer.state.log_history),
+        "eval_loss": eval_loss,
+        "eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
+        "train_wall_time_s": round(wall, 2),
+        "sizes": {"train": len(train_split), "eval": len(eval_split)},
+        "config": asdict(config) | {"model": model_name, "output_dir": str(run_dir)},
+    }
+    checkpoint = run_dir / "model"
+    staging = run_dir / ".model.tmp"
+    if state.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    state.wait_for_everyone()
+    trainer.save_model(str(staging))
+    if state.is_main_process:
+        (staging / "training_args.bin").unlink(missing_ok=True)
+        hf_tokenizer.save_pretrained(str(staging))
+        if checkpoint.exists():
+            shutil.rmtree(checkpoint)
+        os.replace(staging, checkpoint)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+        _say(state, f"MLM checkpoint: {checkpoint} (eval perplexity "
+                    f"{metrics['eval_perplexity']})")
+    state.wait_for_everyone()
+    return MLMResult(run_dir=run_dir, checkpoint=checkpoint, metrics=metrics)
