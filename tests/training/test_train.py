@@ -28,8 +28,16 @@ def read_jsonl(path):
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory, tiny_base_model):
     run_dir = tmp_path_factory.mktemp("binary") / "run"
-    return train(config(run_dir, tiny_base_model, dataset="rotten_tomatoes", epochs=2,
-                        max_train_samples=128, max_eval_samples=48))
+    return train(
+        config(
+            run_dir,
+            tiny_base_model,
+            dataset="rotten_tomatoes",
+            epochs=2,
+            max_train_samples=128,
+            max_eval_samples=48,
+        )
+    )
 
 
 def test_binary_outputs(binary_run):
@@ -76,8 +84,9 @@ def test_existing_run_is_not_overwritten(binary_run, tiny_base_model, capsys):
     before = (run / "metrics.json").read_text()
     with pytest.raises(RunDirError, match="--overwrite"):
         train(config(run, tiny_base_model, dataset="rotten_tomatoes"))
-    code = main(["--dataset", "rotten_tomatoes", "--output-dir", str(run),
-                 "--model", str(tiny_base_model)])
+    code = main(
+        ["--dataset", "rotten_tomatoes", "--output-dir", str(run), "--model", str(tiny_base_model)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "already holds a run" in err and "--overwrite" in err
     assert "Traceback" not in err
@@ -87,17 +96,35 @@ def test_existing_run_is_not_overwritten(binary_run, tiny_base_model, capsys):
 def test_cli_data_error_exits_2(tmp_path, tiny_base_model, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok", "label": "a"}\nnot json\n')
-    code = main(["--train-file", str(bad), "--output-dir", str(tmp_path / "run"),
-                 "--model", str(tiny_base_model)])
+    code = main(
+        [
+            "--train-file",
+            str(bad),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--model",
+            str(tiny_base_model),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and f"{bad} line 2" in err
     assert "Traceback" not in err
 
 
 def test_multiclass_bbc_news_head_tail(tmp_path, tiny_base_model):
-    result = train(config(tmp_path / "bbc", tiny_base_model, dataset="bbc_news", epochs=1,
-                          max_train_samples=120, max_eval_samples=40, truncation="head+tail",
-                          head_tokens=16, layer_lr_decay=0.8))
+    result = train(
+        config(
+            tmp_path / "bbc",
+            tiny_base_model,
+            dataset="bbc_news",
+            epochs=1,
+            max_train_samples=120,
+            max_eval_samples=40,
+            truncation="head+tail",
+            head_tokens=16,
+            layer_lr_decay=0.8,
+        )
+    )
     berth = BerthConfig.load(result.checkpoint)
     assert berth.labels == ["business", "entertainment", "politics", "sports", "tech"]
     assert berth.truncation == "head+tail" and berth.head_tokens == 16
@@ -117,8 +144,10 @@ def multi_label_records():
     rows = [r for _, r in rows if r["label"] in ("politics", "tech", "sports")][::6]
     median = statistics.median(len(r["text"].split()) for r in rows)
     return [
-        {"text": r["text"], "labels": [r["label"]] + (["long"] if len(r["text"].split()) > median
-                                                      else [])}
+        {
+            "text": r["text"],
+            "labels": [r["label"]] + (["long"] if len(r["text"].split()) > median else []),
+        }
         for r in rows
     ]
 
@@ -127,8 +156,16 @@ def test_multi_label_fine_tune(tmp_path, tiny_base_model):
     records = multi_label_records()
     path = tmp_path / "ml.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = train(config(tmp_path / "ml", tiny_base_model, train_file=str(path),
-                          label_column="labels", epochs=2, max_train_samples=96))
+    result = train(
+        config(
+            tmp_path / "ml",
+            tiny_base_model,
+            train_file=str(path),
+            label_column="labels",
+            epochs=2,
+            max_train_samples=96,
+        )
+    )
     berth = BerthConfig.load(result.checkpoint)
     assert berth.problem_type == MULTI_LABEL
     assert berth.labels == ["long", "politics", "sports", "tech"]
@@ -159,14 +196,29 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_base_model):
     assert [h["epoch"] for h in second.metrics["history"]] == [1.0, 2.0]
     # the first epoch's record comes from the saved trainer state, not a re-run
     assert second.metrics["history"][0]["train_loss"] == pytest.approx(
-        first.metrics["history"][0]["train_loss"])
+        first.metrics["history"][0]["train_loss"]
+    )
     assert (run / "checkpoints" / f"checkpoint-{2 * steps}").is_dir()
 
 
 def test_mlm_then_fine_tune(tmp_path, tiny_base_model, capsys):
-    code = main(["mlm", "--dataset", "bbc_news", "--model", str(tiny_base_model),
-                 "--output-dir", str(tmp_path / "mlm"), "--max-train-samples", "64",
-                 "--max-length", "64", "--batch-size", "16"])
+    code = main(
+        [
+            "mlm",
+            "--dataset",
+            "bbc_news",
+            "--model",
+            str(tiny_base_model),
+            "--output-dir",
+            str(tmp_path / "mlm"),
+            "--max-train-samples",
+            "64",
+            "--max-length",
+            "64",
+            "--batch-size",
+            "16",
+        ]
+    )
     assert code == 0
     checkpoint = tmp_path / "mlm" / "model"
     assert (checkpoint / "model.safetensors").is_file()
@@ -174,9 +226,24 @@ def test_mlm_then_fine_tune(tmp_path, tiny_base_model, capsys):
     metrics = json.loads((tmp_path / "mlm" / "metrics.json").read_text())
     assert metrics["eval_perplexity"] > 1
     capsys.readouterr()
-    code = main(["--dataset", "rotten_tomatoes", "--model", str(checkpoint), "--output-dir",
-                 str(tmp_path / "ft"), "--epochs", "1", "--max-train-samples", "32",
-                 "--max-eval-samples", "16", "--max-length", "64"])
+    code = main(
+        [
+            "--dataset",
+            "rotten_tomatoes",
+            "--model",
+            str(checkpoint),
+            "--output-dir",
+            str(tmp_path / "ft"),
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "32",
+            "--max-eval-samples",
+            "16",
+            "--max-length",
+            "64",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "test accuracy:" in out and "test macro-F1:" in out and str(tmp_path / "ft") in out
@@ -189,11 +256,17 @@ def test_trainer_uses_berth_parameter_groups(tmp_path, tiny_base_model):
     from training.train import _trainer_class
 
     model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_base_model, num_labels=2, use_safetensors=True)
-    trainer = _trainer_class()(model=model, args=TrainingArguments(
-        output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none"))
+        tiny_base_model, num_labels=2, use_safetensors=True
+    )
+    trainer = _trainer_class()(
+        model=model,
+        args=TrainingArguments(
+            output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none"
+        ),
+    )
     trainer.layer_lr_decay = 0.5
     optimizer = trainer.create_optimizer()
     assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx(
-        [1.25e-4, 2.5e-4, 5e-4, 1e-3])
+        [1.25e-4, 2.5e-4, 5e-4, 1e-3]
+    )
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.1}

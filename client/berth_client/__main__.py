@@ -1,0 +1,5 @@
+import sys
+
+from berth_client.cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""`berth-client`: classify texts, or check a server's health, from the shell.
+
+    berth-client predict --url localhost:8000 --model sentiment "a gripping film" "dull"
+    echo "a gripping film" | berth-client predict --model sentiment -
+    berth-client health --url localhost:8000 --model sentiment
+
+`predict` prints one JSON object per text (JSON lines): {"text", "label", ...}.
+`health` prints one JSON object and exits 0 only when the server is live and ready
+and the model is ready (1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from berth_client.client import PROTOCOLS, Classifier
+from berth_client.errors import BerthError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _add_connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="server host:port (default localhost:8000 for http, localhost:8001 for grpc)",
+    )
+    parser.add_argument("--model", default="sentiment", help="the served ensemble's name")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="http", help="default: http")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries on transient failures (server down/overloaded; default 3)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="berth-client", description="Classify texts with a berth model served by Triton."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser(
+        "predict",
+        help="classify texts; prints JSON lines",
+        description="Classify texts; prints one JSON object per text.",
+    )
+    _add_connection_args(predict)
+    predict.add_argument(
+        "texts",
+        nargs="+",
+        help="texts to classify; '-' reads one text per line from standard input",
+    )
+    health = sub.add_parser(
+        "health",
+        help="server live/ready and model ready; non-zero exit when not ready",
+    )
+    _add_connection_args(health)
+    return parser
+
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    texts: list[str] = []
+    for text in args.texts:
+        if text == "-":
+            texts.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+        else:
+            texts.append(text)
+    return texts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with Classifier(
+            args.url,
+            model=args.model,
+            protocol=args.protocol,
+            timeout=args.timeout,
+            retries=args.retries,
+        ) as classifier:
+            if args.command == "health":
+                status = classifier.health()
+                print(json.dumps(status))
+                ok = status["live"] and status["ready"] and status["model_ready"]
+                return EXIT_OK if ok else EXIT_FAILED
+            texts = _texts(args)
+            for text, record in zip(texts, classifier.predict(texts), strict=True):
+                print(json.dumps({"text": text, **record}, ensure_ascii=False))
+            return EXIT_OK
+    except BerthError as exc:
+        print(f"berth-client: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as exc:
+        print(f"berth-client: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

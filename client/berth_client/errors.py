@@ -1,0 +1,102 @@
+"""Typed errors, and the mapping from tritonclient / transport exceptions onto them.
+
+Every error the client raises is a `BerthError`. `transient` marks the ones worth
+retrying (the server is down or busy); bad input and unknown models never are.
+"""
+
+from __future__ import annotations
+
+
+class BerthError(Exception):
+    """Base class of every error berth-client raises."""
+
+    transient = False
+
+
+class ServerUnavailableError(BerthError):
+    """The server could not be reached (connection refused, reset, DNS, HTTP 503, gRPC
+    UNAVAILABLE)."""
+
+    transient = True
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ServerOverloadedError(BerthError):
+    """The server refused the request because it is busy (HTTP 429, gRPC
+    RESOURCE_EXHAUSTED, Triton's "Exceeds maximum queue size")."""
+
+    transient = True
+
+
+class ModelNotFoundError(BerthError):
+    """The server does not serve the requested model (or it is not ready)."""
+
+    def __init__(
+        self,
+        message: str,
+        model: str,
+        available: list[str] | None = None,
+        server_message: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.available = available
+        self.server_message = server_message or message
+
+
+class InvalidInputError(BerthError, ValueError):
+    """The input is not what the model accepts: caught client-side when possible."""
+
+
+class RequestTimeoutError(BerthError, TimeoutError):
+    """The server did not answer within the client's timeout."""
+
+
+_OVERLOAD_STATUSES = {"429", "StatusCode.RESOURCE_EXHAUSTED"}
+_UNAVAILABLE_STATUSES = {"503", "StatusCode.UNAVAILABLE"}
+_NOT_FOUND_STATUSES = {"404", "StatusCode.NOT_FOUND"}
+_INVALID_STATUSES = {"400", "StatusCode.INVALID_ARGUMENT"}
+_TIMEOUT_STATUSES = {"504", "StatusCode.DEADLINE_EXCEEDED"}
+
+
+def _is_aiohttp_connection_error(exc: BaseException) -> bool:
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiohttp comes with tritonclient[http]
+        return False
+    return isinstance(exc, aiohttp.ClientConnectionError)
+
+
+def translate(exc: BaseException, *, url: str, model: str | None = None) -> BerthError:
+    """Map an exception raised by tritonclient (or the transport below it) to a
+    `BerthError` subclass that says what was wrong."""
+    if isinstance(exc, BerthError):
+        return exc
+    where = f" (server {url}" + (f", model {model!r})" if model else ")")
+    if isinstance(exc, TimeoutError):  # socket.timeout, asyncio.TimeoutError
+        return RequestTimeoutError(f"no answer within the timeout{where}: {exc!r}")
+    if isinstance(exc, OSError) or _is_aiohttp_connection_error(exc):
+        return ServerUnavailableError(f"cannot reach the server at {url}: {exc!r}", url=url)
+    status = None
+    message = str(exc)
+    if hasattr(exc, "status") and hasattr(exc, "message"):  # InferenceServerException
+        status = exc.status()
+        message = exc.message() or message
+    status = str(status) if status is not None else ""
+    lowered = message.lower()
+    if status in _OVERLOAD_STATUSES or "exceeds maximum queue size" in lowered:
+        return ServerOverloadedError(f"server overloaded{where}: {message}")
+    if status in _UNAVAILABLE_STATUSES or "failed to connect" in lowered:
+        return ServerUnavailableError(f"server unavailable at {url} ({status}): {message}", url=url)
+    if status in _TIMEOUT_STATUSES or "deadline exceeded" in lowered:
+        return RequestTimeoutError(f"no answer within the timeout{where}: {message}")
+    if status in _NOT_FOUND_STATUSES or "unknown model" in lowered:
+        return ModelNotFoundError(
+            f"model not found{where}: {message}", model=model or "", server_message=message
+        )
+    if status in _INVALID_STATUSES:
+        return InvalidInputError(f"the server rejected the input{where}: {message}")
+    return BerthError(f"server error{where} [{status or type(exc).__name__}]: {message}")

@@ -1,0 +1,172 @@
+"""Scoring ONNX variants: held-out data, an onnxruntime runner, metrics, parity, latency."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from training.checkpoint import BerthConfig
+from training.encoding import encode, load_tokenizer, pad, pad_token_id
+
+
+def load_eval(
+    path: Path, berth: BerthConfig, limit: int | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Rows `{"text", "label"}` (name or index) or multi-label `{"text", "labels": [...]}`.
+
+    Returns texts and targets: class indices (single-label) or a 0/1 matrix (multi-label).
+    """
+    index = {name: i for i, name in enumerate(berth.labels)}
+
+    def to_index(value) -> int:
+        if isinstance(value, str) and value in index:
+            return index[value]
+        if isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.isdigit()):
+            return int(value)
+        raise ValueError(f"{path}: label {value!r} is not one of {berth.labels}")
+
+    texts, targets = [], []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            texts.append(row["text"])
+            if berth.multi_label:
+                values = row.get("labels", row.get("label"))
+                values = values if isinstance(values, list) else [values]
+                hot = np.zeros(len(berth.labels), dtype=np.int64)
+                for value in values:
+                    hot[to_index(value)] = 1
+                targets.append(hot)
+            else:
+                targets.append(to_index(row["label"]))
+            if limit and len(texts) >= limit:
+                break
+    if not texts:
+        raise ValueError(f"{path}: no evaluation rows")
+    return texts, np.asarray(targets)
+
+
+def session(path: Path, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxClassifier:
+    """Tokenize exactly as training does, run the ONNX graph."""
+
+    def __init__(self, model: Path, checkpoint: Path, threads: int = 0) -> None:
+        self.berth = BerthConfig.load(checkpoint)
+        tokenizer_file = str(Path(checkpoint) / "tokenizer.json")
+        self.tokenizer = load_tokenizer(tokenizer_file)
+        self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
+        self.session = session(model, threads)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        b = self.berth
+        ids = encode(self.tokenizer, texts, b.max_length, b.truncation, b.head_tokens)
+        return pad(ids, self.pad_id)
+
+    def run(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, probs = self.session.run(
+            ["logits", "probabilities"], {"input_ids": input_ids, "attention_mask": mask}
+        )
+        return logits, probs
+
+    def logits_and_probabilities(
+        self, texts: Sequence[str], batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, probs = [], []
+        for start in range(0, len(texts), batch_size):
+            out = self.run(*self.encode(texts[start : start + batch_size]))
+            logits.append(out[0])
+            probs.append(out[1])
+        return np.concatenate(logits), np.concatenate(probs)
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
+def classification_scores(probs: np.ndarray, targets: np.ndarray, berth: BerthConfig) -> dict:
+    """Single-label: accuracy, macro F1. Multi-label (thresholds applied): micro/macro F1,
+    exact-match accuracy. `primary` is the figure the accuracy gate compares, in %."""
+    n_labels = len(berth.labels)
+    if berth.multi_label:
+        thresholds = np.asarray(berth.decision_thresholds())
+        pred = (probs >= thresholds).astype(np.int64)
+        tp = ((pred == 1) & (targets == 1)).sum(0)
+        fp = ((pred == 1) & (targets == 0)).sum(0)
+        fn = ((pred == 0) & (targets == 1)).sum(0)
+        micro = float(_f1(tp.sum(), fp.sum(), fn.sum()))
+        macro = float(_f1(tp, fp, fn).mean())
+        exact = float((pred == targets).all(1).mean())
+        return {
+            "micro_f1": 100 * micro,
+            "macro_f1": 100 * macro,
+            "exact_match": 100 * exact,
+            "primary": 100 * micro,
+            "primary_metric": "micro_f1",
+        }
+    pred = probs.argmax(1)
+    labels = np.arange(n_labels)
+    tp = np.array([((pred == c) & (targets == c)).sum() for c in labels])
+    fp = np.array([((pred == c) & (targets != c)).sum() for c in labels])
+    fn = np.array([((pred != c) & (targets == c)).sum() for c in labels])
+    accuracy = float((pred == targets).mean())
+    return {
+        "accuracy": 100 * accuracy,
+        "macro_f1": 100 * float(_f1(tp, fp, fn).mean()),
+        "primary": 100 * accuracy,
+        "primary_metric": "accuracy",
+    }
+
+
+def parity(reference_logits: np.ndarray, logits: np.ndarray, multi_label: bool) -> dict:
+    from training.predict import probabilities
+
+    ref_p = probabilities(reference_logits, multi_label)
+    p = probabilities(logits, multi_label)
+    return {
+        "texts": len(logits),
+        "max_abs_logit_diff": float(np.abs(reference_logits - logits).max()),
+        "max_abs_prob_diff": float(np.abs(ref_p - p).max()),
+        "argmax_agreement": float((reference_logits.argmax(1) == logits.argmax(1)).mean()),
+    }
+
+
+def latency(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> dict:
+    """Median wall time of one `session.run` on real texts (tokenization excluded)."""
+    pool = list(texts) * (1 + batch_size // max(len(texts), 1))
+    batches = [
+        runner.encode(pool[(i * batch_size) % len(pool) :][:batch_size])
+        for i in range(min(runs, 8))
+    ]
+    runner.run(*batches[0])  # warm-up
+    times = []
+    for i in range(runs):
+        ids, mask = batches[i % len(batches)]
+        start = time.perf_counter()
+        runner.run(ids, mask)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "batch_size": batch_size,
+        "median_ms": 1000 * median,
+        "p90_ms": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+        "texts_per_s": batch_size / median,
+    }

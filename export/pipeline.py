@@ -1,0 +1,531 @@
+"""The export stage: checkpoint → gated ONNX variants → a new version of the ensemble.
+
+    python -m export --checkpoint runs/sentiment/model --name sentiment \
+        --model-repository model_repository
+
+Steps: export fp32 ONNX (logits + in-graph probabilities); optionally keep the
+onnxruntime.transformers fusions (`--optimize auto` measures and keeps them only when
+faster); check parity with the PyTorch reference predictor (max |Δlogit| and argmax,
+enforced); derive fp16 and int8; score every variant on the held-out split beside fp32
+and refuse any that loses more than `--max-accuracy-drop` points; write
+`export_report.{json,md}`; publish the Triton repository atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export import onnx_export
+from export.evaluate import (
+    OnnxClassifier,
+    classification_scores,
+    latency,
+    load_eval,
+    parity,
+)
+from export.repository import publish
+from export.triton_config import (
+    CONFIG_FILE,
+    GPU_CONFIG_FILE,
+    VARIANTS,
+    ServingSettings,
+    classifier_model_name,
+    render,
+    repository_configs,
+    tokenizer_model_name,
+)
+from training.checkpoint import BERTH_FILE, BerthConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER_MODEL_SOURCE = ROOT / "serving" / "tokenizer_model" / "model.py"
+ENCODING_SOURCE = ROOT / "training" / "encoding.py"
+
+
+class ExportRefused(RuntimeError):
+    """A gate (parity, accuracy) refused the export; nothing was published."""
+
+
+def _meta(help_text: str, group: str) -> dict:
+    return {"help": help_text, "group": group}
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: Path = field(
+        default=Path("runs/sentiment/model"),
+        metadata=_meta("berth checkpoint directory (runs/<run>/model)", "input"),
+    )
+    name: str = field(
+        default="sentiment",
+        metadata=_meta(
+            "model name: the ensemble is <name>, its members <name>_tokenizer and "
+            "<name>_onnx_<variant>",
+            "output",
+        ),
+    )
+    model_repository: Path = field(
+        default=Path("model_repository"),
+        metadata=_meta("Triton model repository to publish into", "output"),
+    )
+    output_dir: Path | None = field(
+        default=None,
+        metadata=_meta(
+            "where ONNX files and export_report.{json,md} go; empty = <checkpoint>/../export",
+            "output",
+        ),
+    )
+    no_publish: bool = field(
+        default=False,
+        metadata=_meta("export, check and report only; leave the repository alone", "output"),
+    )
+    keep_versions: int = field(
+        default=2,
+        metadata=_meta(
+            "version directories kept per model after publishing (0 = keep all)", "output"
+        ),
+    )
+    variants: str = field(
+        default="fp32,fp16,int8",
+        metadata=_meta("comma-separated variants to build: fp32,fp16,int8", "variants"),
+    )
+    default_variant: str = field(
+        default="int8", metadata=_meta("variant the ensemble's config.pbtxt (CPU) uses", "variants")
+    )
+    gpu_variant: str = field(
+        default="fp16", metadata=_meta("variant the ensemble's configs/gpu.pbtxt uses", "variants")
+    )
+    opset: int = field(default=17, metadata=_meta("ONNX opset (17 or newer)", "variants"))
+    optimize: str = field(
+        default="auto",
+        metadata=_meta(
+            "onnxruntime.transformers fusions: auto (measure, keep if >=5%% faster), on, off",
+            "variants",
+        ),
+    )
+    eval_file: Path | None = field(
+        default=None,
+        metadata=_meta("held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl", "gates"),
+    )
+    max_eval_samples: int = field(
+        default=2000, metadata=_meta("score variants on at most this many rows (0 = all)", "gates")
+    )
+    max_accuracy_drop: float = field(
+        default=1.0,
+        metadata=_meta(
+            "refuse a variant losing more than this many points "
+            "(accuracy; multi-label: micro F1) against fp32",
+            "gates",
+        ),
+    )
+    parity_samples: int = field(
+        default=256, metadata=_meta("held-out texts for the PyTorch-vs-ONNX parity check", "gates")
+    )
+    parity_tolerance: float = field(
+        default=1e-3,
+        metadata=_meta("max |Δlogit| allowed for fp32 (argmax must be identical)", "gates"),
+    )
+    skip_refused: bool = field(
+        default=False,
+        metadata=_meta(
+            "publish the variants that passed instead of refusing the whole "
+            "export (the default and GPU variants must pass)",
+            "gates",
+        ),
+    )
+    threads: int = field(
+        default=0,
+        metadata=_meta(
+            "onnxruntime intra-op threads for scoring and latency (0 = all cores)", "measure"
+        ),
+    )
+    latency_runs: int = field(
+        default=30, metadata=_meta("timed runs per latency figure", "measure")
+    )
+    max_batch_size: int = field(
+        default=64, metadata=_meta("max_batch_size of every model", "serving")
+    )
+    bucket: int = field(
+        default=16,
+        metadata=_meta("tokenizer pads each batch to a multiple of this many tokens", "serving"),
+    )
+    tokenizer_instances: int = field(
+        default=1, metadata=_meta("tokenizer model instances (CPU)", "serving")
+    )
+    classifier_instances: int = field(
+        default=2, metadata=_meta("classifier instances per variant (CPU)", "serving")
+    )
+    intra_op_threads: int = field(
+        default=1,
+        metadata=_meta("onnxruntime intra_op_thread_count per classifier instance", "serving"),
+    )
+    inter_op_threads: int = field(
+        default=1, metadata=_meta("onnxruntime inter_op_thread_count", "serving")
+    )
+    tokenizer_queue_delay_us: int = field(
+        default=1000, metadata=_meta("tokenizer dynamic batching max queue delay (µs)", "serving")
+    )
+    classifier_queue_delay_us: int = field(
+        default=1000, metadata=_meta("classifier dynamic batching max queue delay (µs)", "serving")
+    )
+    trt_cache_dir: str = field(
+        default="/trt-cache",
+        metadata=_meta("TensorRT engine cache directory in the GPU configs", "serving"),
+    )
+
+    def __post_init__(self) -> None:
+        self.checkpoint = Path(self.checkpoint)
+        self.model_repository = Path(self.model_repository)
+        if self.output_dir is not None:
+            self.output_dir = Path(self.output_dir)
+        if self.eval_file is not None:
+            self.eval_file = Path(self.eval_file)
+        unknown = [v for v in self.variant_list if v not in VARIANTS]
+        if unknown or not self.variant_list:
+            raise ValueError(f"--variants: {unknown or 'none'}; choose from {VARIANTS}")
+        if "fp32" not in self.variant_list:
+            raise ValueError(
+                "--variants must include fp32: the reference every variant is scored against"
+            )
+        for flag, value in (
+            ("--default-variant", self.default_variant),
+            ("--gpu-variant", self.gpu_variant),
+        ):
+            if value not in self.variant_list:
+                raise ValueError(f"{flag} {value!r} is not among --variants {self.variants}")
+        if self.opset < 17:
+            raise ValueError("--opset must be 17 or newer")
+        if self.optimize not in ("auto", "on", "off"):
+            raise ValueError("--optimize must be auto, on or off")
+
+    @property
+    def variant_list(self) -> list[str]:
+        return [v.strip() for v in self.variants.split(",") if v.strip()]
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        return self.output_dir or self.checkpoint.resolve().parent / "export"
+
+    @property
+    def resolved_eval_file(self) -> Path:
+        return self.eval_file or self.checkpoint.resolve().parent / "splits" / "test.jsonl"
+
+    def settings(self) -> ServingSettings:
+        return ServingSettings(
+            max_batch_size=self.max_batch_size,
+            bucket=self.bucket,
+            tokenizer_instances=self.tokenizer_instances,
+            tokenizer_queue_delay_us=self.tokenizer_queue_delay_us,
+            classifier_instances=self.classifier_instances,
+            intra_op_threads=self.intra_op_threads,
+            inter_op_threads=self.inter_op_threads,
+            classifier_queue_delay_us=self.classifier_queue_delay_us,
+            trt_cache_dir=self.trt_cache_dir,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a berth checkpoint to ONNX (fp32/fp16/int8), check parity and "
+        "accuracy, write export_report.{json,md} and publish the Triton ensemble.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(ExportConfig):
+        group = groups.setdefault(
+            f.metadata["group"], parser.add_argument_group(f.metadata["group"])
+        )
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, action="store_true", help=f.metadata["help"])
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        group.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ExportConfig:
+    args = build_parser().parse_args(argv)
+    return ExportConfig(**vars(args))
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _say(message: str) -> None:
+    print(f"[export] {message}", flush=True)
+
+
+def _score_variant(
+    variant: str,
+    path: Path,
+    cfg: ExportConfig,
+    berth: BerthConfig,
+    eval_texts: list[str],
+    targets: np.ndarray,
+    parity_texts: list[str],
+    reference_logits: np.ndarray,
+) -> dict:
+    runner = OnnxClassifier(path, cfg.checkpoint, threads=cfg.threads)
+    started = time.monotonic()
+    logits, _ = runner.logits_and_probabilities(parity_texts)
+    parity_result = parity(reference_logits, logits, berth.multi_label)
+    _, probs = runner.logits_and_probabilities(eval_texts)
+    scores = classification_scores(probs, targets, berth)
+    scoring_s = time.monotonic() - started
+    lat = [latency(runner, eval_texts, bs, cfg.latency_runs) for bs in (1, 32)]
+    return {
+        "variant": variant,
+        "file": str(path),
+        "size_mb": path.stat().st_size / 1e6,
+        "parity": parity_result,
+        "scores": scores,
+        "scoring_s": scoring_s,
+        "latency": {f"batch_{entry['batch_size']}": entry for entry in lat},
+    }
+
+
+def _choose_fusion(cfg: ExportConfig, raw: Path, work: Path, eval_texts: list[str]) -> dict:
+    """Returns {"path": chosen fp32 file, "fused": bool, ...measurements}."""
+    if cfg.optimize == "off":
+        return {"path": raw, "fused": False, "mode": "off"}
+    fused_path = onnx_export.fuse(cfg.checkpoint, raw, work / "model.fused.onnx")
+    if cfg.optimize == "on":
+        return {"path": fused_path, "fused": True, "mode": "on"}
+    measured = {}
+    for label, path in (("unfused", raw), ("fused", fused_path)):
+        runner = OnnxClassifier(path, cfg.checkpoint, threads=cfg.threads)
+        measured[label] = {
+            f"batch_{bs}": latency(runner, eval_texts, bs, cfg.latency_runs)["median_ms"]
+            for bs in (1, 32)
+        }
+    keep = measured["fused"]["batch_32"] < 0.95 * measured["unfused"]["batch_32"]
+    return {
+        "path": fused_path if keep else raw,
+        "fused": keep,
+        "mode": "auto",
+        "median_ms": measured,
+        "decision": "kept the fusions (>=5% faster at batch 32)"
+        if keep
+        else "dropped the fusions (not >=5% faster at batch 32 than onnxruntime's own "
+        "session-level optimizations)",
+    }
+
+
+def write_report(report: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "export_report.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path = out / "export_report.md"
+    md_path.write_text(report_markdown(report))
+    return json_path, md_path
+
+
+def report_markdown(report: dict) -> str:
+    lines = [
+        f"# Export report: {report['name']}",
+        "",
+        f"- checkpoint: `{report['checkpoint']}`",
+        f"- problem type: {report['problem_type']}, labels: {', '.join(report['labels'])}",
+        f"- held-out rows scored: {report['eval_rows']} (`{report['eval_file']}`), "
+        f"parity texts: {report['parity_texts']}",
+        f"- machine: {report['machine']}, onnxruntime threads: {report['threads'] or 'default'}",
+        f"- fusions: {report['fusion'].get('decision', report['fusion']['mode'])}",
+        f"- status: **{report['status']}**"
+        + (f", published as version {report['version']}" if report.get("version") else ""),
+        "",
+        "| variant | size MB | metric | Δ vs fp32 (pts) | max abs Δlogit vs PyTorch | "
+        "argmax agree | batch 1 ms | batch 32 ms | texts/s @32 | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for v in report["variants"]:
+        s = v["scores"]
+        metric = ", ".join(
+            f"{k} {s[k]:.2f}" for k in ("accuracy", "micro_f1", "macro_f1") if k in s
+        )
+        lines.append(
+            f"| {v['variant']} | {v['size_mb']:.1f} | {metric} | {v['drop']:+.2f} | "
+            f"{v['parity']['max_abs_logit_diff']:.2e} | "
+            f"{100 * v['parity']['argmax_agreement']:.1f} % | "
+            f"{v['latency']['batch_1']['median_ms']:.2f} | "
+            f"{v['latency']['batch_32']['median_ms']:.2f} | "
+            f"{v['latency']['batch_32']['texts_per_s']:.0f} | {v['verdict']} |"
+        )
+    if report.get("refusals"):
+        lines += ["", "## Refused", ""] + [f"- {r}" for r in report["refusals"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def stage_versions(
+    cfg: ExportConfig, berth: BerthConfig, files: dict[str, Path], stage: Path, report: dict
+) -> dict[str, Path]:
+    """Directories whose contents become the new versions, per model."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    versions: dict[str, Path] = {}
+    tok = stage / tokenizer_model_name(cfg.name)
+    tok.mkdir(parents=True)
+    shutil.copy2(TOKENIZER_MODEL_SOURCE, tok / "model.py")
+    shutil.copy2(ENCODING_SOURCE, tok / "berth_encoding.py")
+    shutil.copy2(cfg.checkpoint / "tokenizer.json", tok / "tokenizer.json")
+    versions[tok.name] = tok
+    for variant, path in files.items():
+        model = stage / classifier_model_name(cfg.name, variant)
+        model.mkdir(parents=True)
+        shutil.copy2(path, model / "model.onnx")
+        versions[model.name] = model
+    ensemble = stage / cfg.name  # the ensemble's version dir: provenance only
+    ensemble.mkdir(parents=True)
+    shutil.copy2(cfg.checkpoint / BERTH_FILE, ensemble / BERTH_FILE)
+    (ensemble / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    versions[cfg.name] = ensemble
+    return versions
+
+
+def run_export(cfg: ExportConfig) -> dict:
+    """Run the whole stage; returns the report. Raises ExportRefused when a gate fails
+    (the report is still written; the repository is untouched)."""
+    from training.predict import Predictor
+
+    started = time.monotonic()
+    berth = BerthConfig.load(cfg.checkpoint)
+    out = cfg.resolved_output_dir
+    work = out / "onnx"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    eval_file = cfg.resolved_eval_file
+    if not eval_file.is_file():
+        raise FileNotFoundError(f"--eval-file {eval_file} does not exist")
+    eval_texts, targets = load_eval(eval_file, berth, cfg.max_eval_samples or None)
+    parity_texts = eval_texts[: cfg.parity_samples]
+    _say(f"{len(eval_texts)} held-out rows from {eval_file}; parity on {len(parity_texts)}")
+
+    reference_logits = Predictor(cfg.checkpoint).logits(parity_texts)
+    raw = onnx_export.export_fp32(cfg.checkpoint, work / "model.raw.onnx", cfg.opset)
+    fusion = _choose_fusion(cfg, raw, work, eval_texts)
+    _say(f"fusions: {fusion.get('decision', fusion['mode'])}")
+
+    files: dict[str, Path] = {}
+    for variant in cfg.variant_list:
+        target = work / f"model.{variant}.onnx"
+        if variant == "fp32":
+            shutil.copy2(fusion["path"], target)
+        elif variant == "fp16":
+            onnx_export.to_fp16(fusion["path"], target)
+        else:
+            onnx_export.to_int8(fusion["path"], target, fused=fusion["fused"])
+        files[variant] = target
+
+    results = []
+    for variant, path in files.items():
+        _say(f"scoring {variant} …")
+        results.append(
+            _score_variant(
+                variant, path, cfg, berth, eval_texts, targets, parity_texts, reference_logits
+            )
+        )
+    by_variant = {r["variant"]: r for r in results}
+    fp32 = by_variant["fp32"]
+    refusals: list[str] = []
+    fatal = False
+    p = fp32["parity"]
+    fp32_ok = p["max_abs_logit_diff"] <= cfg.parity_tolerance and p["argmax_agreement"] == 1.0
+    if not fp32_ok:
+        fatal = True
+        refusals.append(
+            f"fp32 parity failed: max |Δlogit| {p['max_abs_logit_diff']:.3g} (limit "
+            f"{cfg.parity_tolerance:g}), argmax agreement {100 * p['argmax_agreement']:.2f} % "
+            f"(must be 100 %) on {p['texts']} held-out texts against the PyTorch reference"
+        )
+    for r in results:
+        r["drop"] = fp32["scores"]["primary"] - r["scores"]["primary"]
+        r["verdict"] = "ok"
+        if r["variant"] == "fp32":
+            r["verdict"] = "ok" if fp32_ok else "refused: parity"
+            continue
+        if r["drop"] > cfg.max_accuracy_drop:
+            r["verdict"] = "refused: accuracy"
+            metric = r["scores"]["primary_metric"]
+            refusals.append(
+                f"{r['variant']} refused: {metric} {r['scores']['primary']:.2f} vs fp32 "
+                f"{fp32['scores']['primary']:.2f} loses {r['drop']:.2f} points, more than "
+                f"--max-accuracy-drop {cfg.max_accuracy_drop:g}"
+            )
+            if not cfg.skip_refused or r["variant"] in (cfg.default_variant, cfg.gpu_variant):
+                fatal = True
+    published = [r["variant"] for r in results if r["verdict"] == "ok"]
+
+    report = {
+        "name": cfg.name,
+        "checkpoint": str(cfg.checkpoint),
+        "labels": list(berth.labels),
+        "problem_type": berth.problem_type,
+        "thresholds": berth.decision_thresholds() if berth.multi_label else None,
+        "eval_file": str(eval_file),
+        "eval_rows": len(eval_texts),
+        "parity_texts": len(parity_texts),
+        "parity_tolerance": cfg.parity_tolerance,
+        "max_accuracy_drop": cfg.max_accuracy_drop,
+        "opset": cfg.opset,
+        "threads": cfg.threads,
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
+        "fusion": {k: (str(v) if isinstance(v, Path) else v) for k, v in fusion.items()},
+        "variants": results,
+        "refusals": refusals,
+        "status": "refused" if fatal else ("no-publish" if cfg.no_publish else "published"),
+        "config": {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()
+        },
+    }
+    for line in refusals:
+        _say(f"REFUSED: {line}")
+    if fatal:
+        report["elapsed_s"] = time.monotonic() - started
+        write_report(report, out)
+        raise ExportRefused(
+            "export refused, nothing published (repository unchanged):\n  " + "\n  ".join(refusals)
+        )
+
+    if not cfg.no_publish:
+        publish_files = {v: files[v] for v in published}
+        configs = repository_configs(
+            cfg.name, berth, published, cfg.default_variant, cfg.gpu_variant, cfg.settings()
+        )
+        texts = {rel: render(c) for rel, c in configs.items()}
+        versions = stage_versions(cfg, berth, publish_files, out / "staged", report)
+        version = publish(cfg.model_repository, versions, texts, cfg.keep_versions)
+        shutil.rmtree(out / "staged", ignore_errors=True)
+        report["version"] = version
+        report["published_variants"] = published
+        _say(
+            f"published {cfg.name} version {version} to {cfg.model_repository} "
+            f"(CPU: {cfg.default_variant}, GPU: {cfg.gpu_variant}; variants {published})"
+        )
+    report["elapsed_s"] = time.monotonic() - started
+    json_path, md_path = write_report(report, out)
+    _say(f"report: {json_path}, {md_path}")
+    return report
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "GPU_CONFIG_FILE",
+    "ExportConfig",
+    "ExportRefused",
+    "build_parser",
+    "parse_args",
+    "run_export",
+]

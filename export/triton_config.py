@@ -1,0 +1,316 @@
+"""Typed Triton model configurations, rendered through Triton's protobuf definitions.
+
+Each model of a berth repository is described by a small dataclass whose `config()`
+(and `gpu_config()`) returns a `model_config_pb2.ModelConfig`; `render()` turns it into
+`config.pbtxt` text with `google.protobuf.text_format`, `parse()` reads it back. No
+string templates: a typo in a field name fails at build time, not when Triton loads it.
+
+The repository for a model named `<name>`:
+
+    <name>/                 ensemble: TEXT → tokenizer → classifier → LOGITS, PROBABILITIES
+      config.pbtxt          CPU: uses <name>_onnx_<default variant> (int8)
+      configs/gpu.pbtxt     --model-config-name=gpu: uses <name>_onnx_<gpu variant> (fp16)
+    <name>_tokenizer/       Python backend, `tokenizers` via training/encoding.py
+    <name>_onnx_<variant>/  backend "onnxruntime", one per variant (fp32, fp16, int8)
+      config.pbtxt          KIND_CPU, thread settings
+      configs/gpu.pbtxt     KIND_GPU + TensorRT accelerator (fp32/fp16; int8 stays on CPU)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from training.checkpoint import BerthConfig
+
+TEXT = "TEXT"
+LOGITS = "LOGITS"
+PROBABILITIES = "PROBABILITIES"
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+ONNX_LOGITS = "logits"
+ONNX_PROBABILITIES = "probabilities"
+CONFIG_FILE = "config.pbtxt"
+GPU_CONFIG_NAME = "gpu"
+GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
+VARIANTS = ("fp32", "fp16", "int8")
+# Dynamic int8 (MatMulInteger / DynamicQuantizeLinear) are CPU kernels in onnxruntime;
+# TensorRT cannot build them, so the GPU configuration keeps that variant on the CPU.
+CPU_ONLY_VARIANTS = ("int8",)
+
+
+def render(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def tokenizer_model_name(name: str) -> str:
+    return f"{name}_tokenizer"
+
+
+def classifier_model_name(name: str, variant: str) -> str:
+    return f"{name}_onnx_{variant}"
+
+
+def _tensor(name: str, data_type: int, dims: list[int]) -> dict:
+    return {"name": name, "data_type": data_type, "dims": dims}
+
+
+def _set_parameters(config: mc.ModelConfig, parameters: dict[str, object]) -> None:
+    for key, value in parameters.items():
+        config.parameters[key].string_value = str(value)
+
+
+@dataclass
+class ServingSettings:
+    """Batching, instance and thread settings shared by the repository's models."""
+
+    max_batch_size: int = 64
+    # Tokenizer: pad each batch to a multiple of `bucket` tokens (capped at max_length).
+    bucket: int = 16
+    tokenizer_instances: int = 1
+    tokenizer_queue_delay_us: int = 1000
+    classifier_instances: int = 2
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    classifier_queue_delay_us: int = 1000
+    gpu_instances: int = 1
+    gpu_queue_delay_us: int = 500
+    trt_precision: str = "FP16"
+    trt_workspace_bytes: int = 1 << 30
+    # Inside the container; docker/compose.yaml mounts a volume there.
+    trt_cache_dir: str = "/trt-cache"
+    version_policy_latest: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be > 0 (clients send [batch, 1])")
+        if self.bucket < 1:
+            raise ValueError("bucket must be >= 1")
+
+
+@dataclass
+class TokenizerModel:
+    name: str
+    berth: BerthConfig
+    settings: ServingSettings = field(default_factory=ServingSettings)
+    tokenizer_file: str = "tokenizer.json"
+
+    def config(self) -> mc.ModelConfig:
+        s = self.settings
+        cfg = mc.ModelConfig(
+            name=self.name,
+            backend="python",
+            max_batch_size=s.max_batch_size,
+            input=[_tensor(TEXT, mc.TYPE_STRING, [1])],
+            output=[
+                _tensor(INPUT_IDS, mc.TYPE_INT64, [-1]),
+                _tensor(ATTENTION_MASK, mc.TYPE_INT64, [-1]),
+            ],
+            instance_group=[
+                {"kind": mc.ModelInstanceGroup.KIND_CPU, "count": s.tokenizer_instances}
+            ],
+        )
+        cfg.version_policy.latest.num_versions = s.version_policy_latest
+        cfg.dynamic_batching.max_queue_delay_microseconds = s.tokenizer_queue_delay_us
+        _set_parameters(
+            cfg,
+            {
+                "tokenizer_file": self.tokenizer_file,
+                "max_length": self.berth.max_length,
+                "truncation": self.berth.truncation,
+                "head_tokens": self.berth.head_tokens,
+                "bucket": s.bucket,
+            },
+        )
+        return cfg
+
+
+@dataclass
+class ClassifierModel:
+    name: str
+    variant: str
+    num_labels: int
+    settings: ServingSettings = field(default_factory=ServingSettings)
+    model_filename: str = "model.onnx"
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; one of {VARIANTS}")
+
+    def _base(self) -> mc.ModelConfig:
+        cfg = mc.ModelConfig(
+            name=self.name,
+            backend="onnxruntime",
+            max_batch_size=self.settings.max_batch_size,
+            default_model_filename=self.model_filename,
+            input=[
+                _tensor(INPUT_IDS, mc.TYPE_INT64, [-1]),
+                _tensor(ATTENTION_MASK, mc.TYPE_INT64, [-1]),
+            ],
+            output=[
+                _tensor(ONNX_LOGITS, mc.TYPE_FP32, [self.num_labels]),
+                _tensor(ONNX_PROBABILITIES, mc.TYPE_FP32, [self.num_labels]),
+            ],
+        )
+        cfg.version_policy.latest.num_versions = self.settings.version_policy_latest
+        return cfg
+
+    def config(self) -> mc.ModelConfig:
+        """CPU: dynamic batching, `classifier_instances` × `intra_op_threads`."""
+        s = self.settings
+        cfg = self._base()
+        cfg.dynamic_batching.max_queue_delay_microseconds = s.classifier_queue_delay_us
+        cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=s.classifier_instances)
+        _set_parameters(
+            cfg,
+            {
+                "intra_op_thread_count": s.intra_op_threads,
+                "inter_op_thread_count": s.inter_op_threads,
+            },
+        )
+        return cfg
+
+    def gpu_config(self) -> mc.ModelConfig:
+        """GPU: KIND_GPU, TensorRT accelerator with an engine cache (int8: CPU, see above)."""
+        if self.variant in CPU_ONLY_VARIANTS:
+            return self.config()
+        s = self.settings
+        cfg = self._base()
+        cfg.dynamic_batching.max_queue_delay_microseconds = s.gpu_queue_delay_us
+        cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=s.gpu_instances)
+        trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        trt.parameters["precision_mode"] = s.trt_precision
+        trt.parameters["max_workspace_size_bytes"] = str(s.trt_workspace_bytes)
+        trt.parameters["trt_engine_cache_enable"] = "true"
+        trt.parameters["trt_engine_cache_path"] = f"{s.trt_cache_dir.rstrip('/')}/{self.name}"
+        return cfg
+
+
+@dataclass
+class EnsembleModel:
+    """The public model: TEXT in; LOGITS, PROBABILITIES out; labels in `parameters`."""
+
+    name: str
+    berth: BerthConfig
+    default_variant: str = "int8"
+    gpu_variant: str = "fp16"
+    settings: ServingSettings = field(default_factory=ServingSettings)
+    # Name prefix of the member models (default: `name`); lets a second ensemble reuse
+    # another's tokenizer and classifiers.
+    members: str | None = None
+
+    @property
+    def member_prefix(self) -> str:
+        return self.members or self.name
+
+    def parameters(self, variant: str) -> dict[str, object]:
+        b = self.berth
+        return {
+            "id2label": json.dumps(list(b.labels)),
+            "problem_type": b.problem_type,
+            "thresholds": json.dumps(b.decision_thresholds() if b.multi_label else []),
+            "max_length": b.max_length,
+            "truncation": b.truncation,
+            "head_tokens": b.head_tokens,
+            "variant": variant,
+        }
+
+    def _config(self, variant: str) -> mc.ModelConfig:
+        num_labels = len(self.berth.labels)
+        cfg = mc.ModelConfig(
+            name=self.name,
+            platform="ensemble",
+            max_batch_size=self.settings.max_batch_size,
+            input=[_tensor(TEXT, mc.TYPE_STRING, [1])],
+            output=[
+                _tensor(LOGITS, mc.TYPE_FP32, [num_labels]),
+                _tensor(PROBABILITIES, mc.TYPE_FP32, [num_labels]),
+            ],
+        )
+        cfg.version_policy.latest.num_versions = self.settings.version_policy_latest
+        steps = cfg.ensemble_scheduling.step
+        steps.add(
+            model_name=tokenizer_model_name(self.member_prefix),
+            model_version=-1,
+            input_map={TEXT: TEXT},
+            output_map={INPUT_IDS: "_input_ids", ATTENTION_MASK: "_attention_mask"},
+        )
+        steps.add(
+            model_name=classifier_model_name(self.member_prefix, variant),
+            model_version=-1,
+            input_map={INPUT_IDS: "_input_ids", ATTENTION_MASK: "_attention_mask"},
+            output_map={ONNX_LOGITS: LOGITS, ONNX_PROBABILITIES: PROBABILITIES},
+        )
+        _set_parameters(cfg, self.parameters(variant))
+        return cfg
+
+    def config(self) -> mc.ModelConfig:
+        return self._config(self.default_variant)
+
+    def gpu_config(self) -> mc.ModelConfig:
+        return self._config(self.gpu_variant)
+
+
+def repository_configs(
+    name: str,
+    berth: BerthConfig,
+    variants: list[str] | tuple[str, ...] = VARIANTS,
+    default_variant: str = "int8",
+    gpu_variant: str = "fp16",
+    settings: ServingSettings | None = None,
+) -> dict[str, mc.ModelConfig]:
+    """Every config file of the repository, keyed by path relative to its root."""
+    settings = settings or ServingSettings()
+    for role, variant in (("default", default_variant), ("gpu", gpu_variant)):
+        if variant not in variants:
+            raise ValueError(f"the {role} variant {variant!r} is not among {list(variants)}")
+    configs: dict[str, mc.ModelConfig] = {}
+    ensemble = EnsembleModel(name, berth, default_variant, gpu_variant, settings)
+    configs[f"{name}/{CONFIG_FILE}"] = ensemble.config()
+    configs[f"{name}/{GPU_CONFIG_FILE}"] = ensemble.gpu_config()
+    tokenizer = TokenizerModel(tokenizer_model_name(name), berth, settings)
+    configs[f"{tokenizer.name}/{CONFIG_FILE}"] = tokenizer.config()
+    for variant in variants:
+        model = ClassifierModel(
+            classifier_model_name(name, variant), variant, len(berth.labels), settings
+        )
+        configs[f"{model.name}/{CONFIG_FILE}"] = model.config()
+        configs[f"{model.name}/{GPU_CONFIG_FILE}"] = model.gpu_config()
+    return configs
+
+
+# The demo model the repository commits configs for (`make demo`: MiniLM on Rotten
+# Tomatoes). tests/export/test_triton_config.py checks the committed files against these.
+DEMO_NAME = "sentiment"
+DEMO_BERTH = BerthConfig(labels=["negative", "positive"], max_length=128, truncation="head")
+
+
+def demo_configs() -> dict[str, mc.ModelConfig]:
+    return repository_configs(DEMO_NAME, DEMO_BERTH)
+
+
+def write_demo_configs(repository) -> list[str]:
+    """(Re)write the committed demo configs under `repository`."""
+    from pathlib import Path
+
+    written = []
+    for rel, config in demo_configs().items():
+        path = Path(repository) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(config))
+        written.append(str(path))
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in write_demo_configs(sys.argv[1] if len(sys.argv) > 1 else "model_repository"):
+        print(path)

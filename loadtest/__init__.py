@@ -1,0 +1,1 @@
+"""berth load tests: Locust suite, SLO gate, side-by-side benchmark."""

@@ -1,0 +1,365 @@
+"""`python -m loadtest.compare`: the side-by-side benchmark, one run on one machine.
+
+    python -m loadtest.compare --checkpoint runs/sentiment/model \
+        --model-repository model_repository --model sentiment --duration 30s --users 64
+
+(1) service: the reference PyTorch predictor (training.predict.Predictor) behind a plain
+    Python HTTP service (loadtest/reference_service.py), one text per request, loaded
+    by Locust;
+(2) ceiling: the int8 ONNX model alone in onnxruntime, tokenization included, at batch
+    1, 8, 16, 32, 64 (the model-only ceiling in texts/s, no server, no network);
+(3) triton: the Triton ensemble end to end (pip tritonserver), loaded by Locust.
+
+Same texts (Rotten Tomatoes review snippets unless --texts), same machine. Prints a
+markdown table (throughput, p50/p99, failures, CPU used by the server and the load
+generator, in cores) and the ratios (3)/(1) and (3)/(2), and writes it to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest import triton_stats
+from loadtest.cpu import CpuMeter
+from loadtest.data import SCENARIOS, load_texts
+from loadtest.run import ROOT, LocustRun, parse_duration
+
+BATCH_SIZES = (1, 8, 16, 32, 64)
+
+
+@dataclass
+class Row:
+    what: str
+    throughput: float  # req/s or texts/s
+    unit: str = "req/s"
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int | None = None
+    failures: int | None = None
+    server_cores: float | None = None
+    loadgen_cores: float | None = None
+
+    def cells(self) -> list[str]:
+        def fmt(value, spec):
+            return "–" if value is None else format(value, spec)
+
+        return [
+            self.what,
+            f"{self.throughput:,.0f} {self.unit}",
+            fmt(self.p50_ms, "g"),
+            fmt(self.p99_ms, "g"),
+            fmt(self.requests, ","),
+            fmt(self.failures, ","),
+            fmt(self.server_cores, ".2f"),
+            fmt(self.loadgen_cores, ".2f"),
+        ]
+
+
+HEADER = [
+    "setup",
+    "throughput",
+    "p50 ms",
+    "p99 ms",
+    "requests",
+    "failures",
+    "server CPU (cores)",
+    "load gen CPU (cores)",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the reference service exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
+
+
+def locust_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {
+        "BERTH_MODEL": args.model,
+        "BERTH_PROTOCOL": args.protocol,
+        "BERTH_SCENARIO": args.scenario,
+        "BERTH_TIMEOUT": "60",
+    }
+    if args.texts:
+        env["BERTH_TEXTS"] = str(Path(args.texts).resolve())
+    return env
+
+
+def bench_service(args: argparse.Namespace) -> Row:
+    """(1): the PyTorch reference predictor behind a stdlib ThreadingHTTPServer."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "loadtest.reference_service", "--checkpoint",
+           str(args.checkpoint), "--port", str(port)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    service = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 300, service)
+        meter = CpuMeter()
+        meter.watch("server", service.pid)
+        run = LocustRun(
+            host=f"127.0.0.1:{port}",
+            user_class="ReferenceServiceUser",
+            users=args.service_users or args.users,
+            duration_s=args.duration,
+            report_dir=args.report_dir,
+            prefix="service",
+            env=locust_env(args),
+            quiet=True,
+        )
+        with meter:
+            stats = run.run(meter)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    return Row(
+        "(1) PyTorch reference predictor, stdlib HTTP service, 1 text/request",
+        stats.rps,
+        "req/s",
+        stats.p50_ms,
+        stats.p99_ms,
+        stats.requests,
+        stats.failures,
+        meter.cores("server"),
+        meter.cores("load generator"),
+    )
+
+
+def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
+    model_dir = repository / f"{model}_onnx_{variant}"
+    versions = (
+        sorted(
+            (int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()),
+            reverse=True,
+        )
+        if model_dir.is_dir()
+        else []
+    )
+    for version in versions:
+        path = model_dir / str(version) / "model.onnx"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no {model_dir}/<version>/model.onnx: publish with python -m export")
+
+
+def bench_ceiling(args: argparse.Namespace, texts: list[str]) -> list[Row]:
+    """(2): the int8 ONNX model alone, tokenization included, batch sweep."""
+    from export.evaluate import OnnxClassifier
+
+    path = onnx_model_path(args.model_repository, args.model, args.variant)
+    runner = OnnxClassifier(path, args.checkpoint, threads=args.ceiling_threads)
+    me = os.getpid()
+    rows = []
+    per_batch = max(2.0, args.ceiling_seconds)
+
+    def measure(batch: int, pool: list[str]) -> tuple[float, float]:
+        runner.logits_and_probabilities(pool[:batch], batch_size=batch)  # warm-up
+        meter = CpuMeter()
+        meter.watch("server", me)
+        done = 0
+        started = time.perf_counter()
+        with meter:
+            while time.perf_counter() - started < per_batch:
+                chunk = [pool[(done + k) % len(pool)] for k in range(batch)]
+                runner.logits_and_probabilities(chunk, batch_size=batch)
+                done += batch
+        return done / (time.perf_counter() - started), meter.cores("server")
+
+    for batch in BATCH_SIZES:
+        rate, cores = measure(batch, texts)
+        what = f"(2) {args.variant} ONNX alone, onnxruntime, batch {batch}, tokenization included"
+        rows.append(Row(what, rate, "texts/s", server_cores=cores))
+    # The same at the best batch size with texts sorted by length: batches carry almost
+    # no padding. Not a serving set-up (requests arrive in random order): it shows what
+    # padding costs, i.e. what length-aware batching in the server could win.
+    best_batch = BATCH_SIZES[max(range(len(rows)), key=lambda i: rows[i].throughput)]
+    rate, cores = measure(best_batch, sorted(texts, key=len))
+    what = f"(2′) same, batch {best_batch}, texts sorted by length (almost no padding)"
+    rows.append(Row(what, rate, "texts/s", server_cores=cores))
+    return rows
+
+
+def bench_triton(args: argparse.Namespace) -> Row:
+    """(3): the ensemble end to end in tritonserver, under Locust."""
+    from serving.server import TritonServer
+
+    user_class = "FastTritonUser" if args.client == "fast" else "BerthClientUser"
+    with TritonServer(args.model_repository) as server:
+        host = server.grpc_url if args.protocol == "grpc" else server.http_url
+        meter = CpuMeter()
+        meter.watch("server", server.process.pid)
+        run = LocustRun(
+            host=host,
+            user_class=user_class,
+            users=args.users,
+            duration_s=args.duration,
+            processes=args.processes,
+            report_dir=args.report_dir,
+            prefix="triton",
+            env=locust_env(args),
+            quiet=True,
+        )
+        before = triton_stats.snapshot(server.http_url)
+        with meter:
+            stats = run.run(meter)
+        after = triton_stats.snapshot(server.http_url)
+    diff = triton_stats.delta(before, after)
+    (args.report_dir / "triton_model_stats.json").write_text(json.dumps(diff, indent=1))
+    path = "prebuilt bodies" if args.client == "fast" else "berth_client"
+    what = f"(3) Triton ensemble, {args.protocol}, {path}, 1 text/request"
+    return Row(
+        what,
+        stats.rps,
+        "req/s",
+        stats.p50_ms,
+        stats.p99_ms,
+        stats.requests,
+        stats.failures,
+        meter.cores("server"),
+        meter.cores("load generator"),
+    )
+
+
+def markdown(rows: list[Row], args: argparse.Namespace, command: str, extra: list[str]) -> str:
+    lines = [
+        f"### Side-by-side: {args.model}, {args.scenario} texts, {args.users} users, "
+        f"{args.duration:.0f} s a run",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; Locust on the same machine.",
+        f"Command: `{command}`",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "| --- | " + " | ".join("---:" for _ in HEADER[1:]) + " |",
+    ]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    service = next((r for r in rows if r.what.startswith("(1)")), None)
+    triton = next((r for r in rows if r.what.startswith("(3)")), None)
+    ceiling = max(
+        (r for r in rows if r.what.startswith("(2)")), key=lambda r: r.throughput, default=None
+    )
+    lines.append("")
+    if triton and service and service.throughput > 0:
+        lines.append(
+            f"- (3)/(1): **{triton.throughput / service.throughput:.1f}×** the "
+            "PyTorch service's throughput"
+        )
+    if triton and ceiling and ceiling.throughput > 0:
+        lines.append(
+            f"- (3)/(2): **{triton.throughput / ceiling.throughput:.2f}×** the "
+            f"model-only ceiling ({ceiling.what.split(',')[2].strip()})"
+        )
+    lines += extra
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.compare", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="runs/<run>/model")
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model", default="sentiment")
+    parser.add_argument("--variant", default="int8", help="ONNX variant for (2) (default int8)")
+    parser.add_argument("--duration", type=parse_duration, default=30.0, help="per Locust run")
+    parser.add_argument("--users", type=int, default=64)
+    parser.add_argument(
+        "--service-users",
+        type=int,
+        default=None,
+        help="users for (1) (default: --users)",
+    )
+    parser.add_argument("--processes", type=int, default=None, help="Locust processes for (3)")
+    parser.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    parser.add_argument(
+        "--client",
+        choices=("fast", "berth"),
+        default="fast",
+        help="load path for (3): prebuilt bodies (fast) or berth_client (see python -m loadtest)",
+    )
+    parser.add_argument("--scenario", choices=SCENARIOS, default="snippets")
+    parser.add_argument("--texts", type=Path, default=None)
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=5.0, help="seconds per batch size in (2)"
+    )
+    parser.add_argument(
+        "--ceiling-threads",
+        type=int,
+        default=0,
+        help="onnxruntime intra-op threads in (2) (default 0: one per core)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("service", "ceiling", "triton"),
+        action="append",
+        help="run only these parts (repeatable)",
+    )
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/compare"))
+    parser.add_argument("--output", type=Path, default=Path("reports/compare.md"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m loadtest.compare " + shlex.join(argv)
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    parts = args.only or ["service", "ceiling", "triton"]
+    rows: list[Row] = []
+    extra: list[str] = []
+    if "service" in parts:
+        print("(1) PyTorch reference service ...", flush=True)
+        rows.append(bench_service(args))
+        print("   ", rows[-1].cells(), flush=True)
+    if "ceiling" in parts:
+        print("(2) ONNX alone ...", flush=True)
+        texts = load_texts(args.texts, args.scenario, limit=4096)
+        for row in bench_ceiling(args, texts):
+            rows.append(row)
+            print("   ", row.cells(), flush=True)
+    if "triton" in parts:
+        print("(3) Triton ensemble ...", flush=True)
+        rows.append(bench_triton(args))
+        print("   ", rows[-1].cells(), flush=True)
+        diff = json.loads((args.report_dir / "triton_model_stats.json").read_text())
+        extra += [
+            "",
+            "Inside Triton during (3) (`/v2/models/stats`):",
+            "",
+            triton_stats.table(diff),
+        ]
+    text = markdown(rows, args, command, extra)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print()
+    print(text)
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Locust users that call a served berth ensemble.
+
+Run through `python -m loadtest` (which sets the environment below and checks SLOs), or
+directly:
+
+    BERTH_MODEL=sentiment locust -f loadtest/locustfile.py --headless -u 64 -t 20s \
+        --host http://127.0.0.1:8000 BerthClientUser
+
+User classes:
+- `BerthClientUser`: the real client path, `berth_client.Classifier` (HTTP through
+  geventhttpclient, or gRPC with grpc's gevent integration), one text per request, each
+  request reported to Locust with its latency and exception.
+- `FastTritonUser`: the cheap path. The KServe-v2 binary request bodies are built once
+  with tritonclient's own `generate_request_body` and posted with Locust's FastHttpUser;
+  the response is checked for status and for the `PROBABILITIES` output. Much less load
+  generator CPU per request, which matters when Locust shares the server's cores.
+- `ReferenceServiceUser`: posts `{"text": ...}` JSON to the plain PyTorch service of
+  `python -m loadtest.compare`.
+
+Environment: BERTH_MODEL (default sentiment), BERTH_PROTOCOL (http|grpc, for
+BerthClientUser), BERTH_SCENARIO (snippets|long), BERTH_TEXTS (a texts file; default:
+the Rotten Tomatoes snippets), BERTH_TIMEOUT (seconds, default 10), BERTH_USER_RPS
+(per-user pacing; unset = no wait between requests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import numpy as np
+import tritonclient.http as httpclient
+from locust import FastHttpUser, User, constant, constant_throughput, events, task
+
+from loadtest.data import load_texts
+
+MODEL = os.environ.get("BERTH_MODEL", "sentiment")
+PROTOCOL = os.environ.get("BERTH_PROTOCOL", "http")
+SCENARIO = os.environ.get("BERTH_SCENARIO", "snippets")
+TEXTS_FILE = os.environ.get("BERTH_TEXTS") or None
+TIMEOUT = float(os.environ.get("BERTH_TIMEOUT", "10"))
+USER_RPS = float(os.environ.get("BERTH_USER_RPS", "0") or 0)
+
+if PROTOCOL == "grpc":
+    # grpc's C core runs its own threads; under Locust's gevent monkey-patching they
+    # must be integrated with gevent's hub before any channel exists, or calls block
+    # the whole process.
+    import grpc.experimental.gevent as grpc_gevent
+
+    grpc_gevent.init_gevent()
+
+from berth_client import Classifier  # noqa: E402  (after gevent set-up for grpc)
+
+TEXTS = load_texts(TEXTS_FILE, SCENARIO)
+REQUEST_NAME = f"{MODEL} [{SCENARIO}]"
+
+
+def _wait_time():
+    return constant_throughput(USER_RPS) if USER_RPS > 0 else constant(0)
+
+
+def _host_port(host: str) -> str:
+    for scheme in ("http://", "grpc://"):
+        if host.startswith(scheme):
+            host = host[len(scheme) :]
+    return host.rstrip("/")
+
+
+class BerthClientUser(User):
+    """One `berth_client.Classifier` per user; no retries (the load test must see
+    every failure)."""
+
+    wait_time = _wait_time()
+
+    def on_start(self) -> None:
+        self.classifier = Classifier(
+            _host_port(self.host or "127.0.0.1:8000"),
+            model=MODEL,
+            protocol=PROTOCOL,
+            timeout=TIMEOUT,
+            retries=0,
+        )
+        # The config read is not part of the measurement; when it fails (server down,
+        # unknown model) the failure is reported and every request will fail too.
+        started = time.perf_counter()
+        try:
+            self.classifier.model_info()
+        except Exception as exc:
+            events.request.fire(
+                request_type=PROTOCOL.upper(),
+                name=f"{MODEL} [config]",
+                response_time=(time.perf_counter() - started) * 1000.0,
+                response_length=0,
+                exception=exc,
+                context={},
+            )
+
+    def on_stop(self) -> None:
+        self.classifier.close()
+
+    @task
+    def predict(self) -> None:
+        text = random.choice(TEXTS)
+        started = time.perf_counter()
+        exception = None
+        try:
+            self.classifier.predict(text)
+        except Exception as exc:
+            exception = exc
+        events.request.fire(
+            request_type=PROTOCOL.upper(),
+            name=REQUEST_NAME,
+            response_time=(time.perf_counter() - started) * 1000.0,
+            response_length=0,
+            exception=exception,
+            context={},
+        )
+
+
+def build_body(text: str) -> tuple[bytes, dict]:
+    """A binary KServe-v2 request body (+ headers) for one text, as tritonclient builds it."""
+    output = httpclient.InferRequestedOutput("PROBABILITIES", binary_data=True)
+    infer_input = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+    infer_input.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(
+        [infer_input], outputs=[output]
+    )
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    return body, headers
+
+
+_BODIES: dict[int, tuple[bytes, dict]] = {}
+BODY_POOL = min(len(TEXTS), 2048)
+
+
+def body_for(index: int) -> tuple[bytes, dict]:
+    """Built on first use, then reused (process-wide cache of BODY_POOL bodies)."""
+    body = _BODIES.get(index)
+    if body is None:
+        body = _BODIES[index] = build_body(TEXTS[index])
+    return body
+
+
+class FastTritonUser(FastHttpUser):
+    """Prebuilt request bodies over Locust's FastHttpUser (geventhttpclient)."""
+
+    wait_time = _wait_time()
+    network_timeout = TIMEOUT
+    connection_timeout = TIMEOUT
+
+    def on_start(self) -> None:
+        self.path = f"/v2/models/{MODEL}/infer"
+
+    @task
+    def infer(self) -> None:
+        body, headers = body_for(random.randrange(BODY_POOL))
+        with self.client.post(
+            self.path, data=body, headers=headers, name=REQUEST_NAME, catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+            elif b"PROBABILITIES" not in (response.content or b""):
+                response.failure("no PROBABILITIES output in the response")
+
+
+class ReferenceServiceUser(FastHttpUser):
+    """`{"text": ...}` JSON to the PyTorch reference service (loadtest.compare)."""
+
+    wait_time = _wait_time()
+    network_timeout = TIMEOUT * 6
+    connection_timeout = TIMEOUT
+
+    @task
+    def predict(self) -> None:
+        payload = json.dumps({"text": random.choice(TEXTS)})
+        with self.client.post(
+            "/predict",
+            data=payload,
+            headers={"Content-Type": "application/json"},
+            name=REQUEST_NAME,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+            elif "label" not in (response.text or ""):
+                response.failure("no label in the response")

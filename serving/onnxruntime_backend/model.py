@@ -1,0 +1,184 @@
+"""A Python-based Triton backend named `onnxruntime`, running `onnxruntime.InferenceSession`.
+
+The pip `tritonserver` (nvidia-pytriton) has no native onnxruntime backend. Triton loads
+a *Python-based backend* from `<backend-dir>/onnxruntime/model.py` for every model whose
+config says `backend: "onnxruntime"`, so the model repository written for the NVIDIA
+container (native backend) loads unchanged on a CPU machine. `serving.server` puts this
+file there.
+
+What it honours from `config.pbtxt`:
+
+- `default_model_filename` (default `model.onnx`) in the version directory;
+- `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend)
+  and `execution_mode` (`0` sequential, `1` parallel);
+- the declared inputs and outputs: inputs are fed by name, outputs are cast to the
+  declared data type.
+
+Every `execute()` call gets the requests one dynamic batch gathered; requests whose
+inputs have equal non-batch shapes are concatenated into one `session.run` and the
+outputs split back by row counts. Requests with other shapes run as their own group.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+try:  # only inside the Triton Python backend stub
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # unit tests inject a stand-in
+    pb_utils = None
+
+TRITON_TO_NUMPY = {
+    "TYPE_BOOL": np.bool_,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP64": np.float64,
+}
+
+
+def parameter(config: dict, key: str, default: str | None = None) -> str | None:
+    value = (config.get("parameters") or {}).get(key)
+    if isinstance(value, dict):
+        value = value.get("string_value")
+    return default if value in (None, "") else str(value)
+
+
+def session_options(config: dict):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    intra = int(parameter(config, "intra_op_thread_count", "0"))
+    inter = int(parameter(config, "inter_op_thread_count", "0"))
+    if intra > 0:
+        options.intra_op_num_threads = intra
+    if inter > 0:
+        options.inter_op_num_threads = inter
+    if parameter(config, "execution_mode", "0") == "1":
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    else:
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def model_file(args: dict, config: dict) -> Path:
+    """`<model dir>/<version>/<default_model_filename or model.onnx>`."""
+    name = config.get("default_model_filename") or "model.onnx"
+    base = Path(args["model_repository"])
+    version = str(args.get("model_version", ""))
+    candidate = base / version / name
+    return candidate if candidate.is_file() else base / name
+
+
+def group_by_shape(batches: list[dict[str, np.ndarray]]) -> list[list[int]]:
+    """Indices of requests whose inputs share every non-batch shape, in arrival order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, inputs in enumerate(batches):
+        key = tuple(
+            (name, array.shape[1:], array.dtype.str) for name, array in sorted(inputs.items())
+        )
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def run_batched(session, batches: list[dict[str, np.ndarray]], output_names: list[str]):
+    """One `session.run` per shape group; returns per-request {output: array}."""
+    results: list[dict[str, np.ndarray] | None] = [None] * len(batches)
+    for group in group_by_shape(batches):
+        feed = {
+            name: np.concatenate([batches[i][name] for i in group], axis=0)
+            if len(group) > 1
+            else batches[group[0]][name]
+            for name in batches[group[0]]
+        }
+        outputs = session.run(output_names, feed)
+        start = 0
+        for i in group:
+            rows = len(next(iter(batches[i].values())))
+            results[i] = {
+                name: out[start : start + rows]
+                for name, out in zip(output_names, outputs, strict=True)
+            }
+            start += rows
+    return results
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        import onnxruntime as ort
+
+        self.config = json.loads(args["model_config"])
+        self.inputs = [
+            (spec["name"], TRITON_TO_NUMPY.get(spec["data_type"])) for spec in self.config["input"]
+        ]
+        self.outputs = [
+            (spec["name"], TRITON_TO_NUMPY[spec["data_type"]]) for spec in self.config["output"]
+        ]
+        path = model_file(args, self.config)
+        self.session = ort.InferenceSession(
+            str(path), sess_options=session_options(self.config), providers=["CPUExecutionProvider"]
+        )
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        missing = [name for name, _ in self.inputs if name not in graph_inputs]
+        if missing:
+            raise ValueError(f"{path}: the config declares inputs {missing} the graph lacks")
+        self.output_names = [name for name, _ in self.outputs]
+
+    def read_inputs(self, request) -> dict[str, np.ndarray]:
+        feed = {}
+        for name, dtype in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                continue
+            array = tensor.as_numpy()
+            feed[name] = array.astype(dtype, copy=False) if dtype is not None else array
+        return feed
+
+    def execute(self, requests):
+        responses = []
+        batches, errors = [], {}
+        for index, request in enumerate(requests):
+            try:
+                batches.append(self.read_inputs(request))
+            except Exception as exc:  # a malformed request fails alone
+                errors[index] = str(exc)
+                batches.append(None)
+        valid = [i for i, b in enumerate(batches) if b is not None]
+        try:
+            results = run_batched(self.session, [batches[i] for i in valid], self.output_names)
+            by_index = dict(zip(valid, results, strict=True))
+        except Exception as exc:
+            by_index = {}
+            for i in valid:
+                errors[i] = f"onnxruntime: {exc}"
+        for index in range(len(requests)):
+            if index in errors:
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        output_tensors=[], error=pb_utils.TritonError(errors[index])
+                    )
+                )
+                continue
+            outputs = by_index[index]
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor(
+                            name, np.ascontiguousarray(outputs[name].astype(dtype, copy=False))
+                        )
+                        for name, dtype in self.outputs
+                    ]
+                )
+            )
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None

@@ -1,0 +1,299 @@
+"""Run the real `tritonserver` without Docker, on a CPU machine.
+
+The `nvidia-pytriton` wheel ships the Triton 2.51.0 (24.10) server binary, its shared
+libraries, the Python backend and the Python-backend stubs. This module starts that
+binary directly (PyTriton's own Python API is not used) with a backend directory it
+builds itself:
+
+    <backend-dir>/python/        libtriton_python.so, triton_python_backend_utils.py and
+                                 the stub for this interpreter's Python version
+    <backend-dir>/onnxruntime/   model.py: berth's Python-based onnxruntime backend
+                                 (serving/onnxruntime_backend/model.py), used by every
+                                 model whose config says `backend: "onnxruntime"`
+
+so the same model repository loads unchanged here and in the NVIDIA container (which
+has the native onnxruntime backend).
+
+Python API (tests, the client and the load test use it)::
+
+    from serving.server import TritonServer
+
+    with TritonServer(Path("model_repository")) as server:   # free ports, loopback
+        print(server.http_url, server.grpc_url, server.metrics_url)
+        ...                                                   # "127.0.0.1:PORT"
+
+Leaving the block (or `stop()`) terminates the server and all its children (Python
+backend stub processes included): the server runs in its own process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnxruntime_backend" / "model.py"
+
+
+class TritonServerError(RuntimeError):
+    """The server could not be started or did not become ready."""
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonServerError(
+            f"package {name!r} is not installed; `pip install nvidia-pytriton==0.7.0` "
+            "(see requirements.txt)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def triton_home() -> Path:
+    """`pytriton/tritonserver` inside the installed `nvidia-pytriton` wheel."""
+    return _package_dir("pytriton") / "tritonserver"
+
+
+def triton_binary() -> Path:
+    return triton_home() / "bin" / "tritonserver"
+
+
+def triton_libs() -> Path:
+    """The wheel's bundled shared libraries (`nvidia_pytriton.libs`)."""
+    return _package_dir("pytriton").parent / "nvidia_pytriton.libs"
+
+
+def build_backend_dir(target: Path) -> Path:
+    """Populate `target` with the Python backend (+ the matching stub) and berth's
+    Python-based onnxruntime backend. Returns `target`."""
+    home = triton_home()
+    python_src = home / "backends" / "python"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = home / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise TritonServerError(f"no Python backend stub for Python {version} at {stub}")
+    python_dst = target / "python"
+    python_dst.mkdir(parents=True, exist_ok=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copy2(python_src / name, python_dst / name)
+    shutil.copy2(stub, python_dst / "triton_python_backend_stub")
+    ort_dst = target / "onnxruntime"
+    ort_dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BERTH_BACKEND_SOURCE, ort_dst / "model.py")
+    return target
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the server needs: the wheel's libraries on `LD_LIBRARY_PATH` and
+    this virtual environment's `bin/` first on `PATH` (the stub finds the venv's packages
+    through the `python` on `PATH`)."""
+    env = dict(os.environ if base is None else base)
+    libs = str(triton_libs())
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libs, env.get("LD_LIBRARY_PATH", "")) if p)
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env["PATH"] = os.pathsep.join(p for p in (venv_bin, env.get("PATH", "")) if p)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONUTF8", "1")
+    # Child processes of the stub must not re-read a half-written repository from cwd.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class TritonServer:
+    """A `tritonserver` process serving `model_repository`; a context manager.
+
+    Ports left as `None` are picked free on `host`. After `start()` (or entering the
+    `with` block) the server is ready (`/v2/health/ready` answered 200) and
+    `http_url`, `grpc_url`, `metrics_url` are "HOST:PORT" strings as tritonclient
+    expects them. `model_config_name="gpu"` selects each model's `configs/gpu.pbtxt`.
+    `extra_args` go to the binary unchanged (e.g. `["--model-control-mode=explicit"]`).
+    `exit_timeout` is Triton's `--exit-timeout-secs` (how long it waits for open client
+    connections on shutdown); `stdout` (a text stream) receives the server's log lines.
+    """
+
+    def __init__(
+        self,
+        model_repository: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        model_config_name: str | None = None,
+        log_verbose: int = 0,
+        startup_timeout: float = 180.0,
+        backend_directory: Path | str | None = None,
+        extra_args: list[str] | None = None,
+        exit_timeout: int = 5,
+        stdout=None,
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        if not self.model_repository.is_dir():
+            raise TritonServerError(f"model repository {self.model_repository} does not exist")
+        self.host = host
+        self.http_port = http_port or free_port(host)
+        self.grpc_port = grpc_port or free_port(host)
+        self.metrics_port = metrics_port or free_port(host)
+        self.model_config_name = model_config_name
+        self.log_verbose = log_verbose
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args or [])
+        self.exit_timeout = exit_timeout
+        self._backend_directory = Path(backend_directory) if backend_directory else None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._stdout = stdout
+        self._log_tail: deque[str] = deque(maxlen=200)
+        self._reader: threading.Thread | None = None
+        self.process: subprocess.Popen | None = None
+
+    # -- addresses -------------------------------------------------------------------
+    def _url(self, port: int) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"{host}:{port}"
+
+    @property
+    def http_url(self) -> str:
+        return self._url(self.http_port)
+
+    @property
+    def grpc_url(self) -> str:
+        return self._url(self.grpc_port)
+
+    @property
+    def metrics_url(self) -> str:
+        return self._url(self.metrics_port)
+
+    @property
+    def log_tail(self) -> str:
+        """The last lines the server printed (for error messages)."""
+        return "\n".join(self._log_tail)
+
+    def command(self, backend_directory: Path) -> list[str]:
+        cmd = [
+            str(triton_binary()),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_directory}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            f"--log-verbose={self.log_verbose}",
+            "--allow-cpu-metrics=true",
+            f"--exit-timeout-secs={self.exit_timeout}",
+        ]
+        if self.model_config_name:
+            cmd.append(f"--model-config-name={self.model_config_name}")
+        return cmd + self.extra_args
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> TritonServer:
+        if self.process is not None:
+            return self
+        if self._backend_directory is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="berth-triton-backends-")
+            backend_dir = build_backend_dir(Path(self._tmp.name))
+        else:
+            backend_dir = build_backend_dir(self._backend_directory)
+        self.process = subprocess.Popen(
+            self.command(backend_dir),
+            env=server_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # own process group: stop() reaches the stubs too
+        )
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        try:
+            self.wait_ready(self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self._log_tail.append(line.rstrip("\n"))
+            if self._stdout is not None:
+                self._stdout.write(line)
+                self._stdout.flush()
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.http_url}/v2/health/ready", timeout=2
+            ) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                time.sleep(0.2)  # let the reader drain the last lines
+                raise TritonServerError(
+                    f"tritonserver exited with code {self.process.returncode} before it "
+                    f"was ready:\n{self.log_tail}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        raise TritonServerError(
+            f"tritonserver was not ready after {timeout:.0f} s:\n{self.log_tail}"
+        )
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after `timeout`."""
+        process, self.process = self.process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+            # Stubs can outlive the server for a moment; the group is ours alone.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if self._reader is not None:
+                self._reader.join(2)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"TritonServer({self.model_repository}, http={self.http_url}, "
+            f"grpc={self.grpc_url}, metrics={self.metrics_url})"
+        )

@@ -1,0 +1,25 @@
+"""Real published ensembles for client and load tests: the tiny fine-tuned checkpoints
+of tests/export/fixtures.py (shared, built once per session) exported by
+`python -m export` into one repository, served by serving.server.TritonServer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SINGLE = "sentiment"
+MULTI = "tags"
+
+
+def publish(repository: Path, name: str, checkpoint: Path) -> None:
+    """`python -m export` (in-process) with quick gates: fp32 + int8, int8 served."""
+    from export.__main__ import main as export_main
+
+    code = export_main([
+        "--checkpoint", str(checkpoint), "--name", name,
+        "--model-repository", str(repository),
+        "--output-dir", str(repository.parent / f"{name}-export"),
+        "--variants", "fp32,int8", "--default-variant", "int8", "--gpu-variant", "int8",
+        "--optimize", "off", "--latency-runs", "1", "--max-eval-samples", "64",
+        "--parity-samples", "32",
+    ])  # fmt: skip
+    assert code == 0, f"python -m export failed for {name} (exit {code})"

@@ -1,0 +1,3 @@
+from tests.export.fixtures import multilabel_checkpoint, sentiment_checkpoint
+
+__all__ = ["multilabel_checkpoint", "sentiment_checkpoint"]

@@ -1,0 +1,123 @@
+"""Typed configs → config.pbtxt through Triton's protobuf definitions, and back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.triton_config import (
+    DEMO_NAME,
+    ClassifierModel,
+    EnsembleModel,
+    ServingSettings,
+    TokenizerModel,
+    demo_configs,
+    parse,
+    render,
+    repository_configs,
+)
+from training.checkpoint import MULTI_LABEL, BerthConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY = ROOT / "model_repository"
+
+
+def params(config: mc.ModelConfig) -> dict[str, str]:
+    return {k: v.string_value for k, v in config.parameters.items()}
+
+
+def test_every_config_round_trips_through_protobuf():
+    for rel, config in demo_configs().items():
+        text = render(config)
+        assert parse(text) == config, rel
+        assert render(parse(text)) == text
+
+
+def test_committed_demo_configs_equal_the_typed_objects():
+    """model_repository/ commits the demo model's configs; regenerate them with
+    `python -m export.triton_config model_repository` when the defaults change."""
+    configs = demo_configs()
+    for rel, config in configs.items():
+        path = REPOSITORY / rel
+        assert path.is_file(), f"{path} is not committed"
+        assert parse(path.read_text()) == config, f"{path} differs from the typed config"
+        assert path.read_text() == render(config)
+    committed = {str(p.relative_to(REPOSITORY)) for p in REPOSITORY.rglob("*.pbtxt") if p.is_file()}
+    demo = {rel for rel in committed if rel.split("/")[0].startswith(DEMO_NAME)}
+    assert demo == set(configs)
+
+
+def test_ensemble_contract():
+    berth = BerthConfig(
+        labels=["a", "b", "c"],
+        problem_type=MULTI_LABEL,
+        thresholds=[0.3, 0.5, 0.7],
+        max_length=96,
+        truncation="head+tail",
+        head_tokens=20,
+    )
+    configs = repository_configs("tags", berth, ["fp32", "fp16", "int8"], "int8", "fp16")
+    cpu, gpu = configs["tags/config.pbtxt"], configs["tags/configs/gpu.pbtxt"]
+    assert cpu.platform == "ensemble" and cpu.max_batch_size > 0
+    assert [(i.name, i.data_type, list(i.dims)) for i in cpu.input] == [
+        ("TEXT", mc.TYPE_STRING, [1])
+    ]
+    assert [(o.name, o.data_type, list(o.dims)) for o in cpu.output] == [
+        ("LOGITS", mc.TYPE_FP32, [3]),
+        ("PROBABILITIES", mc.TYPE_FP32, [3]),
+    ]
+    p = params(cpu)
+    assert json.loads(p["id2label"]) == ["a", "b", "c"]
+    assert json.loads(p["thresholds"]) == [0.3, 0.5, 0.7]
+    assert p["problem_type"] == MULTI_LABEL
+    assert (p["max_length"], p["truncation"], p["head_tokens"]) == ("96", "head+tail", "20")
+    steps = [s.model_name for s in cpu.ensemble_scheduling.step]
+    assert steps == ["tags_tokenizer", "tags_onnx_int8"]
+    assert [s.model_name for s in gpu.ensemble_scheduling.step] == [
+        "tags_tokenizer",
+        "tags_onnx_fp16",
+    ]
+    tok = configs["tags_tokenizer/config.pbtxt"]
+    assert tok.backend == "python" and tok.HasField("dynamic_batching")
+    assert params(tok)["truncation"] == "head+tail" and params(tok)["bucket"] == "16"
+    assert [o.name for o in tok.output] == ["input_ids", "attention_mask"]
+    assert all(o.data_type == mc.TYPE_INT64 and list(o.dims) == [-1] for o in tok.output)
+
+
+def test_classifier_cpu_and_gpu_configs():
+    settings = ServingSettings(classifier_instances=3, intra_op_threads=2, trt_cache_dir="/c")
+    model = ClassifierModel("m_onnx_fp16", "fp16", 2, settings)
+    cpu, gpu = model.config(), model.gpu_config()
+    assert cpu.backend == gpu.backend == "onnxruntime"
+    assert cpu.HasField("dynamic_batching") and gpu.HasField("dynamic_batching")
+    assert cpu.version_policy.latest.num_versions == 1
+    assert [(g.kind, g.count) for g in cpu.instance_group] == [(mc.ModelInstanceGroup.KIND_CPU, 3)]
+    assert params(cpu)["intra_op_thread_count"] == "2"
+    assert [g.kind for g in gpu.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
+    (trt,) = gpu.optimization.execution_accelerators.gpu_execution_accelerator
+    assert trt.name == "tensorrt"
+    assert trt.parameters["precision_mode"] == "FP16"
+    assert trt.parameters["trt_engine_cache_enable"] == "true"
+    assert trt.parameters["trt_engine_cache_path"] == "/c/m_onnx_fp16"
+    # int8 (dynamic quantization) runs on CPU kernels only: its GPU config stays on CPU.
+    int8 = ClassifierModel("m_onnx_int8", "int8", 2, settings).gpu_config()
+    assert [g.kind for g in int8.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+
+
+def test_second_ensemble_can_reuse_members():
+    berth = BerthConfig(labels=["n", "p"])
+    cfg = EnsembleModel("s_fp32", berth, "fp32", "fp16", members="s").config()
+    assert [s.model_name for s in cfg.ensemble_scheduling.step] == ["s_tokenizer", "s_onnx_fp32"]
+
+
+def test_invalid_settings_are_refused():
+    with pytest.raises(ValueError):
+        ServingSettings(max_batch_size=0)
+    with pytest.raises(ValueError):
+        repository_configs("x", BerthConfig(labels=["a"]), ["fp32"], "int8", "fp32")
+    with pytest.raises(ValueError):
+        ClassifierModel("x", "bf16", 2)
+    assert TokenizerModel("t", BerthConfig(labels=["a"])).config().max_batch_size == 64

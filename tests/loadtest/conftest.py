@@ -1,0 +1,6 @@
+from tests.client.conftest import (  # noqa: F401  (one server per session, see there)
+    ensemble,
+    multilabel_checkpoint,
+    sentiment_checkpoint,
+    stub_server,
+)

@@ -1,0 +1,73 @@
+"""Text sampling from the real Rotten Tomatoes data (and from a held-out split file)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from loadtest.data import concatenate, load_texts, read_rotten_tomatoes, read_texts_file
+
+
+@pytest.fixture(scope="module")
+def reviews():
+    return read_rotten_tomatoes()
+
+
+def test_reviews_come_from_the_packaged_corpus_without_plot_rows(reviews):
+    # 13,905 rows: 7,403 fresh + 5,405 rotten reviews, 1,097 plot summaries dropped
+    assert len(reviews) == 7403 + 5405
+    assert all(text and movie for movie, text in reviews)
+    lengths = [len(t.split()) for _, t in reviews]
+    assert 10 < statistics.mean(lengths) < 30  # review snippets, not plot synopses
+
+
+def test_snippets_are_shuffled_and_reproducible():
+    a = load_texts(limit=50, seed=1)
+    assert a == load_texts(limit=50, seed=1)
+    assert a != load_texts(limit=50, seed=2)
+    assert len(set(a)) > 45
+
+
+def test_long_scenario_concatenates_one_movies_reviews(reviews):
+    texts = load_texts(scenario="long")
+    words = [len(t.split()) for t in texts]
+    assert len(texts) > 100
+    assert min(words) >= 100 and max(words) <= 190
+    by_movie = {}
+    for movie, text in reviews:
+        by_movie.setdefault(movie, []).append(text)
+    movie_reviews = next(iter(by_movie.values()))
+    joined = concatenate([movie_reviews])[0]
+    assert joined.startswith(movie_reviews[0].split()[0])
+
+
+def test_concatenate_stops_at_the_budget():
+    assert concatenate([["a b c", "d e", "f g h"]], max_words=5) == ["a b c d e"]
+    assert concatenate([["a b c d e f g"]], max_words=3) == ["a b c"]
+
+
+def test_texts_file_formats(tmp_path):
+    jsonl = tmp_path / "test.jsonl"
+    jsonl.write_text(
+        json.dumps({"text": "good", "label": "fresh"})
+        + "\n"
+        + json.dumps({"text": "bad", "label": "rotten"})
+        + "\n"
+    )
+    assert read_texts_file(jsonl) == ["good", "bad"]
+    csv_file = tmp_path / "t.csv"
+    csv_file.write_text('text,label\n"one, two",x\nthree,y\n')
+    assert read_texts_file(csv_file) == ["one, two", "three"]
+    txt = tmp_path / "t.txt"
+    txt.write_text("alpha\n\nbeta\n")
+    assert sorted(load_texts(txt)) == ["alpha", "beta"]
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(ValueError, match="no texts"):
+        read_texts_file(tmp_path / "empty.txt")
+
+
+def test_unknown_scenario():
+    with pytest.raises(ValueError, match="scenario"):
+        load_texts(scenario="medium")

@@ -1,0 +1,70 @@
+"""A short headless Locust run against a real tritonserver: requests flow, nothing
+fails, the reports are written."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.run import main
+from loadtest.slo import read_locust_json
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+@pytest.mark.parametrize(
+    "client, protocol", [("fast", "http"), ("berth", "http"), ("berth", "grpc")]
+)
+def test_short_locust_run(stub_server, tmp_path, client, protocol, capsys):
+    host = stub_server.grpc_url if protocol == "grpc" else stub_server.http_url
+    code = main(["--host", host, "--model", "sentiment", "--protocol", protocol,
+                 "--client", client, "--users", "4", "--duration", "3s",
+                 "--target-rps", "5", "--p99-ms", "1000", "--max-failure-rate", "0",
+                 "--report-dir", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    stats = read_locust_json(tmp_path / "locust_final.json")
+    assert stats.requests > 0 and stats.failures == 0
+    assert (tmp_path / "locust.html").stat().st_size > 1000
+    assert "| failure rate | 0.00% " in out
+
+
+def test_missed_slo_exits_1(stub_server, tmp_path, capsys):
+    code = main(["--host", stub_server.http_url, "--model", "sentiment", "--client", "fast",
+                 "--users", "2", "--duration", "3s", "--target-rps", "1000000",
+                 "--report-dir", str(tmp_path)])  # fmt: skip
+    assert code == 1
+    assert "SLO throughput MISSED" in capsys.readouterr().err
+
+
+def test_unknown_model_counts_as_failures(stub_server, tmp_path, capsys):
+    code = main(
+        [
+            "--host",
+            stub_server.http_url,
+            "--model",
+            "nope",
+            "--client",
+            "fast",
+            "--users",
+            "2",
+            "--duration",
+            "2s",
+            "--report-dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1
+    stats = read_locust_json(tmp_path / "locust_final.json")
+    assert stats.failures == stats.requests > 0
+    assert "SLO failure rate MISSED" in capsys.readouterr().err
+
+
+def test_short_run_against_the_real_ensemble(ensemble, tmp_path, capsys):
+    server, _ = ensemble
+    code = main(["--host", server.http_url, "--model", "sentiment", "--client", "fast",
+                 "--users", "4", "--duration", "3s", "--max-failure-rate", "0",
+                 "--report-dir", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    stats = read_locust_json(tmp_path / "locust_final.json")
+    assert stats.requests > 0 and stats.failures == 0
+    assert (tmp_path / "locust.html").is_file() and (tmp_path / "locust_stats.csv").is_file()

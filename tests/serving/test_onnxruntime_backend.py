@@ -1,0 +1,119 @@
+"""The Python-based onnxruntime backend: batching, shapes, dtypes, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from serving.onnxruntime_backend import model as ort_backend
+from tests.serving import fake_pb_utils
+
+
+class RecordingSession:
+    def __init__(self) -> None:
+        self.calls = []
+
+    def run(self, names, feed):
+        self.calls.append({k: v.shape for k, v in feed.items()})
+        x = feed["input_ids"].astype(np.float32)
+        return [x.sum(1, keepdims=True), x.mean(1, keepdims=True)]
+
+
+def test_requests_of_equal_shape_run_as_one_batch():
+    session = RecordingSession()
+    batches = [
+        {"input_ids": np.full((2, 16), 1), "attention_mask": np.ones((2, 16), np.int64)},
+        {"input_ids": np.full((3, 16), 2), "attention_mask": np.ones((3, 16), np.int64)},
+        {"input_ids": np.full((1, 32), 3), "attention_mask": np.ones((1, 32), np.int64)},
+    ]
+    results = ort_backend.run_batched(session, batches, ["sum", "mean"])
+    assert session.calls == [
+        {"input_ids": (5, 16), "attention_mask": (5, 16)},
+        {"input_ids": (1, 32), "attention_mask": (1, 32)},
+    ]
+    assert [r["sum"].ravel().tolist() for r in results] == [[16, 16], [32, 32, 32], [96]]
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path):
+    """logits = float(input_ids * attention_mask) summed; probabilities = softmax-ish."""
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "s"])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1])
+    probs = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["b", 1])
+    nodes = [
+        helper.make_node("Mul", ["input_ids", "attention_mask"], ["m"]),
+        helper.make_node("Cast", ["m"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["f", "axes"], ["logits"], keepdims=1),
+        helper.make_node("Sigmoid", ["logits"], ["probabilities"]),
+    ]
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(nodes, "g", [ids, mask], [logits, probs], initializer=[axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    version = tmp_path / "m" / "1"
+    version.mkdir(parents=True)
+    onnx.save(model, version / "model.onnx")
+    return tmp_path / "m"
+
+
+def test_backend_model_in_process(tiny_onnx, monkeypatch):
+    monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
+    config = {
+        "input": [
+            {"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1]},
+            {"name": "attention_mask", "data_type": "TYPE_INT64", "dims": [-1]},
+        ],
+        "output": [
+            {"name": "logits", "data_type": "TYPE_FP32", "dims": [1]},
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [1]},
+        ],
+        "parameters": {"intra_op_thread_count": {"string_value": "1"}},
+    }
+    model = ort_backend.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(tiny_onnx),
+            "model_version": "1",
+        }
+    )
+    requests = [
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[1, 2, 3]], np.int64),
+            attention_mask=np.array([[1, 1, 0]], np.int64),
+        ),
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[4, 5, 6], [1, 1, 1]], np.int64),
+            attention_mask=np.ones((2, 3), np.int64),
+        ),
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[7]], np.int64), attention_mask=np.array([[1]], np.int64)
+        ),
+    ]
+    responses = model.execute(requests)
+    assert [r.error for r in responses] == [None, None, None]
+    assert [r.output_tensors["logits"].ravel().tolist() for r in responses] == [
+        [3.0],
+        [15.0, 3.0],
+        [7.0],
+    ]
+    assert responses[0].output_tensors["logits"].dtype == np.float32
+
+
+def test_missing_graph_input_is_reported(tiny_onnx):
+    config = {
+        "input": [{"name": "token_type_ids", "data_type": "TYPE_INT64", "dims": [-1]}],
+        "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}],
+    }
+    with pytest.raises(ValueError, match="token_type_ids"):
+        ort_backend.TritonPythonModel().initialize(
+            {
+                "model_config": json.dumps(config),
+                "model_repository": str(tiny_onnx),
+                "model_version": "1",
+            }
+        )

@@ -1,0 +1,100 @@
+"""The tokenizer Triton model runs training's tokenization, with bucketed padding."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.tokenizer_model import model as tokenizer_model
+from tests.serving import fake_pb_utils
+from training.encoding import encode, load_tokenizer, pad, pad_token_id
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTS = [
+    "a gripping, funny film",
+    "",
+    "Ünïcödé and emoji 🎬 work too",
+    "the plot " * 80,  # longer than max_length: truncated as trained
+    "short",
+]
+
+
+@pytest.fixture
+def version_dir(tmp_path, minilm_dir) -> Path:
+    """A tokenizer version directory laid out as export publishes it."""
+    d = tmp_path / "1"
+    d.mkdir()
+    shutil.copy(ROOT / "serving/tokenizer_model/model.py", d / "model.py")
+    shutil.copy(ROOT / "training/encoding.py", d / "berth_encoding.py")
+    shutil.copy(minilm_dir / "tokenizer.json", d / "tokenizer.json")
+    return d
+
+
+@pytest.mark.parametrize("truncation", ["head", "head+tail"])
+def test_served_tokenization_equals_training(version_dir, truncation):
+    tok = tokenizer_model.Tokenization(
+        version_dir, max_length=48, truncation=truncation, head_tokens=10, bucket=16
+    )
+    assert tok.encoding.__name__ == "berth_encoding"  # the published copy, not training's
+    path = str(version_dir / "tokenizer.json")
+    reference = load_tokenizer(path)
+    expected = encode(reference, TEXTS, 48, truncation, 10)
+    batches = [TEXTS[:2], TEXTS[2:3], TEXTS[3:]]
+    outputs = tok(batches)
+    ids = np.concatenate([o[0] for o in outputs])
+    mask = np.concatenate([o[1] for o in outputs])
+    exp_ids, exp_mask = pad(expected, pad_token_id(path, reference), ids.shape[1])
+    np.testing.assert_array_equal(ids, exp_ids)
+    np.testing.assert_array_equal(mask, exp_mask)
+    # the mask comes from the real tokens, never from the shipped tokenizer's fixed padding
+    assert mask.sum(1).tolist() == [len(row) for row in expected]
+
+
+def test_one_batch_is_padded_to_one_bucketed_length(version_dir):
+    tok = tokenizer_model.Tokenization(version_dir, max_length=128, bucket=16)
+    outputs = tok([["short"], ["a somewhat longer review of a film, with more words in it"]])
+    widths = {ids.shape[1] for ids, _ in outputs}
+    assert widths == {16}
+    long = tok([["word " * 40]])[0][0]
+    assert long.shape[1] == 48  # 42 tokens → next multiple of 16
+    capped = tok([["word " * 500]])[0][0]
+    assert capped.shape[1] == 128
+
+
+def test_triton_model_end_to_end_in_process(version_dir, monkeypatch):
+    monkeypatch.setattr(tokenizer_model, "pb_utils", fake_pb_utils)
+    config = {
+        "parameters": {
+            "max_length": {"string_value": "32"},
+            "truncation": {"string_value": "head"},
+            "bucket": {"string_value": "8"},
+        }
+    }
+    model = tokenizer_model.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(version_dir.parent),
+            "model_version": "1",
+        }
+    )
+    texts = np.array([[t.encode()] for t in TEXTS[:3]], dtype=object)
+    responses = model.execute(
+        [
+            fake_pb_utils.InferenceRequest(TEXT=texts[:2]),
+            fake_pb_utils.InferenceRequest(TEXT=texts[2:]),
+        ]
+    )
+    shapes = [r.output_tensors["input_ids"].shape for r in responses]
+    assert shapes == [(2, 16), (1, 16)]
+    assert all(r.output_tensors["attention_mask"].dtype == np.int64 for r in responses)
+
+
+def test_published_encoding_is_training_encoding(version_dir):
+    assert (version_dir / "berth_encoding.py").read_bytes() == (
+        ROOT / "training/encoding.py"
+    ).read_bytes()
