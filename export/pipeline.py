@@ -155,8 +155,29 @@ class ExportConfig:
         default=64, metadata=_meta("max_batch_size of every model", "serving")
     )
     bucket: int = field(
+        default=8,
+        metadata=_meta(
+            "tokenizer pads to a multiple of this many tokens: each request (CPU, ragged) "
+            "or each batch (GPU, --no-ragged)",
+            "serving",
+        ),
+    )
+    no_ragged: bool = field(
+        default=False,
+        metadata=_meta(
+            "CPU configs without ragged batching: the tokenizer pads each batch to one "
+            "length and the classifier batches only equal shapes (GPU configs never use "
+            "ragged inputs)",
+            "serving",
+        ),
+    )
+    ragged_run_cost_tokens: int = field(
         default=16,
-        metadata=_meta("tokenizer pads each batch to a multiple of this many tokens", "serving"),
+        metadata=_meta(
+            "ragged batching: one onnxruntime run costs as much as this many tokens, when "
+            "the backend cuts a length-sorted batch into padded sub-batches",
+            "serving",
+        ),
     )
     tokenizer_instances: int = field(
         default=1, metadata=_meta("tokenizer model instances (CPU)", "serving")
@@ -180,6 +201,30 @@ class ExportConfig:
     trt_cache_dir: str = field(
         default="/trt-cache",
         metadata=_meta("TensorRT engine cache directory in the GPU configs", "serving"),
+    )
+    max_queue_size: int = field(
+        default=256,
+        metadata=_meta(
+            "overload protection: requests each model's dynamic batcher queues before it "
+            "rejects new ones as unavailable (0 = unbounded)",
+            "serving",
+        ),
+    )
+    queue_timeout_us: int = field(
+        default=2_000_000,
+        metadata=_meta(
+            "overload protection: a request queued longer than this (µs) is rejected "
+            "(0 = no limit; clients may ask for less)",
+            "serving",
+        ),
+    )
+    max_text_bytes: int = field(
+        default=1 << 20,
+        metadata=_meta(
+            "the tokenizer refuses texts longer than this many UTF-8 bytes (HTTP 400), "
+            "before tokenizing them",
+            "serving",
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -223,6 +268,8 @@ class ExportConfig:
         return ServingSettings(
             max_batch_size=self.max_batch_size,
             bucket=self.bucket,
+            ragged=not self.no_ragged,
+            ragged_run_cost_tokens=self.ragged_run_cost_tokens,
             tokenizer_instances=self.tokenizer_instances,
             tokenizer_queue_delay_us=self.tokenizer_queue_delay_us,
             classifier_instances=self.classifier_instances,
@@ -230,6 +277,9 @@ class ExportConfig:
             inter_op_threads=self.inter_op_threads,
             classifier_queue_delay_us=self.classifier_queue_delay_us,
             trt_cache_dir=self.trt_cache_dir,
+            max_queue_size=self.max_queue_size,
+            queue_timeout_us=self.queue_timeout_us,
+            max_text_bytes=self.max_text_bytes,
         )
 
 

@@ -11,8 +11,11 @@ The repository for a model named `<name>`:
       config.pbtxt          CPU: uses <name>_onnx_<default variant> (int8)
       configs/gpu.pbtxt     --model-config-name=gpu: uses <name>_onnx_<gpu variant> (fp16)
     <name>_tokenizer/       Python backend, `tokenizers` via training/encoding.py
+      config.pbtxt          CPU: pads each request to its own length (`padding: per_request`)
+      configs/gpu.pbtxt     pads each batch to one length (`padding: batch`)
     <name>_onnx_<variant>/  backend "onnxruntime", one per variant (fp32, fp16, int8)
-      config.pbtxt          KIND_CPU, thread settings
+      config.pbtxt          KIND_CPU, thread settings, ragged inputs (berth's Python-based
+                            onnxruntime backend sub-batches them by length)
       configs/gpu.pbtxt     KIND_GPU + TensorRT accelerator (fp32/fp16; int8 stays on CPU)
 """
 
@@ -67,13 +70,31 @@ def _set_parameters(config: mc.ModelConfig, parameters: dict[str, object]) -> No
         config.parameters[key].string_value = str(value)
 
 
+def _set_queue_policy(config: mc.ModelConfig, settings: ServingSettings) -> None:
+    """Bounded queue: reject (not pile up) what the model cannot serve in time."""
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size = settings.max_queue_size
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = settings.queue_timeout_us
+    policy.allow_timeout_override = True
+
+
 @dataclass
 class ServingSettings:
     """Batching, instance and thread settings shared by the repository's models."""
 
     max_batch_size: int = 64
-    # Tokenizer: pad each batch to a multiple of `bucket` tokens (capped at max_length).
-    bucket: int = 16
+    # Tokenizer: pad to a multiple of `bucket` tokens (capped at max_length): each
+    # request to its own longest text when `ragged` (CPU configs), else each batch to
+    # its longest (GPU configs, and CPU ones when `ragged` is off).
+    bucket: int = 8
+    # CPU configs: the classifier's inputs allow ragged batches, so its dynamic batcher
+    # merges requests of any length; berth's Python-based onnxruntime backend sorts them
+    # and runs sub-batches padded to their own longest, each `session.run` weighed as
+    # `ragged_run_cost_tokens` tokens when it plans the cuts. GPU configs never use
+    # ragged inputs (the native onnxruntime backend would flatten them).
+    ragged: bool = True
+    ragged_run_cost_tokens: int = 16
     tokenizer_instances: int = 1
     tokenizer_queue_delay_us: int = 1000
     classifier_instances: int = 2
@@ -87,10 +108,23 @@ class ServingSettings:
     # Inside the container; docker/compose.yaml mounts a volume there.
     trt_cache_dir: str = "/trt-cache"
     version_policy_latest: int = 1
+    # Overload protection (RELIABILITY.md): every dynamic batcher (tokenizer and
+    # classifiers) holds at most `max_queue_size` requests (0 = unbounded) and rejects
+    # the rest at once; a request that waited `queue_timeout_us` (0 = no limit) is
+    # rejected too. Both are UNAVAILABLE to the client (berth-client:
+    # ServerOverloadedError, retried with backoff). Clients may set a shorter timeout.
+    max_queue_size: int = 256
+    queue_timeout_us: int = 2_000_000
+    # Tokenizer: texts longer than this many UTF-8 bytes are refused before tokenization.
+    max_text_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be > 0 (clients send [batch, 1])")
+        if self.max_queue_size < 0 or self.queue_timeout_us < 0:
+            raise ValueError("max_queue_size and queue_timeout_us must be >= 0 (0 = no limit)")
+        if self.max_text_bytes < 1:
+            raise ValueError("max_text_bytes must be >= 1")
         if self.bucket < 1:
             raise ValueError("bucket must be >= 1")
 
@@ -103,6 +137,14 @@ class TokenizerModel:
     tokenizer_file: str = "tokenizer.json"
 
     def config(self) -> mc.ModelConfig:
+        """CPU: pads per request when the classifiers take ragged batches."""
+        return self._config("per_request" if self.settings.ragged else "batch")
+
+    def gpu_config(self) -> mc.ModelConfig:
+        """GPU: pads each batch to one length (the native backend needs equal shapes)."""
+        return self._config("batch")
+
+    def _config(self, padding: str) -> mc.ModelConfig:
         s = self.settings
         cfg = mc.ModelConfig(
             name=self.name,
@@ -119,6 +161,7 @@ class TokenizerModel:
         )
         cfg.version_policy.latest.num_versions = s.version_policy_latest
         cfg.dynamic_batching.max_queue_delay_microseconds = s.tokenizer_queue_delay_us
+        _set_queue_policy(cfg, s)
         _set_parameters(
             cfg,
             {
@@ -127,6 +170,8 @@ class TokenizerModel:
                 "truncation": self.berth.truncation,
                 "head_tokens": self.berth.head_tokens,
                 "bucket": s.bucket,
+                "padding": padding,
+                "max_text_bytes": s.max_text_bytes,
             },
         )
         return cfg
@@ -163,27 +208,36 @@ class ClassifierModel:
         return cfg
 
     def config(self) -> mc.ModelConfig:
-        """CPU: dynamic batching, `classifier_instances` × `intra_op_threads`."""
+        """CPU: dynamic batching, `classifier_instances` × `intra_op_threads`, ragged
+        inputs when `settings.ragged`."""
+        return self._cpu_config(self.settings.ragged)
+
+    def _cpu_config(self, ragged: bool) -> mc.ModelConfig:
         s = self.settings
         cfg = self._base()
+        for tensor in cfg.input:
+            tensor.allow_ragged_batch = ragged
         cfg.dynamic_batching.max_queue_delay_microseconds = s.classifier_queue_delay_us
+        _set_queue_policy(cfg, s)
         cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=s.classifier_instances)
         _set_parameters(
             cfg,
             {
                 "intra_op_thread_count": s.intra_op_threads,
                 "inter_op_thread_count": s.inter_op_threads,
+                **({"ragged_run_cost_tokens": s.ragged_run_cost_tokens} if ragged else {}),
             },
         )
         return cfg
 
     def gpu_config(self) -> mc.ModelConfig:
         """GPU: KIND_GPU, TensorRT accelerator with an engine cache (int8: CPU, see above)."""
-        if self.variant in CPU_ONLY_VARIANTS:
-            return self.config()
+        if self.variant in CPU_ONLY_VARIANTS:  # native backend on the CPU: no ragged inputs
+            return self._cpu_config(ragged=False)
         s = self.settings
         cfg = self._base()
         cfg.dynamic_batching.max_queue_delay_microseconds = s.gpu_queue_delay_us
+        _set_queue_policy(cfg, s)
         cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=s.gpu_instances)
         trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         trt.parameters["precision_mode"] = s.trt_precision
@@ -277,6 +331,7 @@ def repository_configs(
     configs[f"{name}/{GPU_CONFIG_FILE}"] = ensemble.gpu_config()
     tokenizer = TokenizerModel(tokenizer_model_name(name), berth, settings)
     configs[f"{tokenizer.name}/{CONFIG_FILE}"] = tokenizer.config()
+    configs[f"{tokenizer.name}/{GPU_CONFIG_FILE}"] = tokenizer.gpu_config()
     for variant in variants:
         model = ClassifierModel(
             classifier_model_name(name, variant), variant, len(berth.labels), settings

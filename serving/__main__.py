@@ -28,6 +28,8 @@ class ServeConfig:
     model_config_name: str | None = None
     log_verbose: int = 0
     startup_timeout: float = 300.0
+    model_control_mode: str = "none"
+    repository_poll_secs: int = 5
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
@@ -85,7 +87,24 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         default=d.startup_timeout,
         help=f"seconds to wait for /v2/health/ready (default: {d.startup_timeout:g})",
     )
+    parser.add_argument(
+        "--model-control-mode",
+        choices=("none", "poll"),
+        default=d.model_control_mode,
+        help="`poll`: watch the repository and load newly published versions while serving "
+        "(zero failed requests during the switch); `none`: load it once at start-up "
+        f"(default: {d.model_control_mode})",
+    )
+    parser.add_argument(
+        "--repository-poll-secs",
+        type=int,
+        default=d.repository_poll_secs,
+        help="with --model-control-mode poll: seconds between repository scans "
+        f"(default: {d.repository_poll_secs})",
+    )
     args = parser.parse_args(argv)
+    if args.repository_poll_secs < 1:
+        parser.error("--repository-poll-secs must be >= 1")
     return ServeConfig(**vars(args))
 
 
@@ -101,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_verbose=cfg.log_verbose,
         startup_timeout=cfg.startup_timeout,
         stdout=sys.stdout,
+        model_control_mode=cfg.model_control_mode,
+        repository_poll_secs=(
+            cfg.repository_poll_secs if cfg.model_control_mode == "poll" else None
+        ),
     )
     stop = threading.Event()
 

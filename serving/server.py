@@ -114,6 +114,9 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("PYTHONUTF8", "1")
     # Child processes of the stub must not re-read a half-written repository from cwd.
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # No __pycache__ inside published version directories: with --model-control-mode poll
+    # Triton would see the repository change and reload every Python model once.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
@@ -127,6 +130,10 @@ class TritonServer:
     `extra_args` go to the binary unchanged (e.g. `["--model-control-mode=explicit"]`).
     `exit_timeout` is Triton's `--exit-timeout-secs` (how long it waits for open client
     connections on shutdown); `stdout` (a text stream) receives the server's log lines.
+    `model_control_mode="poll"` makes Triton watch the repository every
+    `repository_poll_secs` seconds and load newly published versions while serving (the
+    old version answers until the new one is ready: zero failed requests, see
+    RELIABILITY.md); the default ("none") loads the repository once at start-up.
     """
 
     def __init__(
@@ -144,6 +151,8 @@ class TritonServer:
         extra_args: list[str] | None = None,
         exit_timeout: int = 5,
         stdout=None,
+        model_control_mode: str | None = None,
+        repository_poll_secs: int | None = None,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
@@ -157,6 +166,14 @@ class TritonServer:
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args or [])
         self.exit_timeout = exit_timeout
+        if model_control_mode not in (None, "none", "poll", "explicit"):
+            raise TritonServerError(
+                f"model_control_mode must be none, poll or explicit, got {model_control_mode!r}"
+            )
+        if repository_poll_secs is not None and model_control_mode != "poll":
+            raise TritonServerError("repository_poll_secs needs model_control_mode='poll'")
+        self.model_control_mode = model_control_mode
+        self.repository_poll_secs = repository_poll_secs
         self._backend_directory = Path(backend_directory) if backend_directory else None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._stdout = stdout
@@ -203,6 +220,10 @@ class TritonServer:
         ]
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
+        if self.model_control_mode:
+            cmd.append(f"--model-control-mode={self.model_control_mode}")
+        if self.repository_poll_secs is not None:
+            cmd.append(f"--repository-poll-secs={self.repository_poll_secs}")
         return cmd + self.extra_args
 
     # -- lifecycle -------------------------------------------------------------------

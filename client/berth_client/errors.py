@@ -26,7 +26,8 @@ class ServerUnavailableError(BerthError):
 
 class ServerOverloadedError(BerthError):
     """The server refused the request because it is busy (HTTP 429, gRPC
-    RESOURCE_EXHAUSTED, Triton's "Exceeds maximum queue size")."""
+    RESOURCE_EXHAUSTED, Triton's "Exceeds maximum queue size" and "Request timeout
+    expired" from a model's bounded queue policy)."""
 
     transient = True
 
@@ -60,6 +61,8 @@ _UNAVAILABLE_STATUSES = {"503", "StatusCode.UNAVAILABLE"}
 _NOT_FOUND_STATUSES = {"404", "StatusCode.NOT_FOUND"}
 _INVALID_STATUSES = {"400", "StatusCode.INVALID_ARGUMENT"}
 _TIMEOUT_STATUSES = {"504", "StatusCode.DEADLINE_EXCEEDED"}
+# Triton's queue policy (max_queue_size, timeout_action REJECT): HTTP 503 / UNAVAILABLE.
+_OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 
 
 def _is_aiohttp_connection_error(exc: BaseException) -> bool:
@@ -87,9 +90,13 @@ def translate(exc: BaseException, *, url: str, model: str | None = None) -> Bert
         message = exc.message() or message
     status = str(status) if status is not None else ""
     lowered = message.lower()
-    if status in _OVERLOAD_STATUSES or "exceeds maximum queue size" in lowered:
+    if status in _OVERLOAD_STATUSES or any(m in lowered for m in _OVERLOAD_MESSAGES):
         return ServerOverloadedError(f"server overloaded{where}: {message}")
-    if status in _UNAVAILABLE_STATUSES or "failed to connect" in lowered:
+    if (
+        status in _UNAVAILABLE_STATUSES
+        or "failed to connect" in lowered
+        or ("stub process" in lowered and "is not healthy" in lowered)
+    ):  # the last: a Python-backend model restarting its crashed stub (retried)
         return ServerUnavailableError(f"server unavailable at {url} ({status}): {message}", url=url)
     if status in _TIMEOUT_STATUSES or "deadline exceeded" in lowered:
         return RequestTimeoutError(f"no answer within the timeout{where}: {message}")

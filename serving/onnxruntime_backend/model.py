@@ -12,11 +12,26 @@ What it honours from `config.pbtxt`:
 - `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend)
   and `execution_mode` (`0` sequential, `1` parallel);
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
-  declared data type.
+  declared data type;
+- `allow_ragged_batch: true` on inputs (CPU configs), with the parameter
+  `ragged_run_cost_tokens` (see below).
 
-Every `execute()` call gets the requests one dynamic batch gathered; requests whose
-inputs have equal non-batch shapes are concatenated into one `session.run` and the
-outputs split back by row counts. Requests with other shapes run as their own group.
+Every `execute()` call gets the requests one dynamic batch gathered.
+
+Without ragged inputs, requests whose inputs have equal non-batch shapes are concatenated
+into one `session.run` and the outputs split back by row counts; requests with other
+shapes run as their own group.
+
+With ragged inputs (every request padded only to its own length by the tokenizer, so
+the dynamic batcher merges requests of any length), the requests are sorted by their
+sequence length (the last dimension) and cut into sub-batches, each right-padded with
+zeros to its own longest request: the mask input must be among the ragged inputs, so a
+padded position is masked. Where to cut is chosen exactly (dynamic programming over
+the distinct lengths) for the cost model `run cost + rows × padded length` tokens, with
+one `session.run` costing as much as `ragged_run_cost_tokens` tokens (default 16:
+measured with one intra-op thread, a run's fixed cost is small, so sub-batches carry
+almost no padding). The native onnxruntime backend would instead flatten ragged inputs
+into one dimension, so GPU configs, served by it, never set them.
 """
 
 from __future__ import annotations
@@ -66,6 +81,10 @@ def session_options(config: dict):
     else:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spin-waiting worker threads burn cores that the server's other processes share.
+    spinning = parameter(config, "allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     return options
 
 
@@ -89,14 +108,93 @@ def group_by_shape(batches: list[dict[str, np.ndarray]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def run_batched(session, batches: list[dict[str, np.ndarray]], output_names: list[str]):
-    """One `session.run` per shape group; returns per-request {output: array}."""
+def plan_ragged(widths: list[int], rows: list[int], run_cost_tokens: float) -> list[list[int]]:
+    """Cut requests (sequence length `widths[i]`, `rows[i]` rows) into sub-batches.
+
+    Sorted by width, each sub-batch is a contiguous run padded to its longest width;
+    minimises `Σ run_cost_tokens + rows × padded width` exactly, by dynamic programming
+    over the distinct widths (equal widths never gain from being split). Returns the
+    request indices of each sub-batch, shortest first.
+    """
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    levels: list[int] = []  # distinct widths, ascending
+    level_rows: list[int] = []
+    level_items: list[list[int]] = []
+    for i in order:
+        if levels and levels[-1] == widths[i]:
+            level_rows[-1] += rows[i]
+            level_items[-1].append(i)
+        else:
+            levels.append(widths[i])
+            level_rows.append(rows[i])
+            level_items.append([i])
+    count = len(levels)
+    best = [0.0] + [float("inf")] * count
+    cut = [0] * (count + 1)
+    for stop in range(1, count + 1):
+        width, group_rows = levels[stop - 1], 0
+        for start in range(stop - 1, -1, -1):
+            group_rows += level_rows[start]
+            cost = best[start] + run_cost_tokens + group_rows * width
+            if cost < best[stop]:
+                best[stop], cut[stop] = cost, start
+    groups, stop = [], count
+    while stop > 0:
+        start = cut[stop]
+        groups.append([i for level in level_items[start:stop] for i in level])
+        stop = start
+    return groups[::-1]
+
+
+def pad_concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack [rows_i, width_i] arrays into [Σ rows, max width], right-padded with zeros."""
+    if len(arrays) == 1:
+        return arrays[0]
+    width = max(a.shape[-1] for a in arrays)
+    if all(a.shape[-1] == width for a in arrays):
+        return np.concatenate(arrays, axis=0)
+    out = np.zeros((sum(len(a) for a in arrays), width), dtype=arrays[0].dtype)
+    start = 0
+    for a in arrays:
+        out[start : start + len(a), : a.shape[-1]] = a
+        start += len(a)
+    return out
+
+
+def run_batched(
+    session,
+    batches: list[dict[str, np.ndarray]],
+    output_names: list[str],
+    ragged: frozenset[str] | set[str] = frozenset(),
+    run_cost_tokens: float = 16.0,
+):
+    """One `session.run` per shape group, or per planned sub-batch when inputs are
+    ragged (see the module docstring); returns per-request {output: array}."""
     results: list[dict[str, np.ndarray] | None] = [None] * len(batches)
-    for group in group_by_shape(batches):
+    if ragged and batches:
+        names = list(batches[0])
+        probe = next((n for n in names if n in ragged), None)
+        if probe is not None and all(
+            list(b) == names and all(b[n].ndim == 2 for n in ragged if n in b) for b in batches
+        ):
+            groups = plan_ragged(
+                [b[probe].shape[-1] for b in batches],
+                [len(b[probe]) for b in batches],
+                run_cost_tokens,
+            )
+        else:
+            groups = group_by_shape(batches)
+    else:
+        groups = group_by_shape(batches)
+    for group in groups:
         feed = {
-            name: np.concatenate([batches[i][name] for i in group], axis=0)
-            if len(group) > 1
-            else batches[group[0]][name]
+            name: pad_concat([batches[i][name] for i in group])
+            if name in ragged
+            else (
+                np.concatenate([batches[i][name] for i in group], axis=0)
+                if len(group) > 1
+                else batches[group[0]][name]
+            )
             for name in batches[group[0]]
         }
         outputs = session.run(output_names, feed)
@@ -131,6 +229,10 @@ class TritonPythonModel:
         if missing:
             raise ValueError(f"{path}: the config declares inputs {missing} the graph lacks")
         self.output_names = [name for name, _ in self.outputs]
+        self.ragged = frozenset(
+            spec["name"] for spec in self.config["input"] if spec.get("allow_ragged_batch")
+        )
+        self.run_cost_tokens = float(parameter(self.config, "ragged_run_cost_tokens", "16"))
 
     def read_inputs(self, request) -> dict[str, np.ndarray]:
         feed = {}
@@ -153,7 +255,13 @@ class TritonPythonModel:
                 batches.append(None)
         valid = [i for i, b in enumerate(batches) if b is not None]
         try:
-            results = run_batched(self.session, [batches[i] for i in valid], self.output_names)
+            results = run_batched(
+                self.session,
+                [batches[i] for i in valid],
+                self.output_names,
+                self.ragged,
+                self.run_cost_tokens,
+            )
             by_index = dict(zip(valid, results, strict=True))
         except Exception as exc:
             by_index = {}

@@ -7,18 +7,32 @@ back to `training.encoding`). Settings come from the model config's `parameters`
 `tokenizer_file` (in the version directory), `max_length`, `truncation`, `head_tokens`
 and `bucket`.
 
-Padding: all the texts of one `execute()` call (one dynamic batch of requests) are
-padded to one common length, the longest rounded up to a multiple of `bucket` and capped
-at `max_length`. Every response of a batch then has the same shape, and the few distinct
-bucketed lengths let the classifier's dynamic batcher merge requests of different
-lengths.
+Padding (config parameter `padding`):
+
+- `per_request` (the CPU config.pbtxt): each request is padded only to its own longest
+  text, rounded up to a multiple of `bucket` and capped at `max_length`. The classifier's
+  CPU config marks its inputs `allow_ragged_batch`, so its dynamic batcher merges
+  requests of any length, and berth's Python-based onnxruntime backend sorts them by
+  length and runs sub-batches padded to their own longest (almost no padding).
+- `batch` (configs/gpu.pbtxt, where the native onnxruntime backend cannot take ragged
+  inputs): all the texts of one `execute()` call (one dynamic batch of requests) are
+  padded to one common length, the longest rounded up to a multiple of `bucket` and
+  capped at `max_length`. Every response of a batch then has the same shape, and the few
+  distinct bucketed lengths let the classifier's dynamic batcher merge requests of
+  different lengths.
+
+Input validation (RELIABILITY.md): every request is checked on its own BEFORE any
+tokenization. A text longer than `max_text_bytes` (config parameter, default 1 MiB) or not
+valid UTF-8 fails that request alone with an INVALID_ARG error (HTTP 400 / gRPC
+INVALID_ARGUMENT) that names the row, the limit and the fix; the other requests of the
+same dynamic batch are answered normally. Empty and whitespace-only texts are valid: they
+encode to `[CLS] [SEP]` and are classified like any other text.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import locale
 import sys
 from pathlib import Path
 
@@ -30,6 +44,14 @@ except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
 ENCODING_MODULE = "berth_encoding"
+PADDING_MODES = ("per_request", "batch")
+# Texts longer than this (UTF-8 bytes) are refused before tokenization; the tokenizer
+# config parameter `max_text_bytes` overrides it (export: --max-text-bytes).
+DEFAULT_MAX_TEXT_BYTES = 1 << 20
+
+
+class InvalidTextError(ValueError):
+    """A request's TEXT cannot be classified; the message says what to fix."""
 
 
 def load_encoding(directory: Path):
@@ -46,17 +68,6 @@ def load_encoding(directory: Path):
     return encoding
 
 
-def utf8_locale() -> None:
-    """The stub's embedded interpreter starts with the C locale (ASCII), so `open()`
-    without an encoding fails on UTF-8 files such as tokenizer.json. Switch LC_CTYPE."""
-    for name in ("C.UTF-8", "C.utf8", "en_US.UTF-8"):
-        try:
-            locale.setlocale(locale.LC_CTYPE, name)
-            return
-        except locale.Error:
-            continue
-
-
 def parameter(config: dict, key: str, default: str) -> str:
     value = (config.get("parameters") or {}).get(key)
     if isinstance(value, dict):
@@ -64,12 +75,34 @@ def parameter(config: dict, key: str, default: str) -> str:
     return default if value in (None, "") else str(value)
 
 
-def decode_texts(array: np.ndarray) -> list[str]:
-    """A TYPE_STRING tensor [batch, 1] (bytes objects) → Python strings."""
-    return [
-        item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
-        for item in array.reshape(-1)
-    ]
+def checked_texts(array: np.ndarray, max_text_bytes: int) -> list[str]:
+    """A request's TEXT tensor → strings, refusing oversized or non-UTF-8 rows.
+
+    The size check looks only at `len(bytes)`, so a 10 MB text is refused in
+    microseconds, before it is decoded or tokenized."""
+    texts = []
+    for row, item in enumerate(array.reshape(-1)):
+        if isinstance(item, str):
+            item = item.encode("utf-8", errors="surrogateescape")
+        if not isinstance(item, bytes | bytearray):
+            raise InvalidTextError(
+                f"TEXT[{row}] is {type(item).__name__}, not bytes: send UTF-8 text as "
+                "datatype BYTES (TYPE_STRING)"
+            )
+        if len(item) > max_text_bytes:
+            raise InvalidTextError(
+                f"TEXT[{row}] is {len(item):,} bytes, over the limit of {max_text_bytes:,} "
+                "bytes per text (tokenizer parameter max_text_bytes; export "
+                "--max-text-bytes): shorten or split the text"
+            )
+        try:
+            texts.append(bytes(item).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidTextError(
+                f"TEXT[{row}] is not valid UTF-8 (byte 0x{item[exc.start]:02x} at offset "
+                f"{exc.start}: {exc.reason}): encode the text as UTF-8"
+            ) from None
+    return texts
 
 
 class Tokenization:
@@ -83,7 +116,10 @@ class Tokenization:
         truncation: str = "head",
         head_tokens: int = 0,
         bucket: int = 16,
+        padding: str = "batch",
     ) -> None:
+        if padding not in PADDING_MODES:
+            raise ValueError(f"padding {padding!r}: one of {PADDING_MODES}")
         self.encoding = load_encoding(directory)
         path = str(Path(directory) / tokenizer_file)
         self.tokenizer = self.encoding.load_tokenizer(path)
@@ -92,6 +128,7 @@ class Tokenization:
         self.truncation = truncation
         self.head_tokens = head_tokens
         self.bucket = bucket
+        self.padding = padding
 
     @classmethod
     def from_config(cls, directory: Path, config: dict) -> Tokenization:
@@ -102,14 +139,18 @@ class Tokenization:
             truncation=parameter(config, "truncation", "head"),
             head_tokens=int(parameter(config, "head_tokens", "0")),
             bucket=int(parameter(config, "bucket", "16")),
+            padding=parameter(config, "padding", "batch"),
         )
 
     def __call__(self, batches: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per request: (input_ids, attention_mask), int64 [rows, common bucketed length]."""
+        """Per request: (input_ids, attention_mask), int64 [rows, bucketed length]: the
+        batch's common length (`padding="batch"`) or the request's own (`per_request`)."""
         texts = [text for batch in batches for text in batch]
         ids = self.encoding.encode(
             self.tokenizer, texts, self.max_length, self.truncation, self.head_tokens
         )
+        if self.padding == "per_request":
+            return self._per_request(batches, ids)
         longest = max((len(row) for row in ids), default=1)
         width = self.encoding.bucket_length(longest, self.bucket, self.max_length)
         input_ids, mask = self.encoding.pad(ids, self.pad_id, width)
@@ -120,21 +161,59 @@ class Tokenization:
             start = stop
         return out
 
+    def _per_request(self, batches, ids):
+        out, start = [], 0
+        bucket, max_length, pad_id = self.bucket, self.max_length, self.pad_id
+        for batch in batches:
+            rows = ids[start : start + len(batch)]
+            start += len(batch)
+            longest = max((len(row) for row in rows), default=1)
+            width = self.encoding.bucket_length(longest, bucket, max_length)
+            if len(rows) == 1 and len(rows[0]) == width:  # the common case, no padding
+                input_ids = np.array(rows, dtype=np.int64)
+                out.append((input_ids, np.ones_like(input_ids)))
+            else:
+                out.append(self.encoding.pad(rows, pad_id, width))
+        return out
+
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        utf8_locale()
         config = json.loads(args["model_config"])
         directory = Path(args["model_repository"]) / str(args["model_version"])
         self.tokenization = Tokenization.from_config(directory, config)
+        self.max_text_bytes = int(parameter(config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES)))
+
+    def _error(self, message: str):
+        """A failed response for one request (INVALID_ARG → HTTP 400 / INVALID_ARGUMENT)."""
+        code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+        error = (
+            pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+        )
+        return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     def execute(self, requests):
-        batches = [
-            decode_texts(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy())
-            for request in requests
-        ]
+        # Validate each request on its own: a bad one fails alone, not its batch.
+        batches: list[list[str] | None] = []
+        errors: list[str | None] = []
+        for request in requests:
+            tensor = pb_utils.get_input_tensor_by_name(request, "TEXT")
+            try:
+                if tensor is None:
+                    raise InvalidTextError("input TEXT is missing")
+                batches.append(checked_texts(tensor.as_numpy(), self.max_text_bytes))
+                errors.append(None)
+            except InvalidTextError as exc:
+                batches.append(None)
+                errors.append(str(exc))
+        valid = [b for b in batches if b is not None]
+        good = iter(self.tokenization(valid) if valid else [])
         responses = []
-        for input_ids, mask in self.tokenization(batches):
+        for batch, error in zip(batches, errors, strict=True):
+            if batch is None:
+                responses.append(self._error(error))
+                continue
+            input_ids, mask = next(good)
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[

@@ -10,8 +10,11 @@ SINGLE = "sentiment"
 MULTI = "tags"
 
 
-def publish(repository: Path, name: str, checkpoint: Path) -> None:
-    """`python -m export` (in-process) with quick gates: fp32 + int8, int8 served."""
+def publish(
+    repository: Path, name: str, checkpoint: Path, extra_args: list[str] | None = None
+) -> None:
+    """`python -m export` (in-process) with quick gates: fp32 + int8, int8 served.
+    `extra_args` are further export flags (e.g. tests/reliability's queue limits)."""
     from export.__main__ import main as export_main
 
     code = export_main([
@@ -21,5 +24,6 @@ def publish(repository: Path, name: str, checkpoint: Path) -> None:
         "--variants", "fp32,int8", "--default-variant", "int8", "--gpu-variant", "int8",
         "--optimize", "off", "--latency-runs", "1", "--max-eval-samples", "64",
         "--parity-samples", "32",
+        *(extra_args or []),
     ])  # fmt: skip
     assert code == 0, f"python -m export failed for {name} (exit {code})"

@@ -82,9 +82,23 @@ def test_ensemble_contract():
     ]
     tok = configs["tags_tokenizer/config.pbtxt"]
     assert tok.backend == "python" and tok.HasField("dynamic_batching")
-    assert params(tok)["truncation"] == "head+tail" and params(tok)["bucket"] == "16"
+    assert params(tok)["truncation"] == "head+tail" and params(tok)["bucket"] == "8"
     assert [o.name for o in tok.output] == ["input_ids", "attention_mask"]
     assert all(o.data_type == mc.TYPE_INT64 and list(o.dims) == [-1] for o in tok.output)
+    # CPU: each request padded to its own length, the classifiers take ragged batches;
+    # GPU (native onnxruntime backend, int8 included): batch padding, no ragged inputs
+    assert params(tok)["padding"] == "per_request"
+    assert params(configs["tags_tokenizer/configs/gpu.pbtxt"])["padding"] == "batch"
+    for variant in ("fp32", "fp16", "int8"):
+        cpu_cls = configs[f"tags_onnx_{variant}/config.pbtxt"]
+        gpu_cls = configs[f"tags_onnx_{variant}/configs/gpu.pbtxt"]
+        assert all(i.allow_ragged_batch for i in cpu_cls.input)
+        assert not any(i.allow_ragged_batch for i in gpu_cls.input)
+    plain = repository_configs(
+        "t", berth, ["fp32", "int8"], "int8", "fp32", ServingSettings(ragged=False)
+    )
+    assert params(plain["t_tokenizer/config.pbtxt"])["padding"] == "batch"
+    assert not any(i.allow_ragged_batch for i in plain["t_onnx_int8/config.pbtxt"].input)
 
 
 def test_classifier_cpu_and_gpu_configs():

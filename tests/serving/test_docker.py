@@ -20,7 +20,10 @@ def test_dockerfile():
     assert "COPY model_repository /models" in instructions
     assert "EXPOSE 8000 8001 8002" in instructions
     assert "/v2/health/ready" in text
-    assert 'CMD ["tritonserver", "--model-repository=/models"]' in instructions
+    assert (
+        'CMD ["tritonserver", "--model-repository=/models", "--model-config-name=gpu"]'
+        in instructions
+    )
 
 
 def test_compose():

@@ -38,6 +38,60 @@ def test_requests_of_equal_shape_run_as_one_batch():
     assert [r["sum"].ravel().tolist() for r in results] == [[16, 16], [32, 32, 32], [96]]
 
 
+def test_ragged_requests_run_sorted_in_sub_batches_padded_to_their_own_longest():
+    session = RecordingSession()
+    widths = [30, 8, 9, 31, 8, 64, 10]
+    batches = [
+        {
+            "input_ids": np.full((1, w), i + 1, np.int64),
+            "attention_mask": np.ones((1, w), np.int64),
+        }
+        for i, w in enumerate(widths)
+    ]
+    ragged = {"input_ids", "attention_mask"}
+    results = ort_backend.run_batched(session, batches, ["sum", "mean"], ragged, 16)
+    # cost 16 per run + rows × padded width: {8,8,9,10} | {30,31} | {64}
+    assert [c["input_ids"] for c in session.calls] == [(4, 10), (2, 31), (1, 64)]
+    # zero padding is masked out; each request gets its own row back
+    assert [r["sum"].ravel().tolist() for r in results] == [
+        [30.0],
+        [16.0],
+        [27.0],
+        [124.0],
+        [40.0],
+        [384.0],
+        [70.0],
+    ]
+    one_run = ort_backend.run_batched(RecordingSession(), batches, ["sum", "mean"], ragged, 1e9)
+    assert len(one_run) == len(batches)
+    session = RecordingSession()
+    ort_backend.run_batched(session, batches, ["sum", "mean"], ragged, 1e9)
+    assert session.calls == [{"input_ids": (7, 64), "attention_mask": (7, 64)}]
+
+
+def test_plan_ragged_is_optimal_for_its_cost_model():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        widths = rng.integers(4, 60, rng.integers(1, 9)).tolist()
+        rows = rng.integers(1, 4, len(widths)).tolist()
+        cost_run = float(rng.choice([0, 8, 64, 512]))
+        groups = ort_backend.plan_ragged(widths, rows, cost_run)
+        assert sorted(i for g in groups for i in g) == list(range(len(widths)))
+
+        def cost(gs, widths=widths, rows=rows, cost_run=cost_run):
+            return sum(cost_run + sum(rows[i] for i in g) * max(widths[i] for i in g) for g in gs)
+
+        order = sorted(range(len(widths)), key=widths.__getitem__)
+        best = min(
+            cost([order[a:b] for a, b in itertools.pairwise((0, *cuts, len(order)))])
+            for k in range(len(order))
+            for cuts in itertools.combinations(range(1, len(order)), k)
+        )
+        assert cost(groups) == pytest.approx(best)
+
+
 @pytest.fixture
 def tiny_onnx(tmp_path):
     """logits = float(input_ids * attention_mask) summed; probabilities = softmax-ish."""
@@ -117,3 +171,44 @@ def test_missing_graph_input_is_reported(tiny_onnx):
                 "model_version": "1",
             }
         )
+
+
+def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
+    monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
+    config = {
+        "input": [
+            {"name": n, "data_type": "TYPE_INT64", "dims": [-1], "allow_ragged_batch": True}
+            for n in ("input_ids", "attention_mask")
+        ],
+        "output": [
+            {"name": "logits", "data_type": "TYPE_FP32", "dims": [1]},
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [1]},
+        ],
+        "parameters": {"ragged_run_cost_tokens": {"string_value": "1000"}},
+    }
+    model = ort_backend.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(tiny_onnx),
+            "model_version": "1",
+        }
+    )
+    assert model.ragged == {"input_ids", "attention_mask"}
+    requests = [
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[1, 2, 3, 4]], np.int64), attention_mask=np.ones((1, 4), np.int64)
+        ),
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[7]], np.int64), attention_mask=np.array([[1]], np.int64)
+        ),
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[4, 5], [1, 1]], np.int64), attention_mask=np.ones((2, 2), np.int64)
+        ),
+    ]
+    responses = model.execute(requests)
+    assert [r.output_tensors["logits"].ravel().tolist() for r in responses] == [
+        [10.0],
+        [7.0],
+        [9.0, 2.0],
+    ]

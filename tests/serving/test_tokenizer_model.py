@@ -65,6 +65,28 @@ def test_one_batch_is_padded_to_one_bucketed_length(version_dir):
     assert capped.shape[1] == 128
 
 
+def test_per_request_padding_pads_each_request_to_its_own_length(version_dir):
+    path = str(version_dir / "tokenizer.json")
+    reference = load_tokenizer(path)
+    tok = tokenizer_model.Tokenization(version_dir, max_length=48, bucket=8, padding="per_request")
+    batches = [["short"], [TEXTS[0], "short"], [TEXTS[3]], ["word " * 5]]
+    outputs = tok(batches)
+    for batch, (ids, mask) in zip(batches, outputs, strict=True):
+        expected = encode(reference, batch, 48)
+        longest = max(len(row) for row in expected)
+        assert ids.shape == mask.shape == (len(batch), min(48, -(-longest // 8) * 8))
+        exp_ids, exp_mask = pad(expected, pad_token_id(path, reference), ids.shape[1])
+        np.testing.assert_array_equal(ids, exp_ids)
+        np.testing.assert_array_equal(mask, exp_mask)
+        assert ids.dtype == mask.dtype == np.int64
+    assert [ids.shape[1] for ids, _ in outputs] == [8, 8, 48, 8]
+    exact = tokenizer_model.Tokenization(version_dir, bucket=1, padding="per_request")
+    ((ids, mask),) = exact([["word " * 5]])
+    assert ids.shape == (1, 7) and mask.tolist() == [[1] * 7]  # [CLS] 5 words [SEP]
+    with pytest.raises(ValueError, match="padding"):
+        tokenizer_model.Tokenization(version_dir, padding="ragged")
+
+
 def test_triton_model_end_to_end_in_process(version_dir, monkeypatch):
     monkeypatch.setattr(tokenizer_model, "pb_utils", fake_pb_utils)
     config = {
