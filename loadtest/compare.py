@@ -51,6 +51,21 @@ class Row:
     server_cores: float | None = None
     loadgen_cores: float | None = None
 
+    @classmethod
+    def from_locust(cls, what: str, stats, meter: CpuMeter) -> Row:
+        """A Locust run's figures, with the CPU the server and load generator used."""
+        return cls(
+            what,
+            stats.rps,
+            "req/s",
+            stats.p50_ms,
+            stats.p99_ms,
+            stats.requests,
+            stats.failures,
+            meter.cores("server"),
+            meter.cores("load generator"),
+        )
+
     def cells(self) -> list[str]:
         def fmt(value, spec):
             return "–" if value is None else format(value, spec)
@@ -137,16 +152,8 @@ def bench_service(args: argparse.Namespace) -> Row:
     finally:
         service.terminate()
         service.wait(timeout=30)
-    return Row(
-        "(1) PyTorch reference predictor, stdlib HTTP service, 1 text/request",
-        stats.rps,
-        "req/s",
-        stats.p50_ms,
-        stats.p99_ms,
-        stats.requests,
-        stats.failures,
-        meter.cores("server"),
-        meter.cores("load generator"),
+    return Row.from_locust(
+        "(1) PyTorch reference predictor, stdlib HTTP service, 1 text/request", stats, meter
     )
 
 
@@ -232,17 +239,7 @@ def bench_triton(args: argparse.Namespace) -> Row:
     (args.report_dir / "triton_model_stats.json").write_text(json.dumps(diff, indent=1))
     path = "prebuilt bodies" if args.client == "fast" else "berth_client"
     what = f"(3) Triton ensemble, {args.protocol}, {path}, 1 text/request"
-    return Row(
-        what,
-        stats.rps,
-        "req/s",
-        stats.p50_ms,
-        stats.p99_ms,
-        stats.requests,
-        stats.failures,
-        meter.cores("server"),
-        meter.cores("load generator"),
-    )
+    return Row.from_locust(what, stats, meter)
 
 
 def markdown(rows: list[Row], args: argparse.Namespace, command: str, extra: list[str]) -> str:
