@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 audit: $(STAMP)
-	$(VENV)/bin/pip-audit -r requirements.txt
+	bash .ci/audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,10 +10,19 @@ number) and replaces the config files:
 3. any error before the end removes what was staged and rolls back renamed versions,
    so the repository is left exactly as it was;
 4. versions beyond `keep_versions` (oldest first) are pruned afterwards.
+
+Python files of a staged version are byte-compiled before the rename. The Python
+backend's stub embeds an isolated interpreter (it ignores PYTHONDONTWRITEBYTECODE), so it
+would otherwise write `__pycache__/` into the live version directory when it loads
+`model.py`, and a server in `--model-control-mode poll` would see that as a change and
+reload the model once after start. The `.pyc` files are for this interpreter's version,
+which is the stub's version under `python -m serving` (a container whose Python differs
+writes its own once).
 """
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import shutil
@@ -70,6 +79,7 @@ def publish(
                 created_dirs.append(model_dir)
             tmp = model_dir / f"{STAGING_PREFIX}{token}"
             shutil.copytree(source, tmp)
+            compileall.compile_dir(tmp, quiet=2)
             staged.append((tmp, model_dir / str(version)))
         for rel, text in configs.items():
             target = repository / rel

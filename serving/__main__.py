@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -30,6 +31,7 @@ class ServeConfig:
     startup_timeout: float = 300.0
     model_control_mode: str = "none"
     repository_poll_secs: int = 5
+    watchdog: bool = True
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
@@ -102,6 +104,14 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         help="with --model-control-mode poll: seconds between repository scans "
         f"(default: {d.repository_poll_secs})",
     )
+    parser.add_argument(
+        "--watchdog",
+        action=argparse.BooleanOptionalAction,
+        default=d.watchdog,
+        help="restart the server on its ports when a Python-backend stub process died "
+        "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
+        "says 200; serving/liveness.py) (default: on)",
+    )
     args = parser.parse_args(argv)
     if args.repository_poll_secs < 1:
         parser.error("--repository-poll-secs must be >= 1")
@@ -124,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         repository_poll_secs=(
             cfg.repository_poll_secs if cfg.model_control_mode == "poll" else None
         ),
+        watchdog=cfg.watchdog,
     )
+    logging.basicConfig(level=logging.INFO, format="berth %(levelname)s: %(message)s")
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -145,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         while not stop.is_set():
-            if server.process is None or server.process.poll() is not None:
+            if not server.running():
                 print("error: tritonserver exited", file=sys.stderr)
                 return 1
             stop.wait(0.5)

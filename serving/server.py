@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -43,6 +44,10 @@ import urllib.error
 import urllib.request
 from collections import deque
 from pathlib import Path
+
+from serving.liveness import dead_stubs
+
+log = logging.getLogger(__name__)
 
 BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnxruntime_backend" / "model.py"
 
@@ -134,6 +139,8 @@ class TritonServer:
     `repository_poll_secs` seconds and load newly published versions while serving (the
     old version answers until the new one is ready: zero failed requests, see
     RELIABILITY.md); the default ("none") loads the repository once at start-up.
+    `watchdog=True` restarts the server on the same ports when a Python-backend stub
+    died, which Triton 24.10 does not repair itself (`StubWatchdog`).
     """
 
     def __init__(
@@ -153,6 +160,8 @@ class TritonServer:
         stdout=None,
         model_control_mode: str | None = None,
         repository_poll_secs: int | None = None,
+        watchdog: bool = False,
+        watchdog_interval: float = 1.0,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
@@ -177,9 +186,15 @@ class TritonServer:
         self._backend_directory = Path(backend_directory) if backend_directory else None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._stdout = stdout
-        self._log_tail: deque[str] = deque(maxlen=200)
+        self._log_tail: deque[str] = deque(maxlen=1000)
         self._reader: threading.Thread | None = None
+        self._backend_dir: Path | None = None
+        self._lock = threading.RLock()
         self.process: subprocess.Popen | None = None
+        self.watchdog = watchdog
+        self.watchdog_interval = watchdog_interval
+        self._watchdog: StubWatchdog | None = None
+        self.restarts = 0  # by restart(), i.e. by the watchdog
 
     # -- addresses -------------------------------------------------------------------
     def _url(self, port: int) -> str:
@@ -228,15 +243,28 @@ class TritonServer:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> TritonServer:
-        if self.process is not None:
-            return self
-        if self._backend_directory is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="berth-triton-backends-")
-            backend_dir = build_backend_dir(Path(self._tmp.name))
-        else:
-            backend_dir = build_backend_dir(self._backend_directory)
-        self.process = subprocess.Popen(
-            self.command(backend_dir),
+        with self._lock:
+            if self.process is not None:
+                return self
+            if self._backend_directory is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="berth-triton-backends-")
+                self._backend_dir = build_backend_dir(Path(self._tmp.name))
+            else:
+                self._backend_dir = build_backend_dir(self._backend_directory)
+            try:
+                self._start_process()
+            except BaseException:
+                self._cleanup()
+                raise
+        if self.watchdog:
+            self._watchdog = StubWatchdog(self, interval=self.watchdog_interval)
+            self._watchdog.start()
+        return self
+
+    def _start_process(self) -> None:
+        assert self._backend_dir is not None
+        process = subprocess.Popen(
+            self.command(self._backend_dir),
             env=server_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -244,18 +272,31 @@ class TritonServer:
             errors="replace",
             start_new_session=True,  # own process group: stop() reaches the stubs too
         )
-        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self.process = process
+        self._reader = threading.Thread(target=self._pump, args=(process,), daemon=True)
         self._reader.start()
         try:
             self.wait_ready(self.startup_timeout)
         except BaseException:
-            self.stop()
+            self._stop_process()
             raise
-        return self
 
-    def _pump(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
+    def restart(self) -> None:
+        """Replace the server process by a new one on the same ports (what the watchdog
+        does after a stub died; clients see connection errors until it is ready)."""
+        with self._lock:
+            self._stop_process(timeout=3.0)  # it is broken: do not wait out exit_timeout
+            self._start_process()
+            self.restarts += 1
+
+    def running(self) -> bool:
+        """The server process is alive (waits for a restart in progress to finish)."""
+        with self._lock:
+            return self.process is not None and self.process.poll() is None
+
+    def _pump(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
             self._log_tail.append(line.rstrip("\n"))
             if self._stdout is not None:
                 self._stdout.write(line)
@@ -288,21 +329,32 @@ class TritonServer:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the server's process group, SIGKILL what is left after `timeout`."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        with self._lock:
+            self._stop_process(timeout)
+            self._cleanup()
+
+    def _stop_process(self, timeout: float = 20.0) -> None:
         process, self.process = self.process, None
-        if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
-            # Stubs can outlive the server for a moment; the group is ours alone.
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            if self._reader is not None:
-                self._reader.join(2)
+            process.wait(5)
+        # Stubs can outlive the server for a moment; the group is ours alone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if self._reader is not None:
+            self._reader.join(2)
+
+    def _cleanup(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -318,3 +370,50 @@ class TritonServer:
             f"TritonServer({self.model_repository}, http={self.http_url}, "
             f"grpc={self.grpc_url}, metrics={self.metrics_url})"
         )
+
+
+class StubWatchdog:
+    """Restarts `server` when one of its Python-backend stubs has died.
+
+    Triton 24.10 leaves such a model READY but failing every request (serving/liveness.py
+    says why and how a dead stub is recognized). The stub must be seen dead on
+    `confirmations` checks `interval` seconds apart before the restart.
+    """
+
+    def __init__(self, server: TritonServer, interval: float = 1.0, confirmations: int = 2):
+        self.server = server
+        self.interval = interval
+        self.confirmations = confirmations
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="berth-stub-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(self.server.startup_timeout + 30)
+
+    def _run(self) -> None:
+        seen: dict[int, int] = {}  # dead stub pid -> consecutive checks
+        while not self._stop.wait(self.interval):
+            process = self.server.process
+            if process is None:
+                continue
+            seen = {pid: seen.get(pid, 0) + 1 for pid in dead_stubs(process.pid)}
+            if not seen or max(seen.values()) < self.confirmations or self._stop.is_set():
+                continue
+            log.warning(
+                "tritonserver %d: Python-backend stub(s) %s died; Triton does not restart "
+                "them, restarting the server on the same ports",
+                process.pid,
+                sorted(seen),
+            )
+            seen = {}
+            try:
+                self.server.restart()
+            except TritonServerError as exc:
+                log.error("restart after a dead stub failed: %s", exc)
+            else:
+                log.warning("tritonserver restarted (pid %d)", self.server.process.pid)

@@ -40,6 +40,34 @@ def normalize_url(url: str | None, protocol: str) -> str:
     return url
 
 
+# gRPC channels back off their reconnects exponentially (1 s, then x1.6 up to 120 s by
+# default): after a server restart a channel could wait seconds before it looks again,
+# longer than the retry budget. Capped at 0.5 s, the same client object finds the new
+# server within about half a second (tests/reliability/test_faults.py).
+RECONNECT_BACKOFF_MS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 500,
+}
+
+
+def grpc_channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default channel arguments (message size, keepalive; passing any
+    replaces them all) plus the reconnect backoff above."""
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        *RECONNECT_BACKOFF_MS.items(),
+    ]
+
+
 def _not_found(model: str, url: str, index: list[dict] | None, detail: str) -> ModelNotFoundError:
     available = None
     if index is not None:
@@ -163,7 +191,9 @@ class Classifier(_Base):
                 network_timeout=self.timeout,
             )
         else:
-            self._client = self._tc.InferenceServerClient(self.url)
+            self._client = self._tc.InferenceServerClient(
+                self.url, channel_args=grpc_channel_args()
+            )
 
     # -- plumbing
     def _call(self, fn, *args, **kwargs):
@@ -319,7 +349,9 @@ class AsyncClassifier(_Base):
             if self.protocol == "http":
                 self._client = self._aio.InferenceServerClient(self.url, conn_timeout=self.timeout)
             else:
-                self._client = self._aio.InferenceServerClient(self.url)
+                self._client = self._aio.InferenceServerClient(
+                    self.url, channel_args=grpc_channel_args()
+                )
         return self._client
 
     async def _call(self, fn, *args, **kwargs):

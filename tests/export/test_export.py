@@ -96,6 +96,7 @@ def test_published_layout(exported):
     repo = cfg.model_repository
     tok = repo / "sentiment_tokenizer/1"
     assert sorted(p.name for p in tok.iterdir()) == [
+        "__pycache__",  # byte-compiled at publish (export/repository.py says why)
         "berth_encoding.py",
         "model.py",
         "tokenizer.json",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,32 @@ def test_an_existing_version_is_never_overwritten(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError):
         publish(repo, {"m": source(tmp_path, "b", "two")}, {"m/config.pbtxt": "x"})
     assert tree_hash(repo) == before
+
+
+def test_published_python_is_byte_compiled_so_loading_it_writes_nothing(tmp_path):
+    """The Python backend's stub ignores PYTHONDONTWRITEBYTECODE; a `__pycache__/` it
+    wrote into a live version would make a poll-mode server reload the model."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.py").write_text("import helper\nVALUE = helper.VALUE\n")
+    (src / "helper.py").write_text("VALUE = 7\n")
+    repo = tmp_path / "repo"
+    publish(repo, {"m": src}, {})
+    live = repo / "m" / "1"
+    tag = sys.implementation.cache_tag
+    assert {p.name for p in (live / "__pycache__").iterdir()} == {
+        f"model.{tag}.pyc",
+        f"helper.{tag}.pyc",
+    }
+    before = {p: p.stat().st_mtime_ns for p in live.rglob("*")}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import model; print(model.VALUE)"],
+        cwd=live,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "7"
+    assert {p: p.stat().st_mtime_ns for p in live.rglob("*")} == before

@@ -3,6 +3,7 @@
 The tiny sentiment checkpoint of tests/export/fixtures.py (built once per session) is
 published by `python -m export` with reliability settings: a small bounded queue (so a
 test can overload it in seconds), a short queue timeout and the default 1 MiB text limit.
+Its watchdog is on, as in `python -m serving`: a dead Python-backend stub restarts it.
 The server watches the repository (`model_control_mode="poll"`), so the publish-under-load
 test can add a version while it serves. The restart test stops it and
 `Served.restart_stopped()` starts a new process on the same ports; every test uses the
@@ -56,7 +57,11 @@ class Served:
         from serving.server import TritonServer
 
         return TritonServer(
-            self.repository, model_control_mode="poll", repository_poll_secs=1, **ports
+            self.repository,
+            model_control_mode="poll",
+            repository_poll_secs=1,
+            watchdog=True,
+            **ports,
         )
 
     def start(self) -> Served:

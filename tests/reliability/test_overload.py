@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 
@@ -22,7 +21,7 @@ import psutil
 import pytest
 
 from berth_client import Classifier, RetryPolicy, ServerOverloadedError
-from tests.reliability.conftest import GOOD_TEXT, MODEL, QUEUE_TIMEOUT_US
+from tests.reliability.conftest import GOOD_TEXT, MAX_TEXT_BYTES, MODEL, QUEUE_TIMEOUT_US
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -181,14 +180,6 @@ def test_five_times_the_sustainable_rate(served):
     served.assert_healthy()
 
 
-def _tokenizer_stub(served) -> psutil.Process:
-    from tests.reliability.test_faults import python_stubs
-
-    # the newest: the instance's stub (the model-level one starts first)
-    stubs = python_stubs(served.server.process.pid, f"{MODEL}_tokenizer")
-    return max(stubs, key=lambda p: p.create_time())
-
-
 class RecordingPolicy(RetryPolicy):
     """RetryPolicy that records the sleeps it chooses (full jitter under growing caps)."""
 
@@ -202,62 +193,75 @@ class RecordingPolicy(RetryPolicy):
         return value
 
 
-@pytest.mark.xfail(
-    reason="a SIGSTOPped stub can be judged unhealthy by Triton (500 'Stub process ... is "
-    "not healthy') before the queue fills: the overload condition is not yet reliably "
-    "produced (RELIABILITY.md, left undone)",
-    strict=False,
-)
 def test_client_retries_with_growing_backoff_then_raises_overloaded(served):
-    """The tokenizer's stub is paused (SIGSTOP) so its 8-deep queue fills and stays full:
-    every attempt is refused, and Classifier retries 3 times with full-jitter sleeps
-    under caps 0.05, 0.1, 0.2 s before raising ServerOverloadedError."""
-    import tritonclient.grpc.aio as aio
+    """Real overload of the tokenizer's one instance: a request of 4 texts of 1 MiB
+    keeps it busy for seconds (tokenizing 4 MiB), and 8 requests fill its 8-deep queue
+    (where they wait at most QUEUE_TIMEOUT_US). Every attempt of the client within that
+    second is refused, and Classifier retries 3 times with full-jitter sleeps under caps
+    0.02, 0.04, 0.08 s before raising ServerOverloadedError; the busy request is
+    answered afterwards, the queued ones too or refused as timed out."""
+    import tritonclient.grpc as grpcclient
 
-    stub = _tokenizer_stub(served)
+    tokenizer = f"{MODEL}_tokenizer"
     url = served.grpc_url
+    clf = Classifier(url, model=MODEL, protocol="grpc")
+    clf.retry_policy = RecordingPolicy(retries=3, backoff=0.02, max_backoff=2.0)
+    clf.model_info()  # the config is read first, off the clock
+    attempts: list[float] = []
+    infer = clf._client.infer
 
-    async def fill_then_classify():
-        client = aio.InferenceServerClient(url)
-        results: list = []
-        fillers = [asyncio.create_task(_request(client, i, results)) for i in range(40)]
-        await asyncio.sleep(0.3)  # the batch in flight + 8 queued; the rest refused
+    def timed_infer(*args, **kwargs):
+        attempts.append(time.perf_counter())
+        return infer(*args, **kwargs)
 
-        def classify():
-            clf = Classifier(url, model=MODEL, protocol="grpc", retries=3, backoff=0.05)
-            clf.retry_policy = RecordingPolicy(retries=3, backoff=0.05, max_backoff=2.0)
-            attempts = []
-            infer = clf._client.infer
+    clf._client.infer = timed_infer
+    big = ("a gripping, funny and moving film " * 40_000)[: MAX_TEXT_BYTES - 64]
+    done: dict[str, tuple[float, str]] = {}
 
-            def timed_infer(*args, **kwargs):
-                attempts.append(time.perf_counter())
-                return infer(*args, **kwargs)
+    def send(name: str, texts: list[str]) -> None:
+        client = grpcclient.InferenceServerClient(url)
+        data = np.array([[t.encode()] for t in texts], dtype=np.object_)
+        inp = grpcclient.InferInput("TEXT", list(data.shape), "BYTES")
+        inp.set_data_from_numpy(data)
+        try:
+            client.infer(tokenizer, [inp], client_timeout=120)
+            done[name] = (time.perf_counter(), "")
+        except Exception as exc:
+            done[name] = (time.perf_counter(), str(exc))
+        finally:
+            client.close()
 
-            clf._client.infer = timed_infer
-            clf.model_info()  # config only: answered while the stub is paused
-            try:
-                with pytest.raises(ServerOverloadedError, match="Exceeds maximum queue size"):
-                    clf.predict(GOOD_TEXT)
-            finally:
-                clf.close()
-            return clf.retry_policy.delays, attempts
-
-        delays, attempts = await asyncio.to_thread(classify)
-        os.kill(stub.pid, 18)  # SIGCONT: the queued requests are served
-        await asyncio.gather(*fillers)
-        await client.close()
-        return delays, attempts, results
-
-    os.kill(stub.pid, 19)  # SIGSTOP
+    busy = threading.Thread(target=send, args=("busy", [big] * 4))
+    busy.start()
+    time.sleep(0.5)  # the 4 MiB request is in the instance
+    queued = [threading.Thread(target=send, args=(f"q{i}", [GOOD_TEXT])) for i in range(8)]
+    for thread in queued:
+        thread.start()
+    time.sleep(0.3)  # ... and 8 requests wait in the queue
+    queued_at = time.perf_counter() - 0.3
     try:
-        delays, attempts, fillers = asyncio.run(fill_then_classify())
+        with pytest.raises(ServerOverloadedError, match="Exceeds maximum queue size"):
+            clf.predict(GOOD_TEXT)
+        refused_until = time.perf_counter()
     finally:
-        os.kill(stub.pid, 18)
-    assert [(a, c) for a, c, _ in delays] == [(1, 0.05), (2, 0.1), (3, 0.2)]
+        clf.close()
+        for thread in [busy, *queued]:
+            thread.join(180)
+    delays = clf.retry_policy.delays
+    print(
+        f"\nbusy request answered {done['busy'][0] - refused_until:.2f} s after the last "
+        f"refusal; retry sleeps {[round(d, 3) for *_, d in delays]}"
+    )
+    assert done["busy"][1] == ""
+    # the queued ones were answered, or refused once their second in the queue was up
+    assert all(error == "" or "Request timeout expired" in error for _, error in done.values())
+    # the premise: the instance was busy and the queue full throughout the retries
+    assert done["busy"][0] > refused_until
+    assert refused_until - queued_at < QUEUE_TIMEOUT_US / 1e6
+    assert [(a, c) for a, c, _ in delays] == [(1, 0.02), (2, 0.04), (3, 0.08)]
     assert all(0 <= d <= c for _, c, d in delays)
     assert len(attempts) == 4
     gaps = np.diff(attempts)
     for gap, (_, _, slept) in zip(gaps, delays, strict=True):
         assert gap >= slept  # each retry waited its jittered delay
-    assert any(ok for ok, _, _ in fillers)  # the queued ones were answered after SIGCONT
     served.assert_healthy()

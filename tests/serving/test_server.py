@@ -171,3 +171,98 @@ def test_cli_help_lists_every_flag():
         "--model-config-name",
     ):
         assert flag in out
+
+
+def _tiny_infer(server: TritonServer) -> list:
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        ids = np.array([[1, 2, 3]], dtype=np.int64)
+        inputs = [
+            httpclient.InferInput(n, ids.shape, "INT64") for n in ("input_ids", "attention_mask")
+        ]
+        inputs[0].set_data_from_numpy(ids)
+        inputs[1].set_data_from_numpy(np.ones_like(ids))
+        return client.infer("m", inputs).as_numpy("logits").tolist()
+    finally:
+        client.close()
+
+
+def _kill_stubs(server: TritonServer) -> list[int]:
+    """SIGKILL the model's Python-backend stubs (one per instance)."""
+    import psutil
+
+    children = psutil.Process(server.process.pid).children()
+    stubs = [p for p in children if p.name().startswith("triton_python_b")]
+    assert stubs
+    for stub in stubs:
+        stub.kill()
+    return sorted(p.pid for p in stubs)
+
+
+@pytest.mark.server
+def test_a_dead_stub_is_not_repaired_by_triton_and_liveness_says_so(tiny_repository):
+    """Why the watchdog exists: after its stub is killed, Triton 24.10 keeps the model
+    READY and /v2/health/ready at 200 while the model fails; serving.liveness sees the
+    zombie stub and exits 1."""
+    from serving import liveness
+
+    with TritonServer(tiny_repository) as server:
+        assert liveness.main(["--url", f"http://{server.http_url}"]) == 0
+        stubs = _kill_stubs(server)
+        time.sleep(1.0)
+        with pytest.raises(Exception, match=r"not healthy|exited unexpectedly"):
+            _tiny_infer(server)
+        assert liveness.ready(f"http://{server.http_url}")  # Triton: still "ready"
+        assert liveness.dead_stubs(server.process.pid) == stubs
+        assert liveness.main(["--url", f"http://{server.http_url}"]) == 1
+
+
+@pytest.mark.server
+def test_watchdog_restarts_the_server_when_a_stub_died(tiny_repository):
+    with TritonServer(tiny_repository, watchdog=True, watchdog_interval=0.5) as server:
+        ports = (server.http_url, server.grpc_url, server.metrics_url)
+        first = server.process.pid
+        time.sleep(1.5)  # a live server is left alone
+        assert server.restarts == 0
+        _kill_stubs(server)
+        deadline = time.monotonic() + 120
+        while server.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.restarts == 1, server.log_tail
+        assert server.running() and server.process.pid != first
+        assert (server.http_url, server.grpc_url, server.metrics_url) == ports
+        assert _tiny_infer(server) == [[6.0]]
+        assert not group_alive(first)
+    assert processes_using(tiny_repository) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("42 (triton_python_b) Z 7 42 42 0 -1", (42, 7, "triton_python_b", "Z")),
+        ("9 (a) b (c)) S 1 9 9 0 -1", (9, 1, "a) b (c)", "S")),
+    ],
+)
+def test_read_stat_parses_comm_with_spaces_and_parentheses(line, expected):
+    from serving.liveness import read_stat
+
+    info = read_stat(line)
+    assert (info.pid, info.ppid, info.comm, info.state) == expected
+
+
+def test_dead_stubs_are_zombie_stub_children_of_the_server(tmp_path):
+    from serving.liveness import dead_stubs, servers
+
+    for pid, stat in {
+        100: "100 (tritonserver) S 1 100 100",
+        101: "101 (triton_python_b) Z 100 100 100",  # dead stub of 100
+        102: "102 (triton_python_b) S 100 100 100",  # live stub of 100
+        103: "103 (triton_python_b) Z 200 200 200",  # dead stub of another server
+        104: "104 (python) Z 100 100 100",  # a zombie that is no stub
+    }.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(stat)
+    (tmp_path / "self").mkdir()
+    assert dead_stubs(100, proc=tmp_path) == [101]
+    assert dead_stubs(200, proc=tmp_path) == [103]
+    assert servers(proc=tmp_path) == [100]

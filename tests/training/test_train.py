@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file
 
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
 from training.cli import main
@@ -14,6 +19,7 @@ from training.data import offline_rows
 from training.predict import Predictor
 from training.train import RunDirError, TrainConfig, train
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
 
 
@@ -270,3 +276,56 @@ def test_trainer_uses_berth_parameter_groups(tmp_path, tiny_base_model):
         [1.25e-4, 2.5e-4, 5e-4, 1e-3]
     )
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.1}
+
+
+KILL_AFTER_FIRST_CHECKPOINT = """
+import os, signal, sys
+import transformers
+
+save = transformers.Trainer._save_checkpoint
+
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # no clean-up at all, like a lost machine
+
+transformers.Trainer._save_checkpoint = save_then_die
+from training.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_interrupted_run_resumes_to_the_same_final_metrics(tmp_path, tiny_base_model):
+    """SIGKILL right after the first epoch's checkpoint, then `--resume`: the same
+    history, test metrics and weights as a run that was never interrupted."""
+    args = [
+        "--dataset", "rotten_tomatoes", "--model", str(tiny_base_model),
+        "--max-train-samples", "64", "--max-eval-samples", "16", "--epochs", "3",
+        "--max-length", "64", "--batch-size", "16", "--lr", "1e-3",
+    ]  # fmt: skip
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main([*args, "--output-dir", str(straight)]) == 0
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, *args, "--output-dir", str(killed)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert [p.name for p in (killed / "checkpoints").iterdir()] == ["checkpoint-4"]
+    assert not (killed / "metrics.json").exists() and not (killed / "model").exists()
+
+    assert main([*args, "--output-dir", str(killed), "--resume"]) == 0
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert a["resumed_from"] is None and b["resumed_from"].endswith("checkpoint-4")
+    assert b["global_step"] == a["global_step"] == 12
+    assert len(b["history"]) == len(a["history"]) == 3
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert hb == pytest.approx(ha, rel=1e-5), (ha, hb)
+    assert b["test"] == pytest.approx(a["test"], rel=1e-6)
+    assert b["validation"] == pytest.approx(a["validation"], rel=1e-6)
+    wa = load_file(straight / "model" / "model.safetensors")
+    wb = load_file(killed / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
