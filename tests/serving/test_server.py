@@ -169,6 +169,8 @@ def test_cli_help_lists_every_flag():
         "--metrics-port",
         "--host",
         "--model-config-name",
+        "--model-control-mode",
+        "--no-watchdog",
     ):
         assert flag in out
 
