@@ -53,7 +53,9 @@ def load_eval(
     return texts, np.asarray(targets)
 
 
-def session(path: Path, threads: int = 0):
+def session(path: Path, threads: int = 0, disabled_optimizers: Sequence[str] = ()):
+    """A CPU session set up as the serving backend sets it up (`disabled_optimizers`
+    as in the classifier's config parameters)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -62,18 +64,29 @@ def session(path: Path, threads: int = 0):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(path),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(disabled_optimizers),
+    )
 
 
 class OnnxClassifier:
     """Tokenize exactly as training does, run the ONNX graph."""
 
-    def __init__(self, model: Path, checkpoint: Path, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: Path,
+        checkpoint: Path,
+        threads: int = 0,
+        disabled_optimizers: Sequence[str] = (),
+    ) -> None:
         self.berth = BerthConfig.load(checkpoint)
         tokenizer_file = str(Path(checkpoint) / "tokenizer.json")
         self.tokenizer = load_tokenizer(tokenizer_file)
         self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
-        self.session = session(model, threads)
+        self.session = session(model, threads, disabled_optimizers)
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         b = self.berth

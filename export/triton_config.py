@@ -101,6 +101,9 @@ class ServingSettings:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     classifier_queue_delay_us: int = 1000
+    # Per variant: onnxruntime graph optimizers its CPU classifier skips (berth's
+    # Python-based backend; the native backend ignores the parameter). Export measures.
+    disabled_optimizers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     gpu_instances: int = 1
     gpu_queue_delay_us: int = 500
     trt_precision: str = "FP16"
@@ -226,6 +229,11 @@ class ClassifierModel:
                 "intra_op_thread_count": s.intra_op_threads,
                 "inter_op_thread_count": s.inter_op_threads,
                 **({"ragged_run_cost_tokens": s.ragged_run_cost_tokens} if ragged else {}),
+                **(
+                    {"disabled_optimizers": ",".join(disabled)}
+                    if (disabled := s.disabled_optimizers.get(self.variant))
+                    else {}
+                ),
             },
         )
         return cfg
@@ -347,8 +355,13 @@ DEMO_NAME = "sentiment"
 DEMO_BERTH = BerthConfig(labels=["negative", "positive"], max_length=128, truncation="head")
 
 
+# What `python -m export --optimize auto` measured and wrote on the development machine
+# (onnxruntime 1.32 CPU, BENCHMARKS.md); another machine's export may choose otherwise.
+DEMO_SETTINGS = ServingSettings(disabled_optimizers={"int8": ("SkipLayerNormFusion",)})
+
+
 def demo_configs() -> dict[str, mc.ModelConfig]:
-    return repository_configs(DEMO_NAME, DEMO_BERTH)
+    return repository_configs(DEMO_NAME, DEMO_BERTH, settings=DEMO_SETTINGS)
 
 
 def write_demo_configs(repository) -> list[str]:

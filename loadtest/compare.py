@@ -174,12 +174,29 @@ def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
     raise FileNotFoundError(f"no {model_dir}/<version>/model.onnx: publish with python -m export")
 
 
+def served_disabled_optimizers(repository: Path, model: str, variant: str) -> list[str]:
+    """The onnxruntime optimizers the served classifier skips (its config parameter), so
+    the model-only ceiling runs the graph exactly as the server does."""
+    from export.triton_config import parse
+
+    config = parse((repository / f"{model}_onnx_{variant}" / "config.pbtxt").read_text())
+    value = config.parameters["disabled_optimizers"].string_value
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
 def bench_ceiling(args: argparse.Namespace, texts: list[str]) -> list[Row]:
     """(2): the int8 ONNX model alone, tokenization included, batch sweep."""
     from export.evaluate import OnnxClassifier
 
     path = onnx_model_path(args.model_repository, args.model, args.variant)
-    runner = OnnxClassifier(path, args.checkpoint, threads=args.ceiling_threads)
+    runner = OnnxClassifier(
+        path,
+        args.checkpoint,
+        threads=args.ceiling_threads,
+        disabled_optimizers=served_disabled_optimizers(
+            args.model_repository, args.model, args.variant
+        ),
+    )
     me = os.getpid()
     rows = []
     per_batch = max(2.0, args.ceiling_seconds)

@@ -9,8 +9,11 @@ file there.
 What it honours from `config.pbtxt`:
 
 - `default_model_filename` (default `model.onnx`) in the version directory;
-- `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend)
-  and `execution_mode` (`0` sequential, `1` parallel);
+- `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend),
+  `execution_mode` (`0` sequential, `1` parallel) and `disabled_optimizers`
+  (comma-separated onnxruntime graph optimizers to skip; export writes the set it
+  measured fastest, e.g. `SkipLayerNormFusion`, whose fused kernel is the slower one on
+  some onnxruntime CPU builds: BENCHMARKS.md);
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
 - `allow_ragged_batch: true` on inputs (CPU configs), with the parameter
@@ -86,6 +89,14 @@ def session_options(config: dict):
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     return options
+
+
+def disabled_optimizers(config: dict) -> list[str]:
+    return [
+        name.strip()
+        for name in (parameter(config, "disabled_optimizers", "") or "").split(",")
+        if name.strip()
+    ]
 
 
 def model_file(args: dict, config: dict) -> Path:
@@ -222,7 +233,10 @@ class TritonPythonModel:
         ]
         path = model_file(args, self.config)
         self.session = ort.InferenceSession(
-            str(path), sess_options=session_options(self.config), providers=["CPUExecutionProvider"]
+            str(path),
+            sess_options=session_options(self.config),
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=disabled_optimizers(self.config),
         )
         graph_inputs = {i.name for i in self.session.get_inputs()}
         missing = [name for name, _ in self.inputs if name not in graph_inputs]

@@ -51,6 +51,14 @@ def test_report_and_files(exported):
     md = (cfg.output_dir / "export_report.md").read_text()
     assert "| int8 |" in md and "batch 32 ms" in md
     assert "decision" in report["fusion"]  # --optimize auto measured and decided
+    # ... and chose the int8 graph at the serving thread count; the CPU config says so
+    int8 = report["int8_graph"]
+    assert set(int8["batch_32_median_ms"]) == {"unfused", "fused", "unfused -SkipLayerNormFusion"}
+    assert int8["decision"] in md
+    int8_config = parse((cfg.model_repository / "sentiment_onnx_int8/config.pbtxt").read_text())
+    written = int8_config.parameters.get("disabled_optimizers")
+    assert (written.string_value.split(",") if written else []) == int8["disabled_optimizers"]
+    assert not list(cfg.output_dir.glob("onnx/model.int8.*.onnx"))  # candidates removed
     for v in report["variants"]:
         assert v["size_mb"] > 0 and v["latency"]["batch_1"]["median_ms"] > 0
         assert v["latency"]["batch_32"]["texts_per_s"] > 0

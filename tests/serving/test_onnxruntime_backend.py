@@ -212,3 +212,74 @@ def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
         [7.0],
         [9.0, 2.0],
     ]
+
+
+def _add_layer_norm_graph(path) -> None:
+    """x + skip → LayerNormalization: what onnxruntime's SkipLayerNormFusion fuses."""
+    hidden = 8
+    nodes = [
+        helper.make_node("Add", ["x", "skip"], ["sum"]),
+        helper.make_node("LayerNormalization", ["sum", "gamma", "beta"], ["y"], axis=-1),
+    ]
+    inits = [
+        helper.make_tensor("gamma", TensorProto.FLOAT, [hidden], np.ones(hidden).tolist()),
+        helper.make_tensor("beta", TensorProto.FLOAT, [hidden], np.zeros(hidden).tolist()),
+    ]
+    spec = ["batch", "sequence", hidden]
+    graph = helper.make_graph(
+        nodes,
+        "skip_ln",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, spec) for n in ("x", "skip")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, spec)],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize(
+    ("parameter", "fused"), [("", True), ("SkipLayerNormFusion", False), (" , ", True)]
+)
+def test_disabled_optimizers_parameter_reaches_onnxruntime(tmp_path, parameter, fused):
+    """The config parameter names optimizers onnxruntime really knows and skips."""
+    import onnxruntime as ort
+
+    source, optimized = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    _add_layer_norm_graph(source)
+    config = {"parameters": {"disabled_optimizers": {"string_value": parameter}}}
+    options = ort_backend.session_options(config)
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(
+        str(source),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=ort_backend.disabled_optimizers(config),
+    )
+    ops = {node.op_type for node in onnx.load(str(optimized)).graph.node}
+    assert ("SkipLayerNormalization" in ops) is fused
+    assert ("LayerNormalization" in ops) is not fused
+
+
+def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatch):
+    import onnxruntime as ort
+
+    seen = {}
+    real = ort.InferenceSession
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    config = {
+        "input": [{"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1]}],
+        "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}],
+        "parameters": {"disabled_optimizers": {"string_value": "SkipLayerNormFusion,GeluFusion"}},
+    }
+    ort_backend.TritonPythonModel().initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(tiny_onnx),
+            "model_version": "1",
+        }
+    )
+    assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion"]
