@@ -5,7 +5,8 @@
 
 Steps: export fp32 ONNX (logits + in-graph probabilities); optionally keep the
 onnxruntime.transformers fusions (`--optimize auto` measures and keeps them only when
-faster); check parity with the PyTorch reference predictor (max |Δlogit| and argmax,
+faster, and picks the int8 graph and session optimizers the CPU classifier runs
+fastest); check parity with the PyTorch reference predictor (max |Δlogit| and argmax,
 enforced); derive fp16 and int8; score every variant on the held-out split beside fp32
 and refuse any that loses more than `--max-accuracy-drop` points; write
 `export_report.{json,md}`; publish the Triton repository atomically.
@@ -380,7 +381,8 @@ def _choose_fusion(cfg: ExportConfig, raw: Path, work: Path, eval_texts: list[st
 
 
 # onnxruntime's session-level SkipLayerNormalization fusion: on the onnxruntime 1.32 CPU
-# build its fused kernel took 4x the time of the LayerNormalization + Add it replaces.
+# build its fused kernel took 2x the time of the LayerNormalization + Add it replaces
+# (BENCHMARKS.md, "Where the time goes").
 SLOW_FUSIONS = ("SkipLayerNormFusion",)
 
 
@@ -547,7 +549,7 @@ def run_export(cfg: ExportConfig) -> dict:
     _say(f"fusions: {fusion.get('decision', fusion['mode'])}")
 
     files: dict[str, Path] = {}
-    int8: dict = {"disabled_optimizers": []}
+    int8: dict = {"disabled_optimizers": []}  # replaced when int8 is built
     for variant in cfg.variant_list:
         target = work / f"model.{variant}.onnx"
         if variant == "fp32":
