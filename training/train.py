@@ -219,6 +219,13 @@ class TrainConfig:
     max_grad_norm: float = field(
         default=1.0, metadata=_help("gradient clipping norm (0 = off)", "optimisation")
     )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata=_help(
+            "label smoothing of the cross-entropy targets (single-label only; 0 = off)",
+            "optimisation",
+        ),
+    )
     precision: str = field(
         default="auto",
         metadata=_help(
@@ -282,6 +289,8 @@ class TrainConfig:
             raise DataError(f"--precision {self.precision!r}: use one of {PRECISIONS}")
         if not 0 <= self.warmup_ratio < 1:
             raise DataError(f"--warmup-ratio {self.warmup_ratio}: use a value in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise DataError(f"--label-smoothing {self.label_smoothing}: use a value in [0, 1)")
         if not 0 < self.layer_lr_decay <= 1:
             raise DataError(f"--layer-lr-decay {self.layer_lr_decay}: use a value in (0, 1]")
         if self.max_length < 8:
@@ -495,6 +504,11 @@ def train(config: TrainConfig) -> TrainResult:
     allowed = MULTI_LABEL_METRICS if multi else SINGLE_LABEL_METRICS
     if metric not in allowed:
         raise DataError(f"--metric {metric}: for this problem use one of {', '.join(allowed)}")
+    if multi and config.label_smoothing:
+        raise DataError(
+            "--label-smoothing smooths single-label cross-entropy; this data is multi-label "
+            "(BCE loss): drop the flag"
+        )
     _say(
         state,
         (
@@ -559,6 +573,7 @@ def train(config: TrainConfig) -> TrainResult:
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type="linear",
         max_grad_norm=config.max_grad_norm,
+        label_smoothing_factor=config.label_smoothing,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         eval_strategy="epoch",

@@ -17,7 +17,7 @@ from training.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
 from training.cli import main
 from training.data import offline_rows
 from training.predict import Predictor
-from training.train import RunDirError, TrainConfig, train
+from training.train import DataError, RunDirError, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
@@ -186,6 +186,32 @@ def test_multi_label_fine_tune(tmp_path, tiny_base_model):
     prediction = Predictor(result.checkpoint).predict(rows[0]["text"])[0]
     assert isinstance(prediction["labels"], list)
     assert (result.run_dir / "confusion_matrix.png").is_file()
+
+
+def test_label_smoothing_reaches_the_loss_and_is_refused_for_multi_label(tmp_path, tiny_base_model):
+    common = {"dataset": "rotten_tomatoes", "epochs": 1, "max_train_samples": 64}
+    common["max_eval_samples"] = 16
+    losses = [
+        train(config(tmp_path / f"ls{ls}", tiny_base_model, label_smoothing=ls, **common)).metrics[
+            "history"
+        ][0]["train_loss"]
+        for ls in (0.0, 0.5)
+    ]
+    assert abs(losses[0] - losses[1]) > 1e-4  # same seed and data: only the targets differ
+    path = tmp_path / "ml.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in multi_label_records()[:40]))
+    with pytest.raises(DataError, match=r"--label-smoothing.*multi-label"):
+        train(
+            config(
+                tmp_path / "ml",
+                tiny_base_model,
+                train_file=str(path),
+                label_column="labels",
+                label_smoothing=0.1,
+            )
+        )
+    with pytest.raises(DataError, match=r"--label-smoothing 1\.0"):
+        TrainConfig(label_smoothing=1.0).validate()
 
 
 def test_resume_continues_from_checkpoint(tmp_path, tiny_base_model):
