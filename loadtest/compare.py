@@ -175,13 +175,15 @@ def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
 
 
 def served_disabled_optimizers(repository: Path, model: str, variant: str) -> list[str]:
-    """The onnxruntime optimizers the served classifier skips (its config parameter), so
-    the model-only ceiling runs the graph exactly as the server does."""
+    """The onnxruntime optimizers the served classifier skips (its config parameter, read
+    as the backend reads it), so the model-only ceiling runs the graph as the server does."""
+    from google.protobuf.json_format import MessageToDict
+
     from export.triton_config import parse
+    from serving.onnxruntime_backend.model import disabled_optimizers
 
     config = parse((repository / f"{model}_onnx_{variant}" / "config.pbtxt").read_text())
-    value = config.parameters["disabled_optimizers"].string_value
-    return [name.strip() for name in value.split(",") if name.strip()]
+    return disabled_optimizers(MessageToDict(config, preserving_proto_field_name=True))
 
 
 def bench_ceiling(args: argparse.Namespace, texts: list[str]) -> list[Row]:

@@ -13,6 +13,19 @@ from serving.onnxruntime_backend import model as ort_backend
 from tests.serving import fake_pb_utils
 
 
+def load(config: dict, repository) -> ort_backend.TritonPythonModel:
+    """Initialize the backend as Triton does: version 1 of a model in `repository`."""
+    model = ort_backend.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(repository),
+            "model_version": "1",
+        }
+    )
+    return model
+
+
 class RecordingSession:
     def __init__(self) -> None:
         self.calls = []
@@ -127,14 +140,7 @@ def test_backend_model_in_process(tiny_onnx, monkeypatch):
         ],
         "parameters": {"intra_op_thread_count": {"string_value": "1"}},
     }
-    model = ort_backend.TritonPythonModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(tiny_onnx),
-            "model_version": "1",
-        }
-    )
+    model = load(config, tiny_onnx)
     requests = [
         fake_pb_utils.InferenceRequest(
             input_ids=np.array([[1, 2, 3]], np.int64),
@@ -164,13 +170,7 @@ def test_missing_graph_input_is_reported(tiny_onnx):
         "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}],
     }
     with pytest.raises(ValueError, match="token_type_ids"):
-        ort_backend.TritonPythonModel().initialize(
-            {
-                "model_config": json.dumps(config),
-                "model_repository": str(tiny_onnx),
-                "model_version": "1",
-            }
-        )
+        load(config, tiny_onnx)
 
 
 def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
@@ -186,14 +186,7 @@ def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
         ],
         "parameters": {"ragged_run_cost_tokens": {"string_value": "1000"}},
     }
-    model = ort_backend.TritonPythonModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(tiny_onnx),
-            "model_version": "1",
-        }
-    )
+    model = load(config, tiny_onnx)
     assert model.ragged == {"input_ids", "attention_mask"}
     requests = [
         fake_pb_utils.InferenceRequest(
@@ -275,11 +268,5 @@ def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatc
         "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}],
         "parameters": {"disabled_optimizers": {"string_value": "SkipLayerNormFusion,GeluFusion"}},
     }
-    ort_backend.TritonPythonModel().initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(tiny_onnx),
-            "model_version": "1",
-        }
-    )
+    load(config, tiny_onnx)
     assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion"]
