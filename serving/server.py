@@ -29,6 +29,7 @@ backend stub processes included): the server runs in its own process group.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -37,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -80,9 +82,32 @@ def triton_libs() -> Path:
     return _package_dir("pytriton").parent / "nvidia_pytriton.libs"
 
 
+def check_stub_numpy(paths: list[str] | None = None) -> None:
+    """Refuse numpy 2 in the environment the Python-backend stub imports from (this
+    environment's site-packages: the stub finds them through `PATH`, see `server_env`).
+
+    The wheel's stubs (Triton 24.10) are built against numpy 1: under numpy 2 a stub
+    crashes on its first string input (`deserialize_bytes_tensor`: "unpack_from requires
+    a buffer of at least N bytes") or rejects outputs ("output tensor shape does not
+    match size of output"); the server then answers every request with a 500. Failing
+    before the start says why."""
+    if paths is None:
+        paths = list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
+    for dist in importlib.metadata.distributions(name="numpy", path=paths):
+        version = dist.version
+        if int(version.split(".")[0]) >= 2:
+            raise TritonServerError(
+                f"numpy {version} is installed in {sys.prefix}; the Python-backend stub of "
+                "the pip tritonserver (Triton 24.10) needs numpy 1.x and breaks on string "
+                "tensors under numpy 2: `pip install 'numpy>=1.26,<2'` in this environment "
+                "(requirements.txt pins it)"
+            )
+
+
 def build_backend_dir(target: Path) -> Path:
     """Populate `target` with the Python backend (+ the matching stub) and berth's
     Python-based onnxruntime backend. Returns `target`."""
+    check_stub_numpy()
     home = triton_home()
     python_src = home / "backends" / "python"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -532,6 +532,7 @@ class DataSpec:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     seed: int = 42
+    split_seed: int | None = None
     trust_remote_code: bool = False
 
 
@@ -550,6 +551,8 @@ def load_data(spec) -> LabelledData:
         value = getattr(spec, attr)
         if not 0 < value < 1:
             raise DataError(f"--{attr.replace('_', '-')} {value}: use a fraction in (0, 1)")
+    # the split can stay fixed while --seed varies (seed studies compare like with like)
+    split_seed = spec.seed if spec.split_seed is None else spec.split_seed
     forced = spec.problem_type
     forced_multi = True if forced in ("multi_label", MULTI_LABEL) else None
     if forced in ("binary", "multi_class", "single_label", SINGLE_LABEL):
@@ -648,15 +651,15 @@ def load_data(spec) -> LabelledData:
             # fractions are of the whole training pool, so carving test first does not
             # shrink the validation split
             size = fraction * len(train) / max(len(splits["train"]), 1)
-            splits["train"], splits[key] = carve(splits["train"], size, spec.seed, multi)
+            splits["train"], splits[key] = carve(splits["train"], size, split_seed, multi)
             carved[key] = True
         else:
             carved[key] = False
     return LabelledData(
         name=dataset_name(spec),
-        train=sample(splits["train"], spec.max_train_samples, spec.seed),
-        validation=sample(splits["validation"], spec.max_eval_samples, spec.seed),
-        test=sample(splits["test"], spec.max_eval_samples, spec.seed),
+        train=sample(splits["train"], spec.max_train_samples, split_seed),
+        validation=sample(splits["validation"], spec.max_eval_samples, split_seed),
+        test=sample(splits["test"], spec.max_eval_samples, split_seed),
         labels=labels,
         problem_type=problem,
         carved=carved,

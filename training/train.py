@@ -257,6 +257,14 @@ class TrainConfig:
         ),
     )
     seed: int = field(default=42, metadata=_help("random seed (splits, init, order)", "run"))
+    split_seed: int | None = field(
+        default=None,
+        metadata=_help(
+            "seed for carving and sampling the splits alone (default: --seed); fixes the "
+            "split while --seed varies",
+            "run",
+        ),
+    )
 
     # run
     output_dir: str | None = field(

@@ -15,7 +15,9 @@ import tritonclient.http as httpclient
 
 from serving.server import (
     TritonServer,
+    TritonServerError,
     build_backend_dir,
+    check_stub_numpy,
     server_env,
     triton_home,
     triton_libs,
@@ -46,6 +48,21 @@ def test_backend_directory(tmp_path):
     assert (target / "onnxruntime/model.py").read_bytes() == (
         ROOT / "serving/onnxruntime_backend/model.py"
     ).read_bytes()
+
+
+def _fake_numpy(site: Path, version: str) -> str:
+    info = site / f"numpy-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: numpy\nVersion: {version}\n")
+    return str(site)
+
+
+def test_numpy_2_in_the_stub_environment_is_refused_before_the_start(tmp_path):
+    check_stub_numpy([_fake_numpy(tmp_path / "ok", "1.26.4")])
+    check_stub_numpy([str(tmp_path / "empty")])  # no numpy found: nothing to judge
+    with pytest.raises(TritonServerError, match=r"numpy 2\.1\.0 .*numpy>=1\.26,<2"):
+        check_stub_numpy([_fake_numpy(tmp_path / "new", "2.1.0")])
+    check_stub_numpy()  # this environment, as requirements.txt pins it
 
 
 def test_environment():

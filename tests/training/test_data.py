@@ -125,6 +125,12 @@ def test_rotten_tomatoes_corpus():
     # deterministic with the seed
     again = load_data(DataSpec(dataset="rotten_tomatoes"))
     assert again.test.texts == data.test.texts
+    # --split-seed keeps the split while --seed changes; without it the split moves
+    fixed = load_data(DataSpec(dataset="rotten_tomatoes", seed=43, split_seed=42))
+    assert fixed.validation.texts == data.validation.texts
+    assert fixed.test.texts == data.test.texts and fixed.train.texts == data.train.texts
+    moved = load_data(DataSpec(dataset="rotten_tomatoes", seed=43))
+    assert moved.test.texts != data.test.texts
 
 
 def test_bbc_news_corpus():
