@@ -162,13 +162,35 @@ def parity(reference_logits: np.ndarray, logits: np.ndarray, multi_label: bool) 
     }
 
 
-def latency(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> dict:
-    """Median wall time of one `session.run` on real texts (tokenization excluded)."""
+def _batches(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> list:
     pool = list(texts) * (1 + batch_size // max(len(texts), 1))
-    batches = [
+    return [
         runner.encode(pool[(i * batch_size) % len(pool) :][:batch_size])
         for i in range(min(runs, 8))
     ]
+
+
+def interleaved_median_ms(
+    runners: dict[str, OnnxClassifier], texts: Sequence[str], batch_size: int, runs: int
+) -> dict[str, float]:
+    """Median ms of one `session.run` per runner, timed in turns (A, B, C, A, B, C, …) so
+    that a drift of the machine's speed during the measurement hits every runner alike."""
+    batches = {key: _batches(runner, texts, batch_size, runs) for key, runner in runners.items()}
+    for key, runner in runners.items():
+        runner.run(*batches[key][0])  # warm-up
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    for i in range(runs):
+        for key, runner in runners.items():
+            ids, mask = batches[key][i % len(batches[key])]
+            start = time.perf_counter()
+            runner.run(ids, mask)
+            times[key].append(time.perf_counter() - start)
+    return {key: 1000 * statistics.median(t) for key, t in times.items()}
+
+
+def latency(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> dict:
+    """Median wall time of one `session.run` on real texts (tokenization excluded)."""
+    batches = _batches(runner, texts, batch_size, runs)
     runner.run(*batches[0])  # warm-up
     times = []
     for i in range(runs):
