@@ -170,11 +170,12 @@ def _batches(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs
     ]
 
 
-def interleaved_median_ms(
+def _run_times(
     runners: dict[str, OnnxClassifier], texts: Sequence[str], batch_size: int, runs: int
-) -> dict[str, float]:
-    """Median ms of one `session.run` per runner, timed in turns (A, B, C, A, B, C, …) so
-    that a drift of the machine's speed during the measurement hits every runner alike."""
+) -> dict[str, list[float]]:
+    """Seconds per `session.run` on real texts (tokenization excluded), each runner warmed
+    up once, then timed in turns (A, B, C, A, B, C, …) so that a drift of the machine's
+    speed during the measurement hits every runner alike."""
     batches = {key: _batches(runner, texts, batch_size, runs) for key, runner in runners.items()}
     for key, runner in runners.items():
         runner.run(*batches[key][0])  # warm-up
@@ -185,19 +186,20 @@ def interleaved_median_ms(
             start = time.perf_counter()
             runner.run(ids, mask)
             times[key].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_median_ms(
+    runners: dict[str, OnnxClassifier], texts: Sequence[str], batch_size: int, runs: int
+) -> dict[str, float]:
+    """Median ms of one `session.run` per runner, the runners timed in turns."""
+    times = _run_times(runners, texts, batch_size, runs)
     return {key: 1000 * statistics.median(t) for key, t in times.items()}
 
 
 def latency(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> dict:
     """Median wall time of one `session.run` on real texts (tokenization excluded)."""
-    batches = _batches(runner, texts, batch_size, runs)
-    runner.run(*batches[0])  # warm-up
-    times = []
-    for i in range(runs):
-        ids, mask = batches[i % len(batches)]
-        start = time.perf_counter()
-        runner.run(ids, mask)
-        times.append(time.perf_counter() - start)
+    times = _run_times({"": runner}, texts, batch_size, runs)[""]
     median = statistics.median(times)
     return {
         "batch_size": batch_size,

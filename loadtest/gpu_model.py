@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from loadtest.data import read_texts_file
 from training.predict import Predictor
 
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
@@ -123,11 +124,6 @@ def format_row(row: Row) -> str:
     )
 
 
-def read_texts(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line)["text"] for line in handle if line.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.gpu_model",
@@ -145,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--texts",
         type=Path,
         default=None,
-        help="JSON Lines with a text field for the fp16/fp32 check "
+        help="texts for the fp16/fp32 check: .jsonl, .csv or .txt "
         "(default: the run's splits/test.jsonl)",
     )
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
@@ -168,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         not args.no_graphs,
     )
     texts_file = args.texts or args.checkpoint.parent / "splits" / "test.jsonl"
-    check = agreement(args.checkpoint, read_texts(texts_file), device)
+    check = agreement(args.checkpoint, read_texts_file(texts_file), device)
     print(
         f"\nfp16 vs fp32 on {check['texts']} texts of {texts_file}: argmax agreement "
         f"{check['argmax_agreement']:.2%}, max |Δp| {check['max_abs_dprob']:.2e}"
