@@ -25,6 +25,7 @@ examples:
       --truncation head+tail --batch-size 16 --lr 3e-5
   torchrun --nproc-per-node 4 -m training --dataset imdb    # multi-GPU, no code change
   python -m training mlm --help                         # continued masked-LM pretraining
+  python -m training seeds --seeds 42 43 44 -- --lr 5e-5    # seed study on one split
 """
 
 
@@ -97,6 +98,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"eval perplexity: {result.metrics.get('eval_perplexity')}")
             print(f"fine-tune it: python -m training --model {result.checkpoint}")
             return 0
+        if argv and argv[0] == "seeds":
+            from training.seeds import SeedsConfig, report, run_seeds
+
+            own, train_args = argv[1:], []
+            if "--" in own:
+                at = own.index("--")
+                own, train_args = own[:at], own[at + 1 :]
+            config = parse_config(
+                SeedsConfig,
+                own,
+                "python -m training seeds",
+                "Train one recipe with several seeds on one fixed split and summarise the "
+                "best validation and the test metric: is a change bigger than seed noise? "
+                "Flags for `python -m training` follow `--`.",
+                "example:\n  python -m training seeds --seeds 42 43 44 --output-dir "
+                "runs/seeds/lr5e-5 -- --lr 5e-5\n",
+            )
+            result = run_seeds(config, train_args)
+            print(report(result))
+            return 0 if all(r["returncode"] == 0 for r in result["runs"]) else 1
         if argv and argv[0] == "train":
             argv = argv[1:]
         from training.train import TrainConfig, train
