@@ -360,13 +360,14 @@ def _choose_fusion(cfg: ExportConfig, raw: Path, work: Path, eval_texts: list[st
     fused_path = onnx_export.fuse(cfg.checkpoint, raw, work / "model.fused.onnx")
     if cfg.optimize == "on":
         return {"path": fused_path, "fused": True, "mode": "on"}
-    measured = {}
-    for label, path in (("unfused", raw), ("fused", fused_path)):
-        runner = OnnxClassifier(path, cfg.checkpoint, threads=cfg.threads)
-        measured[label] = {
-            f"batch_{bs}": latency(runner, eval_texts, bs, cfg.latency_runs)["median_ms"]
-            for bs in (1, 32)
-        }
+    runners = {
+        label: OnnxClassifier(path, cfg.checkpoint, threads=cfg.threads)
+        for label, path in (("unfused", raw), ("fused", fused_path))
+    }
+    by_batch = {
+        bs: interleaved_median_ms(runners, eval_texts, bs, cfg.latency_runs) for bs in (1, 32)
+    }
+    measured = {label: {f"batch_{bs}": by_batch[bs][label] for bs in by_batch} for label in runners}
     keep = measured["fused"]["batch_32"] < 0.95 * measured["unfused"]["batch_32"]
     return {
         "path": fused_path if keep else raw,
@@ -421,8 +422,8 @@ def _build_int8(
     }
     median_ms = interleaved_median_ms(runners, eval_texts, 32, cfg.latency_runs)
     del runners
-    baseline = median_ms["unfused"]
     best = choose_int8(candidates, median_ms)
+    baseline = median_ms[_key(candidates[0])]
     source, disabled = best
     graphs[source].replace(target)
     for path in graphs.values():
