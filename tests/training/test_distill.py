@@ -1,0 +1,248 @@
+"""`python -m training distill`: a tiny 4-layer teacher distilled into 2-layer students."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import MULTI_LABEL, BerthConfig
+from training.cli import main
+from training.data import DataError
+from training.distill import (
+    DistillConfig,
+    distill,
+    distillation_loss,
+    keep_layers,
+    layer_candidates,
+    pick_unlabelled,
+)
+from training.predict import Predictor
+from training.train import TrainConfig, train
+
+FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def deep_base_model(tmp_path_factory, minilm_dir) -> Path:
+    """Like `tiny_base_model`, with 4 layers so that a student can keep some of them."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    out = tmp_path_factory.mktemp("tiny-bert-4")
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (minilm_dir / name).exists():
+            shutil.copy(minilm_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, deep_base_model):
+    run_dir = tmp_path_factory.mktemp("teacher") / "run"
+    return train(
+        TrainConfig(
+            model=str(deep_base_model),
+            output_dir=str(run_dir),
+            dataset="rotten_tomatoes",
+            epochs=2,
+            max_train_samples=160,
+            max_eval_samples=48,
+            **FAST,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory, teacher):
+    unlabelled = tmp_path_factory.mktemp("unlabelled") / "extra.txt"
+    unlabelled.write_text("a quiet, careful film\nloud and empty\n\n")
+    run_dir = tmp_path_factory.mktemp("student") / "run"
+    config = DistillConfig(
+        teacher=str(teacher.checkpoint),
+        output_dir=str(run_dir),
+        student_layers=2,
+        selection_steps=3,
+        epochs=2,
+        max_unlabelled=40,
+        unlabelled_file=[str(unlabelled)],
+        batch_size=16,
+        eval_batch_size=64,
+        lr=1e-3,
+    )
+    return distill(config)
+
+
+def test_student_is_an_ordinary_checkpoint_with_its_teacher_recorded(student, teacher):
+    checkpoint = student.checkpoint
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "berth.json"):
+        assert (checkpoint / name).is_file(), name
+    berth = BerthConfig.load(checkpoint)
+    assert berth.labels == teacher.berth.labels and berth.max_length == 64
+    record = berth.distillation
+    assert record["teacher"] == str(teacher.checkpoint) and record["teacher_layers"] == 4
+    kept = record["layers"]["kept"]
+    assert kept in layer_candidates(4, 2) and set(record["layers"]["validation_kl"]) == {
+        ",".join(map(str, c)) for c in layer_candidates(4, 2)
+    }
+    assert record["settings"]["temperature"] == 2.0 and record["unlabelled_texts"] == 40
+    hf_config = json.loads((checkpoint / "config.json").read_text())
+    assert hf_config["num_hidden_layers"] == 2
+
+
+def test_student_trains_on_the_teachers_split(student, teacher):
+    """With no data flags the student reuses the teacher's data and split exactly."""
+    for split in ("validation", "test"):
+        mine = (student.run_dir / "splits" / f"{split}.jsonl").read_text()
+        assert mine == (teacher.run_dir / "splits" / f"{split}.jsonl").read_text()
+    assert student.metrics["sizes"] == teacher.metrics["sizes"]
+
+
+def test_metrics_report_agreement_that_the_predictors_reproduce(student, teacher):
+    metrics = json.loads((student.run_dir / "metrics.json").read_text())
+    texts = [
+        json.loads(line)["text"]
+        for line in (student.run_dir / "splits" / "test.jsonl").read_text().splitlines()
+    ]
+    mine = [r["label"] for r in Predictor(student.checkpoint).predict(texts)]
+    theirs = [r["label"] for r in Predictor(teacher.checkpoint).predict(texts)]
+    expected = np.mean([a == b for a, b in zip(mine, theirs, strict=True)])
+    assert metrics["teacher_agreement"]["test"] == pytest.approx(expected)
+    assert metrics["teacher_agreement"]["teacher_test"]["accuracy"] == pytest.approx(
+        teacher.metrics["test"]["accuracy"]
+    )
+    assert len(metrics["train_log"]) > len(metrics["history"]) == 2
+
+
+def test_kept_layers_are_the_teachers_weights(teacher):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(teacher.checkpoint)
+    small = keep_layers(model, [1, 3])
+    assert small.config.num_hidden_layers == 2 and model.config.num_hidden_layers == 4
+    for mine, theirs in ((0, 1), (1, 3)):
+        a = small.bert.encoder.layer[mine].attention.self.query.weight
+        b = model.bert.encoder.layer[theirs].attention.self.query.weight
+        assert torch.equal(a, b)
+    assert torch.equal(small.classifier.weight, model.classifier.weight)
+    with pytest.raises(DataError, match="keep-layers"):
+        keep_layers(model, [3, 1])
+
+
+def test_layer_candidates_cover_the_depth():
+    assert layer_candidates(6, 3) == [[0, 2, 4], [1, 3, 5], [0, 2, 5], [0, 1, 2]]
+    assert layer_candidates(12, 4)[0] == [0, 3, 6, 9]
+    with pytest.raises(DataError, match="only 4 layers"):
+        layer_candidates(4, 4)
+
+
+def test_unlabelled_text_never_repeats_a_labelled_text():
+    sources = [("a", ["x", "held out", "y "]), ("b", ["y", "z", ""])]
+    assert pick_unlabelled(sources, {"held out"}, None, 0) == ["x", "y", "z"]
+    assert len(pick_unlabelled(sources, set(), 2, 0)) == 2
+
+
+def test_loss_is_cross_entropy_at_alpha_zero_and_ignores_unlabelled_rows():
+    student = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
+    teacher = torch.tensor([[1.0, 0.0], [-3.0, 3.0]])
+    labels = torch.tensor([0, 1])
+    both = torch.tensor([1.0, 1.0])
+    ce = torch.nn.functional.cross_entropy(student, labels)
+    hard = distillation_loss(student, teacher, labels, both, 2.0, 0.0, False)
+    assert hard == pytest.approx(ce.item())
+    only_first = distillation_loss(student, teacher, labels, torch.tensor([1.0, 0.0]), 2, 0, False)
+    ce_first = torch.nn.functional.cross_entropy(student[:1], labels[:1])
+    assert only_first == pytest.approx(ce_first.item())
+    same = distillation_loss(teacher, teacher, labels, both, 2.0, 1.0, False)
+    assert same == pytest.approx(0.0, abs=1e-6)
+    multi = distillation_loss(teacher, teacher, torch.ones(2, 2), both, 2.0, 1.0, True)
+    entropy = torch.nn.functional.binary_cross_entropy_with_logits(
+        teacher / 2, torch.sigmoid(teacher / 2)
+    )
+    assert multi == pytest.approx(4 * entropy.item())
+
+
+def test_multi_label_student_retunes_thresholds(tmp_path, deep_base_model):
+    rows = [
+        {"text": text, "labels": labels}
+        for text, labels in [
+            ("a funny film with a great cast", ["comedy", "good"]),
+            ("a dull and clumsy comedy", ["comedy"]),
+            ("a tense, gripping thriller", ["thriller", "good"]),
+            ("a thriller without any tension", ["thriller"]),
+        ]
+        * 12
+    ]
+    data = tmp_path / "multi.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    teacher = train(
+        TrainConfig(
+            model=str(deep_base_model),
+            output_dir=str(tmp_path / "teacher"),
+            train_file=str(data),
+            label_column="labels",
+            epochs=1,
+            **FAST,
+        )
+    )
+    student = distill(
+        DistillConfig(
+            teacher=str(teacher.checkpoint),
+            output_dir=str(tmp_path / "student"),
+            keep_layers=[0, 3],
+            epochs=1,
+            batch_size=16,
+            lr=1e-3,
+        )
+    )
+    berth = BerthConfig.load(student.checkpoint)
+    assert berth.problem_type == MULTI_LABEL and len(berth.thresholds) == 3
+    assert berth.distillation["layers"] == {"kept": [0, 3]}
+    assert 0 <= student.metrics["teacher_agreement"]["test"] <= 1
+
+
+def test_student_with_another_vocabulary_or_labels_is_refused(tmp_path, teacher, capsys):
+    other = tmp_path / "other-vocab"
+    shutil.copytree(teacher.checkpoint, other)
+    tokenizer = json.loads((other / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    vocab["zzzz-not-in-teacher"] = len(vocab)
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+    (other / "berth.json").unlink()
+    code = main(
+        ["distill", "--teacher", str(teacher.checkpoint), "--student", str(other),
+         "--output-dir", str(tmp_path / "s1")]
+    )  # fmt: skip
+    assert code == 2
+    assert "vocabulary (30523 tokens) differs from the teacher's" in capsys.readouterr().err
+
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(teacher.checkpoint, relabelled)
+    berth = BerthConfig.load(relabelled)
+    berth.labels = list(reversed(berth.labels))
+    berth.save(relabelled)
+    with pytest.raises(DataError, match="not the teacher's"):
+        distill(
+            DistillConfig(
+                teacher=str(teacher.checkpoint),
+                student=str(relabelled),
+                output_dir=str(tmp_path / "s2"),
+            )
+        )
+
+
+def test_cli_requires_a_teacher(capsys, tmp_path):
+    assert main(["distill", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "--teacher is required" in capsys.readouterr().err

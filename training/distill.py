@@ -1,0 +1,564 @@
+"""Train big, serve small: `python -m training distill`.
+
+A student learns to copy a trained teacher: soft targets at a temperature (softmax for
+single-label, sigmoid for multi-label) plus the hard labels, on the teacher's own
+training split and on unlabelled text that only the teacher labels. The student starts
+from a subset of the teacher's layers (which ones: tried briefly, chosen on validation)
+or from any smaller checkpoint with the same vocabulary. Its output is an ordinary berth
+checkpoint whose `berth.json` names the teacher and the settings, so export, serving and
+the client take it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.checkpoint import BerthConfig
+from training.data import DataError, offline_unlabelled, read_rows, rows_to_split
+from training.predict import Predictor, decide, probabilities
+from training.train import (
+    EncodedDataset,
+    PadCollator,
+    Session,
+    TrainConfig,
+    TrainResult,
+    _help,
+    _logits,
+    _trainer_class,
+    build_trainer,
+    check_positions,
+    evaluate,
+    finish,
+    fit,
+    run_metrics,
+    start,
+)
+
+# Data fields a student inherits from its teacher's run unless given: the same split.
+INHERITED_DATA = (
+    "dataset",
+    "dataset_config",
+    "train_file",
+    "validation_file",
+    "test_file",
+    "text_column",
+    "label_column",
+    "label_delimiter",
+    "problem_type",
+    "validation_fraction",
+    "test_fraction",
+    "max_train_samples",
+    "max_eval_samples",
+)
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """`python -m training` plus the teacher, the student and the distillation loss."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata=_help(
+            "labelled data as for `python -m training` (default: the teacher run's own data "
+            "and split, read from its metrics.json)",
+            "data",
+        ),
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata=_help("maximum tokens per text (default: the teacher's)", "model"),
+    )
+    teacher: str = field(
+        default="",
+        metadata=_help("the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"),
+    )
+    student: str | None = field(
+        default=None,
+        metadata=_help(
+            "start the student from this checkpoint (a Hub id or directory; same vocabulary "
+            "as the teacher) instead of the teacher's own layers",
+            "distill",
+        ),
+    )
+    student_layers: int = field(
+        default=3,
+        metadata=_help("encoder layers the student keeps from the teacher", "distill"),
+    )
+    keep_layers: list[int] | None = field(
+        default=None,
+        metadata=_help(
+            "exactly which teacher layers to keep (0-based); default: try a few spreads for "
+            "--selection-steps each and keep the one closest to the teacher on validation",
+            "distill",
+        ),
+    )
+    selection_steps: int = field(
+        default=60,
+        metadata=_help("training steps per candidate layer set when choosing layers", "distill"),
+    )
+    temperature: float = field(
+        default=2.0, metadata=_help("softmax/sigmoid temperature of the soft targets", "distill")
+    )
+    alpha: float = field(
+        default=0.7,
+        metadata=_help(
+            "weight of the soft-target loss; 1 - alpha goes to the hard labels", "distill"
+        ),
+    )
+    unlabelled_file: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "files of unlabelled text (.txt one per line, or any data file with "
+            "--text-column) that the teacher labels for the student",
+            "distill",
+        ),
+    )
+    offline_unlabelled: bool = field(
+        default=True,
+        metadata=_help(
+            "add the unlabelled text that ships with an offline corpus (rotten_tomatoes: its "
+            "plot summaries); --no-offline-unlabelled turns it off",
+            "distill",
+        ),
+    )
+    max_unlabelled: int | None = field(
+        default=None,
+        metadata=_help("use at most this many unlabelled texts (seeded sample)", "distill"),
+    )
+
+    def validate(self) -> None:
+        if self.model:
+            raise DataError("--model does not apply here: the student comes from --student")
+        if self.temperature <= 0:
+            raise DataError(f"--temperature {self.temperature}: use a value above 0")
+        if not 0 <= self.alpha <= 1:
+            raise DataError(f"--alpha {self.alpha}: use a value in [0, 1]")
+        if self.student_layers < 1:
+            raise DataError(f"--student-layers {self.student_layers}: use at least 1")
+        super().validate()
+
+
+# --------------------------------------------------------------------------- config
+
+
+def teacher_run_config(teacher: Path) -> dict:
+    """The `config` the teacher's run recorded (empty when it is not a berth run)."""
+    path = teacher.parent / "metrics.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text()).get("config", {})
+
+
+def resolve(config: DistillConfig, teacher: BerthConfig) -> DistillConfig:
+    """Fill what the user left open from the teacher: its data and split (when no data
+    was named), its input length and truncation, and its label order."""
+    resolved = copy.copy(config)
+    if not (config.dataset or config.train_file):
+        recorded = teacher_run_config(Path(config.teacher))
+        if not recorded:
+            raise DataError(
+                f"{config.teacher}: no metrics.json beside it to take the data from; pass "
+                "--dataset or --train-file"
+            )
+        for name in INHERITED_DATA:
+            setattr(resolved, name, recorded.get(name))
+        if config.split_seed is None:
+            recorded_split = recorded.get("split_seed")
+            resolved.split_seed = (
+                recorded.get("seed", 42) if recorded_split is None else recorded_split
+            )
+    if config.max_length is None:
+        resolved.max_length = teacher.max_length
+        resolved.truncation, resolved.head_tokens = teacher.truncation, teacher.head_tokens
+    resolved.labels = list(teacher.labels)
+    resolved.problem_type = "multi_label" if teacher.multi_label else "single_label"
+    return resolved
+
+
+# --------------------------------------------------------------------------- student
+
+
+def encoder_layers(model) -> torch.nn.ModuleList:
+    """The ModuleList of transformer blocks (BERT, RoBERTa, DistilBERT, … all keep one)."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise DataError(f"{type(model).__name__}: cannot find its {count} encoder layers")
+
+
+def keep_layers(teacher_model, keep: list[int]):
+    """A copy of the teacher with only the layers in `keep` (embeddings, pooler and head
+    included), its config saying so."""
+    total = teacher_model.config.num_hidden_layers
+    if not keep or sorted(set(keep)) != list(keep) or keep[0] < 0 or keep[-1] >= total:
+        raise DataError(
+            f"--keep-layers {keep}: give increasing, distinct layer indices in 0..{total - 1}"
+        )
+    student = copy.deepcopy(teacher_model)
+    layers = encoder_layers(student)
+    kept = [layers[i] for i in keep]
+    layers._modules.clear()
+    for i, layer in enumerate(kept):
+        layers.add_module(str(i), layer)
+    student.config.num_hidden_layers = len(keep)
+    if getattr(student.config, "layer_types", None):
+        student.config.layer_types = [student.config.layer_types[i] for i in keep]
+    return student
+
+
+def layer_candidates(total: int, count: int) -> list[list[int]]:
+    """Layer sets worth trying: every k-th from the bottom, every k-th ending at the top,
+    spread evenly from first to last, the bottom block."""
+    if count >= total:
+        raise DataError(f"--student-layers {count}: the teacher has only {total} layers")
+    step = total / count
+    sets = [
+        [int(i * step) for i in range(count)],
+        [math.ceil((i + 1) * step) - 1 for i in range(count)],
+        sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(count)}),
+        list(range(count)),
+    ]
+    unique = []
+    for candidate in sets:
+        if len(candidate) == count and candidate not in unique:
+            unique.append(candidate)
+    return unique
+
+
+def check_vocabulary(student_tokenizer, teacher_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    teacher_vocab = AutoTokenizer.from_pretrained(str(teacher_dir)).get_vocab()
+    student_vocab = student_tokenizer.get_vocab()
+    if student_vocab != teacher_vocab:
+        differ = len(set(student_vocab.items()) ^ set(teacher_vocab.items()))
+        raise DataError(
+            f"--student: its vocabulary ({len(student_vocab)} tokens) differs from the "
+            f"teacher's ({len(teacher_vocab)} tokens, {differ} entries differ); pick a "
+            "student with the teacher's tokenizer, or drop --student to keep teacher layers"
+        )
+
+
+def check_student_labels(student: str, teacher: BerthConfig) -> None:
+    path = Path(student) / "berth.json"
+    if path.is_file():
+        labels = BerthConfig.load(student).labels
+        if labels != teacher.labels:
+            raise DataError(
+                f"--student {student}: its labels {labels} are not the teacher's "
+                f"{teacher.labels}; a student must predict the teacher's labels in order"
+            )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def unlabelled_texts(config: DistillConfig, dataset_name: str | None) -> list[tuple[str, list]]:
+    sources = offline_unlabelled(dataset_name) if config.offline_unlabelled else []
+    for path in config.unlabelled_file or []:
+        columns, rows = read_rows(path)
+        column = config.text_column if config.text_column in columns else columns[0]
+        split = rows_to_split(columns, rows, path, column, None)
+        sources.append((path, split.texts))
+    return sources
+
+
+def pick_unlabelled(
+    sources: list[tuple[str, list]], exclude: set[str], limit: int | None, seed: int
+) -> list[str]:
+    """Unique unlabelled texts, none of them a labelled text (no validation or test text
+    may leak into training as a teacher-labelled copy)."""
+    seen = set(exclude)
+    texts = []
+    for _, candidates in sources:
+        for text in candidates:
+            text = text.strip()
+            if text and text not in seen:
+                seen.add(text)
+                texts.append(text)
+    if limit is not None and len(texts) > limit:
+        rng = np.random.default_rng(seed)
+        texts = [texts[i] for i in sorted(rng.choice(len(texts), limit, replace=False))]
+    return texts
+
+
+def teacher_logits(predictor: Predictor, texts: list[str], batch: int = 64) -> np.ndarray:
+    """The teacher's logits, computed in length order (little padding), returned in
+    input order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    logits = predictor.logits([texts[i] for i in order], batch_size=batch)
+    out = np.empty_like(logits)
+    out[order] = logits
+    return out
+
+
+@dataclass
+class DistillData:
+    train: EncodedDataset
+    validation: EncodedDataset
+    test: EncodedDataset
+    teacher_validation: np.ndarray
+    teacher_test: np.ndarray
+    unlabelled: int
+
+
+def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[str]):
+    """Every set carries the teacher's logits and a has_label flag; unlabelled texts
+    join the training set with placeholder labels the loss ignores."""
+    data = session.data
+
+    def encoded(texts, labels, logits, has_label) -> EncodedDataset:
+        extras = {"teacher_logits": logits.tolist(), "has_label": has_label}
+        return EncodedDataset(session.encode(texts), labels, extras)
+
+    def labelled(split) -> tuple[EncodedDataset, np.ndarray]:
+        logits = teacher_logits(predictor, split.texts)
+        return encoded(split.texts, data.label_ids(split), logits, [1.0] * len(split)), logits
+
+    validation, teacher_validation = labelled(data.validation)
+    test, teacher_test = labelled(data.test)
+    placeholder = [0.0] * len(data.labels) if data.multi_label else 0
+    train = encoded(
+        list(data.train.texts) + unlabelled,
+        data.label_ids(data.train) + [placeholder] * len(unlabelled),
+        teacher_logits(predictor, list(data.train.texts) + unlabelled),
+        [1.0] * len(data.train) + [0.0] * len(unlabelled),
+    )
+    return DistillData(train, validation, test, teacher_validation, teacher_test, len(unlabelled))
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    has_label: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    multi_label: bool,
+) -> torch.Tensor:
+    """alpha · T² · soft-target loss + (1 − alpha) · hard-label loss (labelled rows only).
+
+    Single-label: KL(softmax(t/T) ‖ softmax(s/T)) and cross-entropy; multi-label: binary
+    cross-entropy against sigmoid(t/T) and against the labels. T² keeps the soft term's
+    gradient scale independent of T (Hinton et al., 2015)."""
+    t = temperature
+    functional = torch.nn.functional
+    if multi_label:
+        soft = functional.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t))
+        hard_rows = functional.binary_cross_entropy_with_logits(
+            student, labels.float(), reduction="none"
+        ).mean(dim=1)
+    else:
+        soft = functional.kl_div(
+            functional.log_softmax(student / t, dim=-1),
+            functional.log_softmax(teacher / t, dim=-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        hard_rows = functional.cross_entropy(student, labels.long(), reduction="none")
+    hard = (hard_rows * has_label).sum() / has_label.sum().clamp(min=1.0)
+    return alpha * t * t * soft + (1 - alpha) * hard
+
+
+def _distill_trainer_class(temperature: float, alpha: float, multi_label: bool):
+    base = _trainer_class()
+
+    class DistillTrainer(base):
+        """berth's Trainer with the distillation loss; the teacher's logits come with
+        each batch (computed once, before training)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            teacher = inputs.pop("teacher_logits")
+            has_label = inputs.pop("has_label")
+            outputs = model(**inputs)
+            loss = distillation_loss(
+                outputs.logits, teacher, labels, has_label, temperature, alpha, multi_label
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillTrainer
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def agreement(student_logits: np.ndarray, teacher_logits: np.ndarray, student, teacher) -> float:
+    """Share of texts on which the student decides as the teacher does (argmax for
+    single-label, the whole label set for multi-label; each with its own thresholds)."""
+    if len(student_logits) == 0:
+        return float("nan")
+    mine = decide(probabilities(student_logits.astype(np.float64), student.multi_label), student)
+    theirs = decide(probabilities(teacher_logits.astype(np.float64), teacher.multi_label), teacher)
+    key = "labels" if student.multi_label else "label"
+    return float(np.mean([a[key] == b[key] for a, b in zip(mine, theirs, strict=True)]))
+
+
+def kl_to_teacher(student_logits: np.ndarray, teacher_logits: np.ndarray, multi: bool) -> float:
+    """Mean divergence of the student's output distribution from the teacher's."""
+    s = torch.from_numpy(student_logits.astype(np.float64))
+    t = torch.from_numpy(teacher_logits.astype(np.float64))
+    if multi:
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(s, torch.sigmoid(t)))
+    log_p, log_q = torch.log_softmax(t, -1), torch.log_softmax(s, -1)
+    return float((log_p.exp() * (log_p - log_q)).sum(-1).mean())
+
+
+# --------------------------------------------------------------------------- distill
+
+
+def choose_layers(session, teacher_model, data: DistillData, trainer_class, berth) -> dict:
+    """Train each candidate layer set for a few steps; keep the one whose validation
+    outputs are closest to the teacher's (KL), never looking at the test split."""
+    from transformers import TrainingArguments
+
+    config: DistillConfig = session.config
+    total = teacher_model.config.num_hidden_layers
+    scores = {}
+    for candidate in layer_candidates(total, config.student_layers):
+        with tempfile.TemporaryDirectory() as workdir:
+            args = TrainingArguments(
+                output_dir=workdir,
+                max_steps=config.selection_steps,
+                per_device_train_batch_size=config.batch_size,
+                per_device_eval_batch_size=config.eval_batch_size,
+                learning_rate=config.lr,
+                warmup_steps=config.warmup_ratio,
+                weight_decay=config.weight_decay,
+                save_strategy="no",
+                eval_strategy="no",
+                logging_strategy="no",
+                report_to="none",
+                seed=config.seed,
+                remove_unused_columns=False,
+                disable_tqdm=True,
+                dataloader_pin_memory=torch.cuda.is_available(),
+            )
+            trainer = trainer_class(
+                model=keep_layers(teacher_model, candidate),
+                args=args,
+                train_dataset=data.train,
+                data_collator=PadCollator(session.pad_id, berth.multi_label),
+            )
+            trainer.train()
+            logits = _logits(trainer.predict(data.validation).predictions)
+        key = ",".join(map(str, candidate))
+        scores[key] = kl_to_teacher(logits, data.teacher_validation, berth.multi_label)
+        session.say(f"layers {key}: validation KL to the teacher {scores[key]:.4f}")
+    best = min(scores, key=scores.get)
+    return {"kept": [int(i) for i in best.split(",")], "validation_kl": scores}
+
+
+def build_student(session, teacher_model, data, trainer_class, berth) -> tuple[object, dict]:
+    """The student model and how it was made (recorded in berth.json)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config: DistillConfig = session.config
+    if config.student:
+        student = AutoModelForSequenceClassification.from_pretrained(
+            config.student,
+            num_labels=len(berth.labels),
+            id2label=berth.id2label,
+            label2id={name: i for i, name in enumerate(berth.labels)},
+            problem_type=berth.problem_type,
+            use_safetensors=True,
+            **({"trust_remote_code": True} if config.trust_remote_code else {}),
+        )
+        check_positions(student, config.max_length)
+        return student, {"student": config.student}
+    if config.keep_layers:
+        choice = {"kept": list(config.keep_layers)}
+    else:
+        choice = choose_layers(session, teacher_model, data, trainer_class, berth)
+    session.say(f"student keeps teacher layers {choice['kept']}")
+    return keep_layers(teacher_model, choice["kept"]), {"layers": choice}
+
+
+def distill(config: DistillConfig) -> TrainResult:
+    """Distil `config.teacher` into a smaller student and write an ordinary berth run."""
+    from transformers import AutoModelForSequenceClassification
+
+    if not config.teacher:
+        raise DataError("--teacher is required: a berth checkpoint (runs/<run>/model)")
+    teacher_dir = Path(config.teacher)
+    try:
+        teacher = BerthConfig.load(teacher_dir)
+    except FileNotFoundError as exc:
+        raise DataError(f"--teacher: {exc}") from exc
+    config = resolve(config, teacher)
+    if config.student:
+        check_student_labels(config.student, teacher)
+    session = start(config, model_name=config.student or str(teacher_dir))
+    if config.student:
+        check_vocabulary(session.hf_tokenizer, teacher_dir)
+
+    predictor = Predictor(teacher_dir)
+    labelled = {t for s in (session.data.validation, session.data.test) for t in s.texts}
+    labelled |= set(session.data.train.texts)
+    unlabelled = pick_unlabelled(
+        unlabelled_texts(config, config.dataset), labelled, config.max_unlabelled, config.seed
+    )
+    session.say(f"teacher {teacher_dir}: labelling {len(unlabelled)} unlabelled texts too")
+    data = distill_datasets(session, predictor, unlabelled)
+    del predictor
+
+    berth = session.contract()
+    trainer_class = _distill_trainer_class(config.temperature, config.alpha, berth.multi_label)
+    teacher_model = AutoModelForSequenceClassification.from_pretrained(
+        teacher_dir, use_safetensors=True
+    )
+    student, origin = build_student(session, teacher_model, data, trainer_class, berth)
+    berth.distillation = distillation_record(config, teacher_dir, teacher_model, origin, data)
+    del teacher_model
+
+    trainer = build_trainer(session, student, data.train, data.validation, berth, trainer_class)
+    fitted = fit(session, trainer)
+    result = evaluate(trainer, berth, data.validation, data.test)
+    metrics = run_metrics(session, trainer, fitted, berth, result)
+    metrics["teacher_agreement"] = agreement_metrics(berth, teacher, data, result)
+    metrics["distillation"] = berth.distillation
+    session.say(
+        f"agreement with the teacher: validation "
+        f"{metrics['teacher_agreement']['validation']:.4f}, "
+        f"test {metrics['teacher_agreement']['test']:.4f}"
+    )
+    return finish(session, trainer, berth, result, metrics)
+
+
+def distillation_record(config, teacher_dir: Path, teacher_model, origin: dict, data) -> dict:
+    own = {f.name for f in fields(TrainConfig)}
+    settings = {k: v for k, v in asdict(config).items() if k not in own and k != "teacher"}
+    return {
+        "teacher": str(teacher_dir),
+        "teacher_layers": teacher_model.config.num_hidden_layers,
+        "unlabelled_texts": data.unlabelled,
+        **origin,
+        "settings": settings,
+    }
+
+
+def agreement_metrics(berth, teacher: BerthConfig, data: DistillData, result) -> dict:
+    return {
+        "validation": agreement(result.validation_logits, data.teacher_validation, berth, teacher),
+        "test": agreement(result.test_logits, data.teacher_test, berth, teacher),
+        "teacher_test": _teacher_scores(data.teacher_test, result.test_labels, teacher),
+    }
+
+
+def _teacher_scores(logits: np.ndarray, labels: np.ndarray, teacher: BerthConfig) -> dict:
+    from training.metrics import classification_metrics
+
+    return classification_metrics(logits, labels, teacher)
