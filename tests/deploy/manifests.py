@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -143,3 +144,22 @@ def instruction(path: Path, keyword: str) -> list[str]:
         for i in dockerfile_instructions(path)
         if i.split(" ", 1)[0] == keyword
     ]
+
+
+def model_configs(repository: Path) -> dict[str, object]:
+    """Every model's config.pbtxt in a Triton repository, parsed (ModelConfig)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    configs = {}
+    for path in sorted(repository.glob("*/config.pbtxt")):
+        configs[path.parent.name] = text_format.Parse(
+            path.read_text(), model_config_pb2.ModelConfig()
+        )
+    return configs
+
+
+def member_pattern(expr: str) -> str:
+    """The `model!~"..."` regex by which a rule tells ensemble members from ensembles."""
+    (pattern,) = set(re.findall(r'model!~"([^"]+)"', expr))
+    return pattern
