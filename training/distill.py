@@ -23,7 +23,8 @@ import torch
 
 from training.checkpoint import BerthConfig
 from training.data import DataError, offline_unlabelled, read_rows, rows_to_split
-from training.predict import Predictor, decide, probabilities
+from training.metrics import agreement
+from training.predict import Predictor
 from training.train import (
     EncodedDataset,
     PadCollator,
@@ -291,16 +292,6 @@ def pick_unlabelled(
     return texts
 
 
-def teacher_logits(predictor: Predictor, texts: list[str], batch: int = 64) -> np.ndarray:
-    """The teacher's logits, computed in length order (little padding), returned in
-    input order."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    logits = predictor.logits([texts[i] for i in order], batch_size=batch)
-    out = np.empty_like(logits)
-    out[order] = logits
-    return out
-
-
 @dataclass
 class DistillData:
     train: EncodedDataset
@@ -321,7 +312,7 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
         return EncodedDataset(session.encode(texts), labels, extras)
 
     def labelled(split) -> tuple[EncodedDataset, np.ndarray]:
-        logits = teacher_logits(predictor, split.texts)
+        logits = predictor.logits(split.texts)
         return encoded(split.texts, data.label_ids(split), logits, [1.0] * len(split)), logits
 
     validation, teacher_validation = labelled(data.validation)
@@ -330,7 +321,7 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
     train = encoded(
         list(data.train.texts) + unlabelled,
         data.label_ids(data.train) + [placeholder] * len(unlabelled),
-        teacher_logits(predictor, list(data.train.texts) + unlabelled),
+        predictor.logits(list(data.train.texts) + unlabelled),
         [1.0] * len(data.train) + [0.0] * len(unlabelled),
     )
     return DistillData(train, validation, test, teacher_validation, teacher_test, len(unlabelled))
@@ -394,17 +385,6 @@ def _distill_trainer_class(temperature: float, alpha: float, multi_label: bool):
 
 
 # --------------------------------------------------------------------------- agreement
-
-
-def agreement(student_logits: np.ndarray, teacher_logits: np.ndarray, student, teacher) -> float:
-    """Share of texts on which the student decides as the teacher does (argmax for
-    single-label, the whole label set for multi-label; each with its own thresholds)."""
-    if len(student_logits) == 0:
-        return float("nan")
-    mine = decide(probabilities(student_logits.astype(np.float64), student.multi_label), student)
-    theirs = decide(probabilities(teacher_logits.astype(np.float64), teacher.multi_label), teacher)
-    key = "labels" if student.multi_label else "label"
-    return float(np.mean([a[key] == b[key] for a, b in zip(mine, theirs, strict=True)]))
 
 
 def kl_to_teacher(student_logits: np.ndarray, teacher_logits: np.ndarray, multi: bool) -> float:

@@ -98,3 +98,19 @@ def tune_thresholds(
                 best, best_f1 = float(threshold), score
         out.append(best)
     return out
+
+
+def agreement(
+    logits: np.ndarray, reference_logits: np.ndarray, config: BerthConfig, reference: BerthConfig
+) -> float:
+    """Share of texts decided as a reference model decides them (a student against its
+    teacher): the label for single-label, the whole label set for multi-label; each model
+    with its own thresholds."""
+    if len(logits) == 0:
+        return float("nan")
+    mine = decide(probabilities(np.asarray(logits, np.float64), config.multi_label), config)
+    theirs = decide(
+        probabilities(np.asarray(reference_logits, np.float64), reference.multi_label), reference
+    )
+    key = "labels" if config.multi_label else "label"
+    return float(np.mean([a[key] == b[key] for a, b in zip(mine, theirs, strict=True)]))

@@ -174,7 +174,9 @@ def test_loss_is_cross_entropy_at_alpha_zero_and_ignores_unlabelled_rows():
     assert multi == pytest.approx(4 * entropy.item())
 
 
-def test_multi_label_student_retunes_thresholds(tmp_path, deep_base_model):
+@pytest.fixture(scope="module")
+def multi_label_student(tmp_path_factory, deep_base_model):
+    tmp_path = tmp_path_factory.mktemp("multi")
     rows = [
         {"text": text, "labels": labels}
         for text, labels in [
@@ -197,7 +199,7 @@ def test_multi_label_student_retunes_thresholds(tmp_path, deep_base_model):
             **FAST,
         )
     )
-    student = distill(
+    return distill(
         DistillConfig(
             teacher=str(teacher.checkpoint),
             output_dir=str(tmp_path / "student"),
@@ -207,10 +209,49 @@ def test_multi_label_student_retunes_thresholds(tmp_path, deep_base_model):
             lr=1e-3,
         )
     )
-    berth = BerthConfig.load(student.checkpoint)
+
+
+def test_multi_label_student_retunes_thresholds(multi_label_student):
+    berth = BerthConfig.load(multi_label_student.checkpoint)
     assert berth.problem_type == MULTI_LABEL and len(berth.thresholds) == 3
     assert berth.distillation["layers"] == {"kept": [0, 3]}
-    assert 0 <= student.metrics["teacher_agreement"]["test"] <= 1
+    assert "teacher_agreement" in multi_label_student.metrics
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_students_export_and_serve_as_their_reference_predictors(
+    tmp_path, student, multi_label_student
+):
+    """Binary and multi-label students go through `python -m export` unchanged; the
+    served fp32 ensembles answer as the PyTorch predictor does, and the export report
+    states each variant's agreement with the teacher."""
+    from berth_client import Classifier
+    from serving.server import TritonServer
+    from tests.client.ensembles import publish
+
+    repository = tmp_path / "repository"
+    runs = {"student": student, "tags": multi_label_student}
+    for name, run in runs.items():
+        publish(repository, name, run.checkpoint, ["--default-variant", "fp32"])
+    report = json.loads((tmp_path / "student-export" / "export_report.json").read_text())
+    agreement = {v["variant"]: v["scores"]["teacher_agreement"] for v in report["variants"]}
+    assert set(agreement) == {"fp32", "int8"}
+    assert agreement["fp32"] == pytest.approx(
+        student.metrics["teacher_agreement"]["test"], abs=1 / 48
+    )
+    with TritonServer(repository) as server:
+        for name, run in runs.items():
+            texts = [
+                json.loads(line)["text"]
+                for line in (run.run_dir / "splits" / "test.jsonl").read_text().splitlines()
+            ]
+            expected = Predictor(run.checkpoint).probabilities(texts)
+            with Classifier(server.http_url, model=name) as client:
+                served = client.predict(texts)
+            labels = BerthConfig.load(run.checkpoint).labels
+            got = np.array([[r["probabilities"][label] for label in labels] for r in served])
+            np.testing.assert_allclose(got, expected, atol=1e-3)
 
 
 def test_student_with_another_vocabulary_or_labels_is_refused(tmp_path, teacher, capsys):
