@@ -100,6 +100,7 @@ def test_model_repository_path_agrees(overlay):
     assert upload["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim
     isvc = find(render("kserve"), "InferenceService")
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"pvc://{claim}/"
+    find(render("kserve"), "PersistentVolumeClaim", claim)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -195,10 +196,14 @@ def test_pods_run_unprivileged(spec):
         assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
 
 
-def test_namespace_enforces_the_restricted_pod_security_standard():
+def test_namespaces_enforce_pod_security_standards():
     ns = find(render("namespace"), "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert {find(render(o), "Namespace")["metadata"]["name"] for o in OVERLAYS} == {"berth"}
+    # KServe's namespace: Knative's and KServe's own containers are not berth's to harden
+    labels = find(render("kserve"), "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

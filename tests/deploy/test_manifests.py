@@ -69,7 +69,11 @@ def test_the_overlays_render_what_the_issue_asks_for():
         "Job",
         "Service",
     ]
-    assert [o["kind"] for o in render("kserve")] == ["InferenceService"]
+    assert sorted(o["kind"] for o in render("kserve")) == [
+        "InferenceService",
+        "Namespace",
+        "PersistentVolumeClaim",
+    ]
 
 
 @pytest.mark.parametrize("item", all_objects(), ids=object_id)
