@@ -22,7 +22,15 @@ import numpy as np
 import torch
 
 from training.checkpoint import BerthConfig
-from training.data import DataError, offline_unlabelled, read_rows, rows_to_split
+from training.data import (
+    OFFLINE_CORPORA,
+    DataError,
+    offline_rows,
+    offline_unlabelled,
+    read_rows,
+    rows_to_split,
+)
+from training.encoding import encode_windows
 from training.metrics import agreement
 from training.predict import Predictor
 from training.train import (
@@ -114,6 +122,22 @@ class DistillConfig(TrainConfig):
             "weight of the soft-target loss; 1 - alpha goes to the hard labels", "distill"
         ),
     )
+    unlabelled_corpus: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "offline corpora whose texts (labels dropped) the teacher labels for the student, "
+            "e.g. imdb_reviews; see --dataset for the names",
+            "distill",
+        ),
+    )
+    unlabelled_windows: int = field(
+        default=2,
+        metadata=_help(
+            "windows of --max-length tokens taken from a long unlabelled text (spread over "
+            "it, first and last included)",
+            "distill",
+        ),
+    )
     unlabelled_file: list[str] | None = field(
         default=None,
         metadata=_help(
@@ -142,6 +166,8 @@ class DistillConfig(TrainConfig):
             raise DataError(f"--temperature {self.temperature}: use a value above 0")
         if not 0 <= self.alpha <= 1:
             raise DataError(f"--alpha {self.alpha}: use a value in [0, 1]")
+        if self.unlabelled_windows < 1:
+            raise DataError(f"--unlabelled-windows {self.unlabelled_windows}: use at least 1")
         if self.student_layers < 1:
             raise DataError(f"--student-layers {self.student_layers}: use at least 1")
         super().validate()
@@ -179,6 +205,10 @@ def resolve(config: DistillConfig, teacher: BerthConfig) -> DistillConfig:
     if config.max_length is None:
         resolved.max_length = teacher.max_length
         resolved.truncation, resolved.head_tokens = teacher.truncation, teacher.head_tokens
+    # read long texts as the teacher does (its windows), unless told otherwise
+    if getattr(config, "max_windows", None) is None:
+        resolved.max_windows = teacher.max_windows
+        resolved.window_stride = teacher.window_stride or None
     resolved.labels = list(teacher.labels)
     resolved.problem_type = "multi_label" if teacher.multi_label else "single_label"
     return resolved
@@ -265,6 +295,13 @@ def check_student_labels(student: str, teacher: BerthConfig) -> None:
 
 def unlabelled_texts(config: DistillConfig, dataset_name: str | None) -> list[tuple[str, list]]:
     sources = offline_unlabelled(dataset_name) if config.offline_unlabelled else []
+    for name in config.unlabelled_corpus or []:
+        if name not in OFFLINE_CORPORA:
+            raise DataError(
+                f"--unlabelled-corpus {name!r}: use one of {', '.join(OFFLINE_CORPORA)}"
+            )
+        source, _, rows = offline_rows(name)
+        sources.append((source, [row["text"] for _, row in rows]))
     for path in config.unlabelled_file or []:
         columns, rows = read_rows(path)
         column = config.text_column if config.text_column in columns else columns[0]
@@ -300,31 +337,51 @@ class DistillData:
     teacher_validation: np.ndarray
     teacher_test: np.ndarray
     unlabelled: int
+    unlabelled_rows: int
+
+
+def with_teacher(dataset: EncodedDataset, logits: np.ndarray, labelled: bool) -> EncodedDataset:
+    dataset.extras["teacher_logits"] = logits.tolist()
+    dataset.extras["has_label"] = [1.0 if labelled else 0.0] * len(dataset)
+    return dataset
+
+
+def unlabelled_rows(session: Session, predictor: Predictor, texts: list[str]) -> EncodedDataset:
+    """Unlabelled texts as rows the student trains on: a long text contributes up to
+    --unlabelled-windows windows spread over it, each labelled by the teacher on exactly
+    those tokens."""
+    config: DistillConfig = session.config
+    windows = encode_windows(
+        session.tokenizer, texts, config.max_length, 0, config.unlabelled_windows
+    )
+    placeholder = [0.0] * len(session.data.labels) if session.data.multi_label else 0
+    dataset = EncodedDataset(windows.ids, [placeholder] * len(windows))
+    return with_teacher(dataset, predictor.window_logits(windows.ids), labelled=False)
+
+
+def concat(a: EncodedDataset, b: EncodedDataset) -> EncodedDataset:
+    extras = {key: a.extras[key] + b.extras[key] for key in a.extras}
+    return EncodedDataset(a.input_ids + b.input_ids, a.labels + b.labels, extras)
 
 
 def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[str]):
-    """Every set carries the teacher's logits and a has_label flag; unlabelled texts
-    join the training set with placeholder labels the loss ignores."""
+    """Every row carries the teacher's logits on exactly its tokens and a has_label flag;
+    unlabelled rows join the training set with placeholder labels the loss ignores."""
     data = session.data
-
-    def encoded(texts, labels, logits, has_label) -> EncodedDataset:
-        extras = {"teacher_logits": logits.tolist(), "has_label": has_label}
-        return EncodedDataset(session.encode(texts), labels, extras)
-
-    def labelled(split) -> tuple[EncodedDataset, np.ndarray]:
-        logits = predictor.logits(split.texts)
-        return encoded(split.texts, data.label_ids(split), logits, [1.0] * len(split)), logits
-
-    validation, teacher_validation = labelled(data.validation)
-    test, teacher_test = labelled(data.test)
-    placeholder = [0.0] * len(data.labels) if data.multi_label else 0
-    train = encoded(
-        list(data.train.texts) + unlabelled,
-        data.label_ids(data.train) + [placeholder] * len(unlabelled),
-        predictor.logits(list(data.train.texts) + unlabelled),
-        [1.0] * len(data.train) + [0.0] * len(unlabelled),
+    sets = {}
+    for name in ("train", "validation", "test"):
+        dataset = session.dataset(getattr(data, name))
+        sets[name] = with_teacher(dataset, predictor.window_logits(dataset.input_ids), True)
+    extra = unlabelled_rows(session, predictor, unlabelled)
+    return DistillData(
+        concat(sets["train"], extra),
+        sets["validation"],
+        sets["test"],
+        predictor.logits(data.validation.texts),
+        predictor.logits(data.test.texts),
+        len(unlabelled),
+        len(extra),
     )
-    return DistillData(train, validation, test, teacher_validation, teacher_test, len(unlabelled))
 
 
 # --------------------------------------------------------------------------- loss
@@ -525,6 +582,7 @@ def distillation_record(config, teacher_dir: Path, teacher_model, origin: dict, 
         "teacher": str(teacher_dir),
         "teacher_layers": teacher_model.config.num_hidden_layers,
         "unlabelled_texts": data.unlabelled,
+        "unlabelled_rows": data.unlabelled_rows,
         **origin,
         "settings": settings,
     }

@@ -68,7 +68,8 @@ def teacher(tmp_path_factory, deep_base_model):
 @pytest.fixture(scope="module")
 def student(tmp_path_factory, teacher):
     unlabelled = tmp_path_factory.mktemp("unlabelled") / "extra.txt"
-    unlabelled.write_text("a quiet, careful film\nloud and empty\n\n")
+    long_review = " ".join(["a quiet, careful film that never finds its footing"] * 20)
+    unlabelled.write_text(f"{long_review}\nloud and empty\n\n")
     run_dir = tmp_path_factory.mktemp("student") / "run"
     config = DistillConfig(
         teacher=str(teacher.checkpoint),
@@ -77,6 +78,7 @@ def student(tmp_path_factory, teacher):
         selection_steps=3,
         epochs=2,
         max_unlabelled=40,
+        unlabelled_corpus=["bbc_news"],
         unlabelled_file=[str(unlabelled)],
         batch_size=16,
         eval_batch_size=64,
@@ -98,6 +100,8 @@ def test_student_is_an_ordinary_checkpoint_with_its_teacher_recorded(student, te
         ",".join(map(str, c)) for c in layer_candidates(4, 2)
     }
     assert record["settings"]["temperature"] == 2.0 and record["unlabelled_texts"] == 40
+    # long texts (news articles, the long review) give two windows each
+    assert 40 < record["unlabelled_rows"] <= 80
     hf_config = json.loads((checkpoint / "config.json").read_text())
     assert hf_config["num_hidden_layers"] == 2
 

@@ -1,0 +1,130 @@
+"""`python -m training.agreement`: does a student decide as its teacher does, on text
+that neither was trained on?
+
+Held-out agreement (metrics.json, the export report) says how well a student copies its
+teacher on the teacher's own distribution; users send other text. This scores both
+models on any file of real text, optionally labelled, optionally as the exported ONNX
+graphs that serving runs, and prints agreement and each model's accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.checkpoint import BerthConfig
+from training.data import OFFLINE_CORPORA, DataError, offline_rows, read_rows, rows_to_split
+from training.metrics import agreement
+
+
+@dataclass
+class Probe:
+    source: str
+    texts: list[str]
+    labels: list[str] | None
+
+
+def load_probe(
+    source: str, text_column: str, label_column: str | None, limit: int | None, seed: int
+) -> Probe:
+    """Texts (and labels, when the column exists) from a data file or an offline corpus;
+    a seeded sample of `limit` of them."""
+    if source in OFFLINE_CORPORA:
+        _, columns, rows = offline_rows(source)
+        text_column, label_column = "text", "label"
+    else:
+        columns, rows = read_rows(source)
+    labelled = label_column is not None and label_column in columns
+    split = rows_to_split(columns, rows, source, text_column, label_column if labelled else None)
+    index = list(range(len(split.texts)))
+    if limit is not None and limit < len(index):
+        index = sorted(np.random.default_rng(seed).choice(len(index), limit, replace=False))
+    texts = [split.texts[i] for i in index]
+    labels = [str(split.labels[i]) for i in index] if labelled else None
+    return Probe(source, texts, labels)
+
+
+def scorer(checkpoint: Path, onnx: Path | None):
+    """logits(texts) of a checkpoint: PyTorch, or its exported ONNX graph."""
+    if onnx is None:
+        from training.predict import Predictor
+
+        return Predictor(checkpoint).logits
+    from export.evaluate import OnnxClassifier
+
+    runner = OnnxClassifier(onnx, checkpoint)
+    return lambda texts: runner.logits_and_probabilities(texts)[0]
+
+
+def accuracy(logits: np.ndarray, labels: list[str], config: BerthConfig) -> float:
+    from training.metrics import predictions
+
+    unknown = sorted(set(labels) - set(config.labels))
+    if unknown:
+        raise DataError(f"labels {unknown[:5]} are not the model's labels {config.labels}")
+    index = {name: i for i, name in enumerate(config.labels)}
+    return float(np.mean(predictions(logits, config) == np.array([index[x] for x in labels])))
+
+
+def compare(args: argparse.Namespace) -> dict:
+    probe = load_probe(args.source, args.text_column, args.label_column, args.max_texts, args.seed)
+    teacher, student = BerthConfig.load(args.teacher), BerthConfig.load(args.student)
+    teacher_logits = scorer(Path(args.teacher), args.teacher_onnx)(probe.texts)
+    student_logits = scorer(Path(args.student), args.student_onnx)(probe.texts)
+    result = {
+        "source": probe.source,
+        "texts": len(probe.texts),
+        "mean_chars": float(np.mean([len(t) for t in probe.texts])),
+        "agreement": agreement(student_logits, teacher_logits, student, teacher),
+    }
+    if probe.labels is not None and not student.multi_label:
+        result["teacher_accuracy"] = accuracy(teacher_logits, probe.labels, teacher)
+        result["student_accuracy"] = accuracy(student_logits, probe.labels, student)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.agreement",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--teacher", required=True, help="the teacher checkpoint directory")
+    parser.add_argument("--student", required=True, help="the student checkpoint directory")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help=f"a data file (.csv, .tsv, .jsonl, .txt, …) or an offline corpus "
+        f"({', '.join(OFFLINE_CORPORA)})",
+    )
+    parser.add_argument("--text-column", default="text", help="(default: text)")
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        help="labels, named as the models name them; scored when present (default: label)",
+    )
+    parser.add_argument("--max-texts", type=int, help="a seeded sample of this many texts")
+    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    parser.add_argument("--teacher-onnx", type=Path, help="score this exported graph instead")
+    parser.add_argument("--student-onnx", type=Path, help="score this exported graph instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = compare(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
