@@ -8,7 +8,10 @@
     by Locust;
 (2) ceiling: the int8 ONNX model alone in onnxruntime, tokenization included, at batch
     1, 8, 16, 32, 64 (the model-only ceiling in texts/s, no server, no network);
-(3) triton: the Triton ensemble end to end (pip tritonserver), loaded by Locust.
+(3) triton: the Triton ensemble end to end (pip tritonserver), loaded by Locust;
+(4) teacher: with --teacher-model, a second ensemble in the same repository (a distilled
+    student's teacher, `python -m export --name sentiment_teacher …`) under the same load,
+    so that what distillation buys is read in one run.
 
 Same texts (Rotten Tomatoes review snippets unless --texts), same machine. Prints a
 markdown table (throughput, p50/p99, failures, CPU used by the server and the load
@@ -114,9 +117,9 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
-def locust_env(args: argparse.Namespace) -> dict[str, str]:
+def locust_env(args: argparse.Namespace, model: str | None = None) -> dict[str, str]:
     env = {
-        "BERTH_MODEL": args.model,
+        "BERTH_MODEL": model or args.model,
         "BERTH_PROTOCOL": args.protocol,
         "BERTH_SCENARIO": args.scenario,
         "BERTH_TIMEOUT": "60",
@@ -230,10 +233,11 @@ def bench_ceiling(args: argparse.Namespace, texts: list[str]) -> list[Row]:
     return rows
 
 
-def bench_triton(args: argparse.Namespace) -> Row:
-    """(3): the ensemble end to end in tritonserver, under Locust."""
+def bench_triton(args: argparse.Namespace, model: str | None = None, tag: str = "(3)") -> Row:
+    """(3), or (4) for the teacher: an ensemble end to end in tritonserver, under Locust."""
     from serving.server import TritonServer
 
+    model = model or args.model
     user_class = "FastTritonUser" if args.client == "fast" else "BerthClientUser"
     with TritonServer(args.model_repository) as server:
         host = server.grpc_url if args.protocol == "grpc" else server.http_url
@@ -246,8 +250,8 @@ def bench_triton(args: argparse.Namespace) -> Row:
             duration_s=args.duration,
             processes=args.processes,
             report_dir=args.report_dir,
-            prefix="triton",
-            env=locust_env(args),
+            prefix=f"triton-{model}",
+            env=locust_env(args, model),
             quiet=True,
         )
         before = triton_stats.snapshot(server.http_url)
@@ -255,9 +259,9 @@ def bench_triton(args: argparse.Namespace) -> Row:
             stats = run.run(meter)
         after = triton_stats.snapshot(server.http_url)
     diff = triton_stats.delta(before, after)
-    (args.report_dir / "triton_model_stats.json").write_text(json.dumps(diff, indent=1))
+    (args.report_dir / f"triton_model_stats_{model}.json").write_text(json.dumps(diff, indent=1))
     path = "prebuilt bodies" if args.client == "fast" else "berth_client"
-    what = f"(3) Triton ensemble, {args.protocol}, {path}, 1 text/request"
+    what = f"{tag} Triton ensemble {model}, {args.protocol}, {path}, 1 text/request"
     return Row.from_locust(what, stats, meter)
 
 
@@ -289,6 +293,12 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, extra: lis
             f"- (3)/(2): **{triton.throughput / ceiling.throughput:.2f}×** the "
             f"model-only ceiling ({ceiling.what.split(',')[2].strip()})"
         )
+    teacher = next((r for r in rows if r.what.startswith("(4)")), None)
+    if triton and teacher and teacher.throughput > 0:
+        lines.append(
+            f"- (3)/(4): **{triton.throughput / teacher.throughput:.2f}×** the teacher "
+            "ensemble's throughput"
+        )
     lines += extra
     return "\n".join(lines) + "\n"
 
@@ -300,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, required=True, help="runs/<run>/model")
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--model", default="sentiment")
+    parser.add_argument(
+        "--teacher-model",
+        default=None,
+        help="(4): a second ensemble in the repository (a student's teacher) under the same load",
+    )
     parser.add_argument("--variant", default="int8", help="ONNX variant for (2) (default int8)")
     parser.add_argument("--duration", type=parse_duration, default=30.0, help="per Locust run")
     parser.add_argument("--users", type=int, default=64)
@@ -330,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("service", "ceiling", "triton"),
+        choices=("service", "ceiling", "triton", "teacher"),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -344,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m loadtest.compare " + shlex.join(argv)
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    parts = args.only or ["service", "ceiling", "triton"]
+    parts = args.only or ["service", "ceiling", "triton", "teacher"]
     rows: list[Row] = []
     extra: list[str] = []
     if "service" in parts:
@@ -357,16 +372,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in bench_ceiling(args, texts):
             rows.append(row)
             print("   ", row.cells(), flush=True)
-    if "triton" in parts:
-        print("(3) Triton ensemble ...", flush=True)
-        rows.append(bench_triton(args))
+    ensembles = [("(3)", args.model)] if "triton" in parts else []
+    if args.teacher_model and "teacher" in parts:
+        ensembles.append(("(4)", args.teacher_model))
+    for tag, model in ensembles:
+        print(f"{tag} Triton ensemble {model} ...", flush=True)
+        rows.append(bench_triton(args, model, tag))
         print("   ", rows[-1].cells(), flush=True)
-        diff = json.loads((args.report_dir / "triton_model_stats.json").read_text())
+        stats = args.report_dir / f"triton_model_stats_{model}.json"
         extra += [
             "",
-            "Inside Triton during (3) (`/v2/models/stats`):",
+            f"Inside Triton during {tag} (`/v2/models/stats`):",
             "",
-            triton_stats.table(diff),
+            triton_stats.table(json.loads(stats.read_text())),
         ]
     text = markdown(rows, args, command, extra)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -63,3 +63,33 @@ def test_reference_service_contract():
         assert info.value.code == 400
     finally:
         server.shutdown()
+
+
+def test_teacher_row_and_ratio():
+    rows = [
+        Row("(3) Triton ensemble sentiment", 1000.0, "req/s", 40, 95, 60000, 0, 1.6, 0.3),
+        Row("(4) Triton ensemble sentiment_teacher", 500.0, "req/s", 80, 190, 30000, 0, 1.7, 0.2),
+    ]
+    args = argparse.Namespace(model="sentiment", scenario="snippets", users=64, duration=60.0)
+    assert "(3)/(4): **2.00×** the teacher ensemble's throughput" in markdown(rows, args, "", [])
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_student_and_teacher_ensembles_in_one_run(tmp_path):
+    """--teacher-model loads a second ensemble of the same repository under the same
+    Locust settings, each in its own server start, and reports both."""
+    from loadtest.compare import main
+    from tests.client.stub_models import write_stub_repository
+
+    repository = write_stub_repository(tmp_path / "repository")
+    output = tmp_path / "compare.md"
+    code = main(["--checkpoint", "unused", "--model-repository", str(repository),
+                 "--model", "sentiment", "--teacher-model", "tags", "--only", "triton",
+                 "--only", "teacher", "--users", "2", "--duration", "2s",
+                 "--report-dir", str(tmp_path / "reports"), "--output", str(output)])  # fmt: skip
+    assert code == 0
+    text = output.read_text()
+    assert "| (3) Triton ensemble sentiment," in text and "| (4) Triton ensemble tags," in text
+    assert "(3)/(4): **" in text
+    assert (tmp_path / "reports" / "triton_model_stats_tags.json").is_file()
