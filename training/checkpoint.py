@@ -3,7 +3,9 @@
 A checkpoint directory is what `save_pretrained` writes (safetensors weights, a
 `config.json` whose `id2label` names every class and whose `problem_type` is set,
 the tokenizer with `tokenizer.json`) plus `berth.json`: what export and serving need
-beyond that to reproduce the model's input pipeline and decision rule exactly.
+beyond that to reproduce the model's input pipeline and decision rule exactly: label
+order, problem type, thresholds, the input length, and how a text longer than that is
+read (truncated to one window, or cut into windows whose logits are aggregated).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from training.encoding import AGGREGATIONS
 
 BERTH_FILE = "berth.json"
 SINGLE_LABEL = "single_label_classification"
@@ -31,6 +35,13 @@ class BerthConfig:
     # With "head+tail": how many content tokens come from the start; the rest of the
     # budget (max_length - special tokens - head_tokens) comes from the end.
     head_tokens: int = 0
+    # Long texts: windows of max_length tokens, `window_stride` content tokens apart, at
+    # most `max_windows` per text (spread over the text past that), their logits combined
+    # by `aggregation` (training/encoding.py). 1 window = the truncation above (files
+    # written before windows existed load so).
+    window_stride: int = 0
+    max_windows: int = 1
+    aggregation: str = "mean"
     # Multi-label only: one decision threshold per label, tuned on validation.
     thresholds: list[float] | None = None
     base_model: str = ""
@@ -54,10 +65,36 @@ class BerthConfig:
             )
         if self.max_length < 8:
             raise ValueError(f"berth.json: max_length {self.max_length} is too small (min 8)")
+        self._check_windows()
         if self.thresholds is not None and len(self.thresholds) != len(self.labels):
             raise ValueError(
                 f"berth.json: {len(self.thresholds)} thresholds for {len(self.labels)} labels"
             )
+
+    def _check_windows(self) -> None:
+        if self.max_windows < 1:
+            raise ValueError(f"berth.json: max_windows {self.max_windows} must be >= 1")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"berth.json: aggregation {self.aggregation!r} is not one of {AGGREGATIONS}"
+            )
+        if not self.windowed:
+            return
+        if self.truncation != "head":
+            raise ValueError(
+                f"berth.json: truncation {self.truncation!r} keeps one window; windows "
+                f"(max_windows {self.max_windows}) need truncation 'head'"
+            )
+        if not 0 < self.window_stride < self.max_length:
+            raise ValueError(
+                f"berth.json: window_stride {self.window_stride} must be between 1 and "
+                f"max_length - 1 ({self.max_length - 1})"
+            )
+
+    @property
+    def windowed(self) -> bool:
+        """Long texts are read as several windows (else truncated to one)."""
+        return self.max_windows > 1
 
     @property
     def multi_label(self) -> bool:

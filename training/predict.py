@@ -16,7 +16,15 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from training.checkpoint import BerthConfig
-from training.encoding import encode, load_tokenizer, pad, pad_token_id
+from training.encoding import (
+    Windows,
+    aggregate,
+    encode,
+    encode_windows,
+    load_tokenizer,
+    pad,
+    pad_token_id,
+)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -67,11 +75,15 @@ def decide(probs: np.ndarray, config: BerthConfig) -> list[dict]:
 
 
 class Predictor:
-    """Runs a berth checkpoint in PyTorch, eager, fp32."""
+    """Runs a berth checkpoint in PyTorch, eager, fp32, reading long texts as its
+    `berth.json` says (one window, or windows whose logits are aggregated). `config`
+    replaces that berth.json (export serving a checkpoint with other window settings)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+    def __init__(
+        self, checkpoint: str | Path, device: str = "cpu", config: BerthConfig | None = None
+    ) -> None:
         self.checkpoint = Path(checkpoint)
-        self.config = BerthConfig.load(self.checkpoint)
+        self.config = config or BerthConfig.load(self.checkpoint)
         tokenizer_file = str(self.checkpoint / "tokenizer.json")
         self.tokenizer = load_tokenizer(tokenizer_file)
         self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
@@ -82,22 +94,45 @@ class Predictor:
         self.model.eval()
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """One row per text: the text cut to its first window (by `truncation`)."""
         cfg = self.config
         return encode(self.tokenizer, texts, cfg.max_length, cfg.truncation, cfg.head_tokens)
 
-    @torch.inference_mode()
+    def windows(self, texts: Sequence[str]) -> Windows:
+        """Every window the model scores (one per text without window mode)."""
+        c = self.config
+        return encode_windows(
+            self.tokenizer,
+            texts,
+            c.max_length,
+            c.window_stride,
+            c.max_windows,
+            c.truncation,
+            c.head_tokens,
+        )
+
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        out = []
-        for start in range(0, len(texts), batch_size):
-            ids, mask = pad(self.encode(texts[start : start + batch_size]), self.pad_id)
+        """Logits in input order, one row per text: its windows' logits aggregated."""
+        windows = self.windows(texts)
+        c = self.config
+        rows = self.window_logits(windows.ids, batch_size)
+        return aggregate(rows, windows.text, windows.weight, c.aggregation, c.multi_label)
+
+    @torch.inference_mode()
+    def window_logits(self, encoded: list[list[int]], batch_size: int = 32) -> np.ndarray:
+        """Logits of token-id rows, in order; batches are formed in length order, so that
+        they carry little padding."""
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out = np.zeros((len(encoded), len(self.config.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids, mask = pad([encoded[i] for i in rows], self.pad_id)
             result = self.model(
                 input_ids=torch.from_numpy(ids).to(self.device),
                 attention_mask=torch.from_numpy(mask).to(self.device),
             )
-            out.append(result.logits.float().cpu().numpy())
-        if not out:
-            return np.zeros((0, len(self.config.labels)), dtype=np.float32)
-        return np.concatenate(out)
+            out[rows] = result.logits.float().cpu().numpy()
+        return out
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return probabilities(self.logits(texts, batch_size), self.config.multi_label)

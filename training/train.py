@@ -32,7 +32,16 @@ from training.data import (
     dataset_name,
     load_data,
 )
-from training.encoding import encode, load_tokenizer, pad, pad_token_id
+from training.encoding import (
+    AGGREGATIONS,
+    Windows,
+    aggregate,
+    encode,
+    encode_windows,
+    load_tokenizer,
+    pad,
+    pad_token_id,
+)
 from training.metrics import classification_metrics, predictions, tune_thresholds
 from training.optim import build_optimizer
 from training.predict import probabilities
@@ -47,6 +56,8 @@ from training.rundir import (
 )
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Window mode by default: a text longer than --max-length is read as up to 16 windows.
+DEFAULT_MAX_WINDOWS = 16
 SINGLE_LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
 MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "accuracy")
 RUN_OUTPUTS = (
@@ -183,6 +194,32 @@ class TrainConfig:
             "model",
         ),
     )
+    max_windows: int | None = field(
+        default=None,
+        metadata=_help(
+            "long texts: windows of --max-length tokens per text; past this many, windows "
+            f"spread over the whole text, first and last kept (default {DEFAULT_MAX_WINDOWS}; "
+            "1 = one window, the text cut by --truncation, which head+tail implies)",
+            "model",
+        ),
+    )
+    window_stride: int | None = field(
+        default=None,
+        metadata=_help(
+            "long texts: content tokens from one window's start to the next one's; the rest "
+            "of the window overlaps (default: 3/4 of --max-length)",
+            "model",
+        ),
+    )
+    aggregation: str = field(
+        default="mean",
+        metadata=_help(
+            "how a text's window logits become its logits: mean, max (per label), weighted "
+            "(by the tokens each window adds), mean_prob (mean of the probabilities)",
+            "model",
+            choices=AGGREGATIONS,
+        ),
+    )
 
     # optimisation
     epochs: float = field(default=3, metadata=_help("training epochs", "optimisation"))
@@ -306,8 +343,34 @@ class TrainConfig:
             raise DataError(f"--layer-lr-decay {self.layer_lr_decay}: use a value in (0, 1]")
         if self.max_length < 8:
             raise DataError(f"--max-length {self.max_length}: use at least 8")
+        self._validate_windows()
         if self.overwrite and self.resume:
             raise RunDirError("--overwrite and --resume exclude each other: pick one")
+
+    def _validate_windows(self) -> None:
+        if self.max_windows is not None and self.max_windows < 1:
+            raise DataError(f"--max-windows {self.max_windows}: use 1 or more")
+        if (self.max_windows or 1) > 1 and self.truncation != "head":
+            raise DataError(
+                f"--truncation {self.truncation} cuts a text to one window; with "
+                f"--max-windows {self.max_windows} use --truncation head (or --max-windows 1)"
+            )
+        if self.window_stride is not None and not 0 < self.window_stride < self.max_length:
+            raise DataError(
+                f"--window-stride {self.window_stride}: use 1 to {self.max_length - 1} "
+                f"(below --max-length {self.max_length})"
+            )
+        if self.aggregation not in AGGREGATIONS:
+            raise DataError(f"--aggregation {self.aggregation!r}: use one of {AGGREGATIONS}")
+
+    def windows(self) -> tuple[int, int]:
+        """(window_stride, max_windows) as berth.json records them: (0, 1) = one window."""
+        max_windows = self.max_windows
+        if max_windows is None:
+            max_windows = 1 if self.truncation != "head" else DEFAULT_MAX_WINDOWS
+        if max_windows <= 1:
+            return 0, 1
+        return self.window_stride or max(1, self.max_length * 3 // 4), max_windows
 
 
 @dataclass
@@ -362,17 +425,20 @@ def fast_tokenizer(hf_tokenizer, workdir: str):
 
 class EncodedDataset(torch.utils.data.Dataset):
     """Token ids, optional labels and optional per-example extras (e.g. a teacher's
-    logits), each a list aligned with the ids."""
+    logits), each a list aligned with the ids. In window mode a row is a window and
+    `windows` says which text each belongs to (evaluation scores texts, not windows)."""
 
     def __init__(
         self,
         input_ids: list[list[int]],
         labels: list | None = None,
         extras: dict[str, list] | None = None,
+        windows: Windows | None = None,
     ) -> None:
         self.input_ids = input_ids
         self.labels = labels
         self.extras = extras or {}
+        self.windows = windows
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -516,20 +582,35 @@ class Session:
     pad_id: int
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        """One row per text: the text cut to one window (by --truncation)."""
         c = self.config
         return encode(self.tokenizer, texts, c.max_length, c.truncation, c.head_tokens)
 
     def dataset(self, split: Split) -> EncodedDataset:
-        return EncodedDataset(self.encode(split.texts), self.data.label_ids(split))
+        """One row per text; in window mode one row per window, with its text's label
+        (a long text trains on all its windows)."""
+        labels = self.data.label_ids(split)
+        stride, max_windows = self.config.windows()
+        if max_windows <= 1:
+            return EncodedDataset(self.encode(split.texts), labels)
+        windows = encode_windows(
+            self.tokenizer, split.texts, self.config.max_length, stride, max_windows
+        )
+        per_window = [labels[i] for i in windows.text]
+        return EncodedDataset(windows.ids, per_window, windows=windows)
 
     def contract(self, **extra) -> BerthConfig:
         c = self.config
+        stride, max_windows = c.windows()
         return BerthConfig(
             labels=list(self.data.labels),
             problem_type=self.data.problem_type,
             max_length=c.max_length,
             truncation=c.truncation,
             head_tokens=c.head_tokens,
+            window_stride=stride,
+            max_windows=max_windows,
+            aggregation=c.aggregation,
             base_model=self.model_name,
             **extra,
         )
@@ -662,7 +743,7 @@ def build_trainer(session, model, train_set, val_set, berth: BerthConfig, traine
         eval_dataset=val_set,
         data_collator=PadCollator(session.pad_id, session.data.multi_label),
         compute_metrics=lambda p: classification_metrics(
-            _logits(p.predictions), p.label_ids, berth
+            *per_text(val_set, _logits(p.predictions), p.label_ids, berth), berth
         ),
         callbacks=callbacks,
     )
@@ -697,19 +778,36 @@ class Evaluation:
     test_labels: np.ndarray
 
 
+def per_text(dataset, logits: np.ndarray, label_ids, berth: BerthConfig):
+    """(logits, labels) per text: window rows aggregated as berth.json says (the served
+    ensemble's rule), each text's label taken once; unchanged without windows."""
+    windows = getattr(dataset, "windows", None)
+    if windows is None:
+        return logits, np.asarray(label_ids)
+    text_logits = aggregate(
+        logits, windows.text, windows.weight, berth.aggregation, berth.multi_label
+    )
+    return text_logits, np.asarray(label_ids)[windows.first()]
+
+
 def evaluate(trainer, berth: BerthConfig, val_set, test_set) -> Evaluation:
-    """Score the best model; multi-label thresholds are tuned on validation here."""
+    """Score the best model per text (window logits aggregated); multi-label thresholds
+    are tuned on validation here."""
     val_pred = trainer.predict(val_set, metric_key_prefix="validation")
-    val_logits = _logits(val_pred.predictions)
+    val_logits, val_labels = per_text(
+        val_set, _logits(val_pred.predictions), val_pred.label_ids, berth
+    )
     if berth.multi_label:
         berth.thresholds = tune_thresholds(
-            probabilities(val_logits.astype(np.float64), True), np.asarray(val_pred.label_ids)
+            probabilities(val_logits.astype(np.float64), True), val_labels
         )
-    validation = classification_metrics(val_logits, val_pred.label_ids, berth)
+    validation = classification_metrics(val_logits, val_labels, berth)
     test_pred = trainer.predict(test_set, metric_key_prefix="test")
-    test_logits = _logits(test_pred.predictions)
-    test = classification_metrics(test_logits, test_pred.label_ids, berth)
-    return Evaluation(validation, test, val_logits, test_logits, np.asarray(test_pred.label_ids))
+    test_logits, test_labels = per_text(
+        test_set, _logits(test_pred.predictions), test_pred.label_ids, berth
+    )
+    test = classification_metrics(test_logits, test_labels, berth)
+    return Evaluation(validation, test, val_logits, test_logits, test_labels)
 
 
 def run_metrics(session: Session, trainer, fitted: Fitted, berth, result: Evaluation) -> dict:
