@@ -17,7 +17,21 @@ What it honours from `config.pbtxt`:
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
 - `allow_ragged_batch: true` on inputs (CPU configs), with the parameter
-  `ragged_run_cost_tokens` (see below).
+  `ragged_run_cost_tokens` (see below);
+- `max_run_tokens` (0 or absent: no limit): a group larger than this many tokens (rows ×
+  padded length) runs as several `session.run`s of consecutive rows, so a window-mode
+  batch (up to `max_batch_size × max_windows` window rows) never needs more memory than
+  the largest batch of one-window texts.
+
+Window mode (berth's CPU configs, where this backend serves the classifier): the config
+declares a third input, `windows` (INT64 [2] a row: the row's text within its request and
+its weight, from the tokenizer), which is not a graph input. Each request's rows are then
+windows: after the session ran, its window logits are aggregated into one row per text
+by training's own code (`berth_encoding.py`, which export copies into the version
+directory; parameters `aggregation` and `problem_type`), and `logits` and `probabilities`
+are answered per text. The ensemble needs no separate aggregation step, so a text of one
+window costs what it cost before windows. The native backend (GPU configs) has no such
+input; there the ensemble aggregates in a step of its own.
 
 Every `execute()` call gets the requests one dynamic batch gathered.
 
@@ -39,7 +53,9 @@ into one dimension, so GPU configs, served by it, never set them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +64,10 @@ try:  # only inside the Triton Python backend stub
     import triton_python_backend_utils as pb_utils
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
+
+WINDOWS = "windows"
+ENCODING_MODULE = "berth_encoding"
+MULTI_LABEL = "multi_label_classification"
 
 TRITON_TO_NUMPY = {
     "TYPE_BOOL": np.bool_,
@@ -67,6 +87,37 @@ def parameter(config: dict, key: str, default: str | None = None) -> str | None:
     if isinstance(value, dict):
         value = value.get("string_value")
     return default if value in (None, "") else str(value)
+
+
+def load_encoding(directory: Path):
+    """`berth_encoding.py` from the version directory (window mode), else training's."""
+    path = Path(directory) / f"{ENCODING_MODULE}.py"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location(ENCODING_MODULE, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[ENCODING_MODULE] = module
+        spec.loader.exec_module(module)
+        return module
+    from training import encoding
+
+    return encoding
+
+
+class WindowAggregation:
+    """Window rows → text rows for one request's outputs (see the module docstring)."""
+
+    def __init__(self, directory: Path, config: dict) -> None:
+        self.encoding = load_encoding(directory)
+        self.method = parameter(config, "aggregation", "mean")
+        if self.method not in self.encoding.AGGREGATIONS:
+            raise ValueError(f"aggregation {self.method!r}: one of {self.encoding.AGGREGATIONS}")
+        self.multi_label = parameter(config, "problem_type", "") == MULTI_LABEL
+
+    def __call__(self, outputs: dict[str, np.ndarray], windows: np.ndarray) -> dict:
+        logits, probs = self.encoding.aggregate_request(
+            outputs["logits"], windows, self.method, self.multi_label, outputs["probabilities"]
+        )
+        return {**outputs, "logits": logits, "probabilities": probs}
 
 
 def session_options(config: dict):
@@ -172,12 +223,30 @@ def pad_concat(arrays: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def run_chunked(
+    session, output_names: list[str], feed: dict[str, np.ndarray], max_run_tokens: int = 0
+) -> list[np.ndarray]:
+    """`session.run(feed)`, split into runs of at most `max_run_tokens` tokens (rows ×
+    the feed's padded length, at least one row a run) when larger."""
+    first = next(iter(feed.values()))
+    rows, width = len(first), (first.shape[-1] if first.ndim > 1 else 1)
+    step = max(1, max_run_tokens // max(width, 1)) if max_run_tokens > 0 else rows
+    if rows <= step:
+        return session.run(output_names, feed)
+    parts = [
+        session.run(output_names, {name: a[i : i + step] for name, a in feed.items()})
+        for i in range(0, rows, step)
+    ]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(output_names))]
+
+
 def run_batched(
     session,
     batches: list[dict[str, np.ndarray]],
     output_names: list[str],
     ragged: frozenset[str] | set[str] = frozenset(),
     run_cost_tokens: float = 16.0,
+    max_run_tokens: int = 0,
 ):
     """One `session.run` per shape group, or per planned sub-batch when inputs are
     ragged (see the module docstring); returns per-request {output: array}."""
@@ -208,7 +277,7 @@ def run_batched(
             )
             for name in batches[group[0]]
         }
-        outputs = session.run(output_names, feed)
+        outputs = run_chunked(session, output_names, feed, max_run_tokens)
         start = 0
         for i in group:
             rows = len(next(iter(batches[i].values())))
@@ -226,8 +295,14 @@ class TritonPythonModel:
 
         self.config = json.loads(args["model_config"])
         self.inputs = [
-            (spec["name"], TRITON_TO_NUMPY.get(spec["data_type"])) for spec in self.config["input"]
+            (spec["name"], TRITON_TO_NUMPY.get(spec["data_type"]))
+            for spec in self.config["input"]
+            if spec["name"] != WINDOWS
         ]
+        self.windows = None
+        if any(spec["name"] == WINDOWS for spec in self.config["input"]):
+            directory = Path(args["model_repository"]) / str(args.get("model_version", ""))
+            self.windows = WindowAggregation(directory, self.config)
         self.outputs = [
             (spec["name"], TRITON_TO_NUMPY[spec["data_type"]]) for spec in self.config["output"]
         ]
@@ -247,6 +322,7 @@ class TritonPythonModel:
             spec["name"] for spec in self.config["input"] if spec.get("allow_ragged_batch")
         )
         self.run_cost_tokens = float(parameter(self.config, "ragged_run_cost_tokens", "16"))
+        self.max_run_tokens = int(parameter(self.config, "max_run_tokens", "0"))
 
     def read_inputs(self, request) -> dict[str, np.ndarray]:
         feed = {}
@@ -258,15 +334,30 @@ class TritonPythonModel:
             feed[name] = array.astype(dtype, copy=False) if dtype is not None else array
         return feed
 
-    def execute(self, requests):
-        responses = []
-        batches, errors = [], {}
+    def _read(self, requests) -> tuple[list, dict[int, str], dict[int, np.ndarray]]:
+        """Per request: its graph inputs (None when malformed), errors, `windows`."""
+        batches, errors, windows = [], {}, {}
         for index, request in enumerate(requests):
             try:
-                batches.append(self.read_inputs(request))
+                feed = self.read_inputs(request)
+                if self.windows is not None:
+                    windows[index] = pb_utils.get_input_tensor_by_name(request, WINDOWS).as_numpy()
+                batches.append(feed)
             except Exception as exc:  # a malformed request fails alone
                 errors[index] = str(exc)
                 batches.append(None)
+        return batches, errors, windows
+
+    def _response(self, outputs: dict[str, np.ndarray]):
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor(name, np.ascontiguousarray(outputs[name].astype(dtype, copy=False)))
+                for name, dtype in self.outputs
+            ]
+        )
+
+    def execute(self, requests):
+        batches, errors, windows = self._read(requests)
         valid = [i for i, b in enumerate(batches) if b is not None]
         try:
             results = run_batched(
@@ -275,31 +366,25 @@ class TritonPythonModel:
                 self.output_names,
                 self.ragged,
                 self.run_cost_tokens,
+                self.max_run_tokens,
             )
             by_index = dict(zip(valid, results, strict=True))
         except Exception as exc:
             by_index = {}
             for i in valid:
                 errors[i] = f"onnxruntime: {exc}"
+        responses = []
         for index in range(len(requests)):
+            if index not in errors and self.windows is not None:
+                try:
+                    by_index[index] = self.windows(by_index[index], windows[index])
+                except Exception as exc:  # a malformed request fails alone
+                    errors[index] = f"windows: {exc}"
             if index in errors:
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        output_tensors=[], error=pb_utils.TritonError(errors[index])
-                    )
-                )
-                continue
-            outputs = by_index[index]
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor(
-                            name, np.ascontiguousarray(outputs[name].astype(dtype, copy=False))
-                        )
-                        for name, dtype in self.outputs
-                    ]
-                )
-            )
+                error = pb_utils.TritonError(errors[index])
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+            else:
+                responses.append(self._response(by_index[index]))
         return responses
 
     def finalize(self) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ except ImportError:  # unit tests inject a stand-in
 
 ENCODING_MODULE = "berth_encoding"
 PADDING_MODES = ("per_request", "batch")
+# Output tensors, in the order `Tokenization` returns them (`windows` in window mode).
+OUTPUTS = ("input_ids", "attention_mask", "windows")
 # Texts longer than this (UTF-8 bytes) are refused before tokenization; the tokenizer
 # config parameter `max_text_bytes` overrides it (export: --max-text-bytes).
 DEFAULT_MAX_TEXT_BYTES = 1 << 20
@@ -117,6 +120,8 @@ class Tokenization:
         head_tokens: int = 0,
         bucket: int = 16,
         padding: str = "batch",
+        window_stride: int = 0,
+        max_windows: int = 1,
     ) -> None:
         if padding not in PADDING_MODES:
             raise ValueError(f"padding {padding!r}: one of {PADDING_MODES}")
@@ -129,6 +134,12 @@ class Tokenization:
         self.head_tokens = head_tokens
         self.bucket = bucket
         self.padding = padding
+        self.window_stride = window_stride
+        self.max_windows = max_windows
+
+    @property
+    def windowed(self) -> bool:
+        return self.max_windows > 1
 
     @classmethod
     def from_config(cls, directory: Path, config: dict) -> Tokenization:
@@ -140,40 +151,58 @@ class Tokenization:
             head_tokens=int(parameter(config, "head_tokens", "0")),
             bucket=int(parameter(config, "bucket", "16")),
             padding=parameter(config, "padding", "batch"),
+            window_stride=int(parameter(config, "window_stride", "0")),
+            max_windows=int(parameter(config, "max_windows", "1")),
         )
 
-    def __call__(self, batches: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def __call__(self, batches: list[list[str]]) -> list[tuple[np.ndarray, ...]]:
         """Per request: (input_ids, attention_mask), int64 [rows, bucketed length]: the
-        batch's common length (`padding="batch"`) or the request's own (`per_request`)."""
+        batch's common length (`padding="batch"`) or the request's own (`per_request`).
+        Without windows a row is a text; with windows a row is a window, and a third
+        array, `windows` int64 [rows, 2], gives each row's text (within its request) and
+        weight, for the aggregation step."""
         texts = [text for batch in batches for text in batch]
-        ids = self.encoding.encode(
-            self.tokenizer, texts, self.max_length, self.truncation, self.head_tokens
+        bounds = list(accumulate((len(batch) for batch in batches), initial=0))
+        if not self.windowed:
+            ids = self.encoding.encode(
+                self.tokenizer, texts, self.max_length, self.truncation, self.head_tokens
+            )
+            return self._pad(ids, bounds)
+        windows = self.encoding.encode_windows(
+            self.tokenizer, texts, self.max_length, self.window_stride, self.max_windows
         )
+        one_each = len(windows) == len(texts)
+        rows = bounds if one_each else np.searchsorted(windows.text, bounds).tolist()
+        which = np.stack((windows.text, windows.weight), axis=1)
+        out = []
+        for i, arrays in enumerate(self._pad(windows.ids, rows)):
+            local = which[rows[i] : rows[i + 1]]
+            local[:, 0] -= bounds[i]  # the text's index within its request
+            out.append((*arrays, local))
+        return out
+
+    def _pad(self, ids: list[list[int]], rows: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Pad `ids` (rows `rows[i]:rows[i + 1]` belong to request i) per request or to
+        one length for the whole batch."""
         if self.padding == "per_request":
-            return self._per_request(batches, ids)
+            return self._per_request(ids, rows)
         longest = max((len(row) for row in ids), default=1)
         width = self.encoding.bucket_length(longest, self.bucket, self.max_length)
         input_ids, mask = self.encoding.pad(ids, self.pad_id, width)
-        out, start = [], 0
-        for batch in batches:
-            stop = start + len(batch)
-            out.append((input_ids[start:stop], mask[start:stop]))
-            start = stop
-        return out
+        return [(input_ids[start:stop], mask[start:stop]) for start, stop in pairwise(rows)]
 
-    def _per_request(self, batches, ids):
-        out, start = [], 0
+    def _per_request(self, ids, rows):
+        out = []
         bucket, max_length, pad_id = self.bucket, self.max_length, self.pad_id
-        for batch in batches:
-            rows = ids[start : start + len(batch)]
-            start += len(batch)
-            longest = max((len(row) for row in rows), default=1)
+        for start, stop in pairwise(rows):
+            request = ids[start:stop]
+            longest = max((len(row) for row in request), default=1)
             width = self.encoding.bucket_length(longest, bucket, max_length)
-            if len(rows) == 1 and len(rows[0]) == width:  # the common case, no padding
-                input_ids = np.array(rows, dtype=np.int64)
+            if len(request) == 1 and len(request[0]) == width:  # the common case, no padding
+                input_ids = np.array(request, dtype=np.int64)
                 out.append((input_ids, np.ones_like(input_ids)))
             else:
-                out.append(self.encoding.pad(rows, pad_id, width))
+                out.append(self.encoding.pad(request, pad_id, width))
         return out
 
 
@@ -213,12 +242,12 @@ class TritonPythonModel:
             if batch is None:
                 responses.append(self._error(error))
                 continue
-            input_ids, mask = next(good)
+            arrays = next(good)
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("input_ids", input_ids),
-                        pb_utils.Tensor("attention_mask", mask),
+                        pb_utils.Tensor(name, array)
+                        for name, array in zip(OUTPUTS, arrays, strict=False)
                     ]
                 )
             )

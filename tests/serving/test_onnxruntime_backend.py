@@ -207,6 +207,53 @@ def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
     ]
 
 
+def test_window_mode_aggregates_each_requests_windows_in_process(tiny_onnx, monkeypatch):
+    """A `windows` input (not a graph input) makes the classifier step answer one row per
+    text: the mean of its windows' logits, probabilities recomputed from them."""
+    monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
+    config = {
+        "input": [
+            {"name": n, "data_type": "TYPE_INT64", "dims": [-1], "allow_ragged_batch": True}
+            for n in ("input_ids", "attention_mask")
+        ]
+        + [{"name": "windows", "data_type": "TYPE_INT64", "dims": [2]}],
+        "output": [
+            {"name": "logits", "data_type": "TYPE_FP32", "dims": [1]},
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [1]},
+        ],
+        "parameters": {
+            "aggregation": {"string_value": "mean"},
+            "problem_type": {"string_value": "multi_label_classification"},
+        },
+    }
+    model = load(config, tiny_onnx)
+    assert model.windows.encoding.__name__ == "training.encoding"  # no published copy here
+    requests = [
+        fake_pb_utils.InferenceRequest(  # text 0: windows 1 and 3; text 1: window 6
+            input_ids=np.array([[1], [3], [6]], np.int64),
+            attention_mask=np.ones((3, 1), np.int64),
+            windows=np.array([[0, 4], [0, 2], [1, 5]], np.int64),
+        ),
+        fake_pb_utils.InferenceRequest(  # one window: as without window mode
+            input_ids=np.array([[2, 5]], np.int64),
+            attention_mask=np.ones((1, 2), np.int64),
+            windows=np.array([[0, 2]], np.int64),
+        ),
+        fake_pb_utils.InferenceRequest(  # windows that do not match the rows
+            input_ids=np.array([[2]], np.int64),
+            attention_mask=np.ones((1, 1), np.int64),
+            windows=np.array([[0, 2], [1, 2]], np.int64),
+        ),
+    ]
+    long, short, bad = model.execute(requests)
+    assert long.output_tensors["logits"].ravel().tolist() == [2.0, 6.0]
+    np.testing.assert_allclose(
+        long.output_tensors["probabilities"].ravel(), 1 / (1 + np.exp(-np.array([2.0, 6.0])))
+    )
+    assert short.output_tensors["logits"].ravel().tolist() == [7.0]
+    assert bad.error is not None and "windows" in bad.error.message
+
+
 def _add_layer_norm_graph(path) -> None:
     """x + skip → LayerNormalization: what onnxruntime's SkipLayerNormFusion fuses."""
     hidden = 8
@@ -270,3 +317,19 @@ def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatc
     }
     load(config, tiny_onnx)
     assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion"]
+
+
+def test_large_groups_run_in_runs_of_at_most_max_run_tokens():
+    """Window mode: a batch of many full-length window rows runs in pieces, never more
+    tokens a run than the largest batch of one-window texts."""
+    session = RecordingSession()
+    batches = [
+        {"input_ids": np.full((40, 16), 1), "attention_mask": np.ones((40, 16), np.int64)},
+        {"input_ids": np.full((30, 16), 2), "attention_mask": np.ones((30, 16), np.int64)},
+    ]
+    results = ort_backend.run_batched(session, batches, ["sum", "mean"], max_run_tokens=512)
+    assert [call["input_ids"] for call in session.calls] == [(32, 16), (32, 16), (6, 16)]
+    assert [r["sum"].ravel().tolist() for r in results] == [[16] * 40, [32] * 30]
+    session.calls.clear()
+    ort_backend.run_batched(session, batches, ["sum", "mean"])  # no limit: one run
+    assert [call["input_ids"] for call in session.calls] == [(70, 16)]

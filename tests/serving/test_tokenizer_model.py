@@ -120,3 +120,46 @@ def test_published_encoding_is_training_encoding(version_dir):
     assert (version_dir / "berth_encoding.py").read_bytes() == (
         ROOT / "training/encoding.py"
     ).read_bytes()
+
+
+@pytest.mark.parametrize("padding", ["per_request", "batch"])
+def test_windows_are_rows_with_their_text_and_weight(version_dir, padding):
+    """Window mode: each request's rows are its texts' windows, exactly as training cuts
+    them, with a `windows` array (text within the request, weight) for aggregation."""
+    from training.encoding import encode_windows
+
+    path = str(version_dir / "tokenizer.json")
+    reference = load_tokenizer(path)
+    tok = tokenizer_model.Tokenization(
+        version_dir, max_length=32, bucket=8, padding=padding, window_stride=24, max_windows=3
+    )
+    batches = [["short", "word " * 70], ["word " * 40], ["a gripping film"]]
+    outputs = tok(batches)
+    for batch, (ids, mask, windows) in zip(batches, outputs, strict=True):
+        expected = encode_windows(reference, batch, 32, 24, 3)
+        assert windows.dtype == np.int64 and windows.shape == (len(expected), 2)
+        assert windows[:, 0].tolist() == expected.text.tolist()
+        assert windows[:, 1].tolist() == expected.weight.tolist()
+        exp_ids, exp_mask = pad(expected.ids, pad_token_id(path, reference), ids.shape[1])
+        np.testing.assert_array_equal(ids, exp_ids)
+        np.testing.assert_array_equal(mask, exp_mask)
+    assert [len(w) for _, _, w in outputs] == [1 + 3, 2, 1]  # 70 words: capped at 3
+
+
+def test_window_mode_end_to_end_in_process(version_dir, monkeypatch):
+    monkeypatch.setattr(tokenizer_model, "pb_utils", fake_pb_utils)
+    params = {"max_length": "32", "bucket": "8", "window_stride": "24", "max_windows": "4"}
+    config = {"parameters": {k: {"string_value": v} for k, v in params.items()}}
+    model = tokenizer_model.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(version_dir.parent),
+            "model_version": "1",
+        }
+    )
+    texts = np.array([[b"short"], [("word " * 50).encode()]], dtype=object)
+    (response,) = model.execute([fake_pb_utils.InferenceRequest(TEXT=texts)])
+    outputs = response.output_tensors
+    assert outputs["input_ids"].shape == (3, 32)
+    assert outputs["windows"].tolist() == [[0, 3], [1, 30], [1, 20]]
