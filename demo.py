@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             texts = held_out_texts(run_dir, 5)
             for text, result in zip(texts, classifier.predict(texts), strict=True):
                 print(f"{result['label']:>9} {result['confidence']:.3f}  {text[:90]}")
+            from export.long_texts import show_long_reviews
+
+            show_long_reviews(classifier, checkpoint)
         stage(
             "load test (Locust, headless)",
             [

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from training.checkpoint import BerthConfig
-from training.encoding import encode, load_tokenizer, pad, pad_token_id
+from training.encoding import (
+    Windows,
+    aggregate,
+    encode_windows,
+    load_tokenizer,
+    pad,
+    pad_token_id,
+    probabilities,
+)
 
 
 def load_eval(
@@ -73,7 +81,9 @@ def session(path: Path, threads: int = 0, disabled_optimizers: Sequence[str] = (
 
 
 class OnnxClassifier:
-    """Tokenize exactly as training does, run the ONNX graph."""
+    """Tokenize exactly as training does, run the ONNX graph, aggregate each text's
+    windows as the served ensemble does. `berth` replaces the checkpoint's berth.json
+    (export serving other window settings)."""
 
     def __init__(
         self,
@@ -81,17 +91,30 @@ class OnnxClassifier:
         checkpoint: Path,
         threads: int = 0,
         disabled_optimizers: Sequence[str] = (),
+        berth: BerthConfig | None = None,
     ) -> None:
-        self.berth = BerthConfig.load(checkpoint)
+        self.berth = berth or BerthConfig.load(checkpoint)
         tokenizer_file = str(Path(checkpoint) / "tokenizer.json")
         self.tokenizer = load_tokenizer(tokenizer_file)
         self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
         self.session = session(model, threads, disabled_optimizers)
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def windows(self, texts: Sequence[str]) -> Windows:
         b = self.berth
-        ids = encode(self.tokenizer, texts, b.max_length, b.truncation, b.head_tokens)
-        return pad(ids, self.pad_id)
+        return encode_windows(
+            self.tokenizer,
+            texts,
+            b.max_length,
+            b.window_stride,
+            b.max_windows,
+            b.truncation,
+            b.head_tokens,
+        )
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask) of every window of `texts` (a row per text
+        without window mode), padded to the longest."""
+        return pad(self.windows(texts).ids, self.pad_id)
 
     def run(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, probs = self.session.run(
@@ -102,12 +125,47 @@ class OnnxClassifier:
     def logits_and_probabilities(
         self, texts: Sequence[str], batch_size: int = 32
     ) -> tuple[np.ndarray, np.ndarray]:
-        logits, probs = [], []
-        for start in range(0, len(texts), batch_size):
-            out = self.run(*self.encode(texts[start : start + batch_size]))
-            logits.append(out[0])
-            probs.append(out[1])
-        return np.concatenate(logits), np.concatenate(probs)
+        """One row per text. Without window mode the graph's own probabilities; with it,
+        those of the aggregated logits (as the served aggregation step computes them)."""
+        if not self.berth.windowed:
+            logits, probs = [], []
+            for start in range(0, len(texts), batch_size):
+                out = self.run(*self.encode(texts[start : start + batch_size]))
+                logits.append(out[0])
+                probs.append(out[1])
+            return np.concatenate(logits), np.concatenate(probs)
+        windows = self.windows(texts)
+        return self.aggregate(windows, self.window_logits(windows.ids, batch_size))
+
+    def window_logits(self, ids: list[list[int]], batch_size: int = 32) -> np.ndarray:
+        """Logits of token-id rows, `batch_size` rows a run, in order."""
+        out = [
+            self.run(*pad(ids[start : start + batch_size], self.pad_id))[0]
+            for start in range(0, len(ids), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, len(self.berth.labels)), np.float32)
+
+    def aggregate(
+        self, windows: Windows, logits: np.ndarray, method: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Window logits → (logits, probabilities) per text, by `method` (default: the
+        berth.json aggregation)."""
+        b = self.berth
+        out = aggregate(
+            logits, windows.text, windows.weight, method or b.aggregation, b.multi_label
+        )
+        return out, probabilities(out.astype(np.float64), b.multi_label).astype(np.float32)
+
+
+def joined_texts(texts: Sequence[str], count: int = 16) -> list[str]:
+    """`count` long texts, each consecutive held-out texts joined (2, 4, 8, … 64 of
+    them, cycling): real text of one to dozens of windows, for the parity gate."""
+    out, start, size = [], 0, 2
+    while texts and len(out) < count:
+        picked = [texts[(start + i) % len(texts)] for i in range(size)]
+        out.append(" ".join(picked))
+        start, size = start + size, 2 if size >= 64 else size * 2
+    return out
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:

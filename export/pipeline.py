@@ -31,6 +31,7 @@ from export.evaluate import (
     OnnxClassifier,
     classification_scores,
     interleaved_median_ms,
+    joined_texts,
     latency,
     load_eval,
     parity,
@@ -41,15 +42,19 @@ from export.triton_config import (
     GPU_CONFIG_FILE,
     VARIANTS,
     ServingSettings,
+    aggregate_model_name,
     classifier_model_name,
     render,
     repository_configs,
     tokenizer_model_name,
+    window_parameters,
 )
-from training.checkpoint import BERTH_FILE, BerthConfig
+from training.checkpoint import BerthConfig
+from training.encoding import AGGREGATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_MODEL_SOURCE = ROOT / "serving" / "tokenizer_model" / "model.py"
+AGGREGATE_MODEL_SOURCE = ROOT / "serving" / "aggregate_model" / "model.py"
 ENCODING_SOURCE = ROOT / "training" / "encoding.py"
 
 
@@ -220,6 +225,29 @@ class ExportConfig:
             "serving",
         ),
     )
+    max_windows: int | None = field(
+        default=None,
+        metadata=_meta(
+            "serve long texts as up to this many windows of max_length tokens (1 = one "
+            "window, truncated); empty = as the checkpoint's berth.json says",
+            "windows",
+        ),
+    )
+    window_stride: int | None = field(
+        default=None,
+        metadata=_meta(
+            "content tokens between window starts; empty = berth.json's, or 3/4 of "
+            "max_length when berth.json has none",
+            "windows",
+        ),
+    )
+    aggregation: str | None = field(
+        default=None,
+        metadata=_meta(
+            f"window logits → text logits: {', '.join(AGGREGATIONS)}; empty = berth.json's",
+            "windows",
+        ),
+    )
     max_text_bytes: int = field(
         default=1 << 20,
         metadata=_meta(
@@ -253,6 +281,10 @@ class ExportConfig:
             raise ValueError("--opset must be 17 or newer")
         if self.optimize not in ("auto", "on", "off"):
             raise ValueError("--optimize must be auto, on or off")
+        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"--aggregation {self.aggregation!r}: one of {AGGREGATIONS}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError(f"--max-windows {self.max_windows}: use 1 or more")
 
     @property
     def variant_list(self) -> list[str]:
@@ -265,6 +297,22 @@ class ExportConfig:
     @property
     def resolved_eval_file(self) -> Path:
         return self.eval_file or self.checkpoint.resolve().parent / "splits" / "test.jsonl"
+
+    def serving_berth(self, berth: BerthConfig) -> BerthConfig:
+        """The checkpoint's berth.json with the window settings given here: what the
+        gates check and the ensemble serves."""
+        changes: dict[str, object] = {}
+        if self.max_windows is not None:
+            changes["max_windows"] = self.max_windows
+            if self.max_windows <= 1:
+                changes["window_stride"] = 0
+            elif not (self.window_stride or berth.window_stride):
+                changes["window_stride"] = max(1, berth.max_length * 3 // 4)
+        if self.window_stride is not None:
+            changes["window_stride"] = self.window_stride
+        if self.aggregation is not None:
+            changes["aggregation"] = self.aggregation
+        return dataclasses.replace(berth, **changes) if changes else berth
 
     def settings(self, int8_disabled_optimizers: tuple[str, ...] = ()) -> ServingSettings:
         return ServingSettings(
@@ -304,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         if f.type in ("bool", bool):
             group.add_argument(flag, action="store_true", help=f.metadata["help"])
             continue
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
         group.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
     return parser
 
@@ -333,7 +381,11 @@ def _score_variant(
     disabled_optimizers: Sequence[str] = (),
 ) -> dict:
     runner = OnnxClassifier(
-        path, cfg.checkpoint, threads=cfg.threads, disabled_optimizers=disabled_optimizers
+        path,
+        cfg.checkpoint,
+        threads=cfg.threads,
+        disabled_optimizers=disabled_optimizers,
+        berth=berth,
     )
     started = time.monotonic()
     logits, _ = runner.logits_and_probabilities(parity_texts)
@@ -482,6 +534,7 @@ def report_markdown(report: dict) -> str:
         f"parity texts: {report['parity_texts']}",
         f"- machine: {report['machine']}, onnxruntime threads: {report['threads'] or 'default'}",
         f"- fusions: {report['fusion'].get('decision', report['fusion']['mode'])}",
+        f"- long texts: {windows_line(report['windows'], report['max_length'])}",
         *(
             [f"- {report['int8_graph']['decision']}"]
             if report.get("int8_graph", {}).get("decision")
@@ -513,6 +566,15 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def windows_line(windows: dict, max_length: int) -> str:
+    if windows["max_windows"] <= 1:
+        return f"one window of {max_length} tokens (the rest truncated)"
+    return (
+        f"up to {windows['max_windows']} windows of {max_length} tokens, "
+        f"{windows['window_stride']} apart, aggregated by {windows['aggregation']}"
+    )
+
+
 def stage_versions(
     cfg: ExportConfig, berth: BerthConfig, files: dict[str, Path], stage: Path, report: dict
 ) -> dict[str, Path]:
@@ -526,14 +588,22 @@ def stage_versions(
     shutil.copy2(ENCODING_SOURCE, tok / "berth_encoding.py")
     shutil.copy2(cfg.checkpoint / "tokenizer.json", tok / "tokenizer.json")
     versions[tok.name] = tok
+    if berth.windowed:
+        aggregate = stage / aggregate_model_name(cfg.name)
+        aggregate.mkdir(parents=True)
+        shutil.copy2(AGGREGATE_MODEL_SOURCE, aggregate / "model.py")
+        shutil.copy2(ENCODING_SOURCE, aggregate / "berth_encoding.py")
+        versions[aggregate.name] = aggregate
     for variant, path in files.items():
         model = stage / classifier_model_name(cfg.name, variant)
         model.mkdir(parents=True)
         shutil.copy2(path, model / "model.onnx")
+        if berth.windowed:  # berth's CPU backend aggregates windows with training's code
+            shutil.copy2(ENCODING_SOURCE, model / "berth_encoding.py")
         versions[model.name] = model
     ensemble = stage / cfg.name  # the ensemble's version dir: provenance only
     ensemble.mkdir(parents=True)
-    shutil.copy2(cfg.checkpoint / BERTH_FILE, ensemble / BERTH_FILE)
+    berth.save(ensemble)  # as served: the checkpoint's, with export's window settings
     (ensemble / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     versions[cfg.name] = ensemble
     return versions
@@ -545,7 +615,7 @@ def run_export(cfg: ExportConfig) -> dict:
     from training.predict import Predictor
 
     started = time.monotonic()
-    berth = BerthConfig.load(cfg.checkpoint)
+    berth = cfg.serving_berth(BerthConfig.load(cfg.checkpoint))
     out = cfg.resolved_output_dir
     work = out / "onnx"
     if work.exists():
@@ -557,9 +627,11 @@ def run_export(cfg: ExportConfig) -> dict:
         raise FileNotFoundError(f"--eval-file {eval_file} does not exist")
     eval_texts, targets = load_eval(eval_file, berth, cfg.max_eval_samples or None)
     parity_texts = eval_texts[: cfg.parity_samples]
+    if berth.windowed:  # long real texts too, so that the gate covers the aggregation
+        parity_texts += joined_texts(eval_texts)
     _say(f"{len(eval_texts)} held-out rows from {eval_file}; parity on {len(parity_texts)}")
 
-    reference_logits = Predictor(cfg.checkpoint).logits(parity_texts)
+    reference_logits = Predictor(cfg.checkpoint, config=berth).logits(parity_texts)
     raw = onnx_export.export_fp32(cfg.checkpoint, work / "model.raw.onnx", cfg.opset)
     fusion = _choose_fusion(cfg, raw, work, eval_texts)
     _say(f"fusions: {fusion.get('decision', fusion['mode'])}")
@@ -638,6 +710,8 @@ def run_export(cfg: ExportConfig) -> dict:
         "max_accuracy_drop": cfg.max_accuracy_drop,
         "opset": cfg.opset,
         "threads": cfg.threads,
+        "max_length": berth.max_length,
+        "windows": window_parameters(berth),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
         "fusion": {k: (str(v) if isinstance(v, Path) else v) for k, v in fusion.items()},
         "int8_graph": int8,

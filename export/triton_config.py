@@ -7,7 +7,8 @@ string templates: a typo in a field name fails at build time, not when Triton lo
 
 The repository for a model named `<name>`:
 
-    <name>/                 ensemble: TEXT → tokenizer → classifier → LOGITS, PROBABILITIES
+    <name>/                 ensemble: TEXT → tokenizer → classifier [→ aggregate]
+                            → LOGITS, PROBABILITIES
       config.pbtxt          CPU: uses <name>_onnx_<default variant> (int8)
       configs/gpu.pbtxt     --model-config-name=gpu: uses <name>_onnx_<gpu variant> (fp16)
     <name>_tokenizer/       Python backend, `tokenizers` via training/encoding.py
@@ -17,6 +18,23 @@ The repository for a model named `<name>`:
       config.pbtxt          KIND_CPU, thread settings, ragged inputs (berth's Python-based
                             onnxruntime backend sub-batches them by length)
       configs/gpu.pbtxt     KIND_GPU + TensorRT accelerator (fp32/fp16; int8 stays on CPU)
+    <name>_aggregate/       window mode only (berth.json max_windows > 1): Python backend,
+                            window logits → one row per text (training/encoding.py)
+
+In window mode the tokenizer sends each text's windows to the classifier as rows (so
+its dynamic batcher merges the windows of different requests) with a `windows` tensor
+(each row's text and weight). Where the windows are aggregated:
+
+- CPU configs with ragged batching (berth's Python-based onnxruntime backend): in the
+  classifier step itself, which takes `windows` as a third input and answers one row
+  per text. Still two steps: a text of one window costs what it cost before windows (a
+  third Python step cost ~190 µs of server CPU per request, measured).
+- GPU configs and `--no-ragged` CPU configs (the native onnxruntime backend): in a third
+  step, `<name>_aggregate`.
+
+A request of `max_batch_size` texts may carry `max_batch_size × max_windows` windows: the
+classifier and the aggregation step accept that many rows. A model without windows keeps
+the two-step ensemble, exactly as before.
 """
 
 from __future__ import annotations
@@ -36,6 +54,7 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 ONNX_LOGITS = "logits"
 ONNX_PROBABILITIES = "probabilities"
+WINDOWS = "windows"
 CONFIG_FILE = "config.pbtxt"
 GPU_CONFIG_NAME = "gpu"
 GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
@@ -59,6 +78,18 @@ def tokenizer_model_name(name: str) -> str:
 
 def classifier_model_name(name: str, variant: str) -> str:
     return f"{name}_onnx_{variant}"
+
+
+def aggregate_model_name(name: str) -> str:
+    return f"{name}_aggregate"
+
+
+def window_parameters(berth: BerthConfig) -> dict[str, object]:
+    return {
+        "window_stride": berth.window_stride,
+        "max_windows": berth.max_windows,
+        "aggregation": berth.aggregation,
+    }
 
 
 def _tensor(name: str, data_type: int, dims: list[int]) -> dict:
@@ -149,6 +180,7 @@ class TokenizerModel:
 
     def _config(self, padding: str) -> mc.ModelConfig:
         s = self.settings
+        windows = [_tensor(WINDOWS, mc.TYPE_INT64, [2])] if self.berth.windowed else []
         cfg = mc.ModelConfig(
             name=self.name,
             backend="python",
@@ -157,6 +189,7 @@ class TokenizerModel:
             output=[
                 _tensor(INPUT_IDS, mc.TYPE_INT64, [-1]),
                 _tensor(ATTENTION_MASK, mc.TYPE_INT64, [-1]),
+                *windows,
             ],
             instance_group=[
                 {"kind": mc.ModelInstanceGroup.KIND_CPU, "count": s.tokenizer_instances}
@@ -175,6 +208,7 @@ class TokenizerModel:
                 "bucket": s.bucket,
                 "padding": padding,
                 "max_text_bytes": s.max_text_bytes,
+                **(window_parameters(self.berth) if self.berth.windowed else {}),
             },
         )
         return cfg
@@ -187,16 +221,28 @@ class ClassifierModel:
     num_labels: int
     settings: ServingSettings = field(default_factory=ServingSettings)
     model_filename: str = "model.onnx"
+    # Window mode: rows are windows, up to this many per text of a full request. The CPU
+    # backend then runs at most `max_run_tokens` (rows × padded length) per session.run:
+    # never more than the largest run of one-window texts. Ragged CPU configs aggregate
+    # the windows in the classifier step (`aggregation`, `problem_type`: berth.json's).
+    max_windows: int = 1
+    max_run_tokens: int = 0
+    aggregation: str = "mean"
+    problem_type: str = ""
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; one of {VARIANTS}")
 
+    @property
+    def max_batch_size(self) -> int:
+        return self.settings.max_batch_size * self.max_windows
+
     def _base(self) -> mc.ModelConfig:
         cfg = mc.ModelConfig(
             name=self.name,
             backend="onnxruntime",
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=self.max_batch_size,
             default_model_filename=self.model_filename,
             input=[
                 _tensor(INPUT_IDS, mc.TYPE_INT64, [-1]),
@@ -220,6 +266,9 @@ class ClassifierModel:
         cfg = self._base()
         for tensor in cfg.input:
             tensor.allow_ragged_batch = ragged
+        aggregates = ragged and self.max_windows > 1
+        if aggregates:  # the windows of a request → one row per text, in this step
+            cfg.input.add(**_tensor(WINDOWS, mc.TYPE_INT64, [2]))
         cfg.dynamic_batching.max_queue_delay_microseconds = s.classifier_queue_delay_us
         _set_queue_policy(cfg, s)
         cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=s.classifier_instances)
@@ -229,6 +278,12 @@ class ClassifierModel:
                 "intra_op_thread_count": s.intra_op_threads,
                 "inter_op_thread_count": s.inter_op_threads,
                 **({"ragged_run_cost_tokens": s.ragged_run_cost_tokens} if ragged else {}),
+                **({"max_run_tokens": self.max_run_tokens} if self.max_run_tokens else {}),
+                **(
+                    {"aggregation": self.aggregation, "problem_type": self.problem_type}
+                    if aggregates
+                    else {}
+                ),
                 **(
                     {"disabled_optimizers": ",".join(disabled)}
                     if (disabled := s.disabled_optimizers.get(self.variant))
@@ -253,6 +308,44 @@ class ClassifierModel:
         trt.parameters["trt_engine_cache_enable"] = "true"
         trt.parameters["trt_engine_cache_path"] = f"{s.trt_cache_dir.rstrip('/')}/{self.name}"
         return cfg
+
+
+@dataclass
+class AggregateModel:
+    """Window logits → one row per text (Python backend, `serving/aggregate_model`)."""
+
+    name: str
+    berth: BerthConfig
+    settings: ServingSettings = field(default_factory=ServingSettings)
+
+    def config(self) -> mc.ModelConfig:
+        """The same on CPU and GPU: a few numpy operations per request, on the CPU."""
+        s, num_labels = self.settings, len(self.berth.labels)
+        cfg = mc.ModelConfig(
+            name=self.name,
+            backend="python",
+            max_batch_size=s.max_batch_size * self.berth.max_windows,
+            input=[
+                _tensor(ONNX_LOGITS, mc.TYPE_FP32, [num_labels]),
+                _tensor(WINDOWS, mc.TYPE_INT64, [2]),
+            ],
+            output=[
+                _tensor(LOGITS, mc.TYPE_FP32, [num_labels]),
+                _tensor(PROBABILITIES, mc.TYPE_FP32, [num_labels]),
+            ],
+            instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
+        )
+        cfg.version_policy.latest.num_versions = s.version_policy_latest
+        # No delay: it batches only what is already waiting, to save executions.
+        cfg.dynamic_batching.max_queue_delay_microseconds = 0
+        _set_queue_policy(cfg, s)
+        _set_parameters(
+            cfg, {"aggregation": self.berth.aggregation, "problem_type": self.berth.problem_type}
+        )
+        return cfg
+
+    def gpu_config(self) -> mc.ModelConfig:
+        return self.config()
 
 
 @dataclass
@@ -281,10 +374,13 @@ class EnsembleModel:
             "max_length": b.max_length,
             "truncation": b.truncation,
             "head_tokens": b.head_tokens,
+            **window_parameters(b),
             "variant": variant,
         }
 
-    def _config(self, variant: str) -> mc.ModelConfig:
+    def _config(self, variant: str, separate_step: bool) -> mc.ModelConfig:
+        """`separate_step`: window mode aggregates in `<name>_aggregate` (else in the
+        classifier step, see the module docstring)."""
         num_labels = len(self.berth.labels)
         cfg = mc.ModelConfig(
             name=self.name,
@@ -304,20 +400,41 @@ class EnsembleModel:
             input_map={TEXT: TEXT},
             output_map={INPUT_IDS: "_input_ids", ATTENTION_MASK: "_attention_mask"},
         )
-        steps.add(
-            model_name=classifier_model_name(self.member_prefix, variant),
-            model_version=-1,
-            input_map={INPUT_IDS: "_input_ids", ATTENTION_MASK: "_attention_mask"},
-            output_map={ONNX_LOGITS: LOGITS, ONNX_PROBABILITIES: PROBABILITIES},
-        )
+        classifier = classifier_model_name(self.member_prefix, variant)
+        inputs = {INPUT_IDS: "_input_ids", ATTENTION_MASK: "_attention_mask"}
+        if self.berth.windowed:
+            steps[0].output_map[WINDOWS] = "_windows"
+        if self.berth.windowed and not separate_step:
+            inputs[WINDOWS] = "_windows"
+        if self.berth.windowed and separate_step:
+            steps.add(
+                model_name=classifier,
+                model_version=-1,
+                input_map=inputs,
+                output_map={ONNX_LOGITS: "_window_logits"},
+            )
+            steps.add(
+                model_name=aggregate_model_name(self.member_prefix),
+                model_version=-1,
+                input_map={ONNX_LOGITS: "_window_logits", WINDOWS: "_windows"},
+                output_map={LOGITS: LOGITS, PROBABILITIES: PROBABILITIES},
+            )
+        else:
+            steps.add(
+                model_name=classifier,
+                model_version=-1,
+                input_map=inputs,
+                output_map={ONNX_LOGITS: LOGITS, ONNX_PROBABILITIES: PROBABILITIES},
+            )
         _set_parameters(cfg, self.parameters(variant))
         return cfg
 
     def config(self) -> mc.ModelConfig:
-        return self._config(self.default_variant)
+        """CPU: with ragged batching the classifier step aggregates the windows."""
+        return self._config(self.default_variant, separate_step=not self.settings.ragged)
 
     def gpu_config(self) -> mc.ModelConfig:
-        return self._config(self.gpu_variant)
+        return self._config(self.gpu_variant, separate_step=True)
 
 
 def repository_configs(
@@ -338,12 +455,23 @@ def repository_configs(
     configs[f"{name}/{CONFIG_FILE}"] = ensemble.config()
     configs[f"{name}/{GPU_CONFIG_FILE}"] = ensemble.gpu_config()
     tokenizer = TokenizerModel(tokenizer_model_name(name), berth, settings)
-    configs[f"{tokenizer.name}/{CONFIG_FILE}"] = tokenizer.config()
-    configs[f"{tokenizer.name}/{GPU_CONFIG_FILE}"] = tokenizer.gpu_config()
+    members: list = [tokenizer]
+    if berth.windowed:
+        members.append(AggregateModel(aggregate_model_name(name), berth, settings))
     for variant in variants:
-        model = ClassifierModel(
-            classifier_model_name(name, variant), variant, len(berth.labels), settings
+        members.append(
+            ClassifierModel(
+                classifier_model_name(name, variant),
+                variant,
+                len(berth.labels),
+                settings,
+                max_windows=berth.max_windows,
+                max_run_tokens=settings.max_batch_size * berth.max_length if berth.windowed else 0,
+                aggregation=berth.aggregation,
+                problem_type=berth.problem_type,
+            )
         )
+    for model in members:
         configs[f"{model.name}/{CONFIG_FILE}"] = model.config()
         configs[f"{model.name}/{GPU_CONFIG_FILE}"] = model.gpu_config()
     return configs
@@ -352,7 +480,14 @@ def repository_configs(
 # The demo model the repository commits configs for (`make demo`: MiniLM on Rotten
 # Tomatoes). tests/export/test_triton_config.py checks the committed files against these.
 DEMO_NAME = "sentiment"
-DEMO_BERTH = BerthConfig(labels=["negative", "positive"], max_length=128, truncation="head")
+DEMO_BERTH = BerthConfig(
+    labels=["negative", "positive"],
+    max_length=128,
+    truncation="head",
+    window_stride=96,
+    max_windows=16,
+    aggregation="mean",
+)
 
 
 # What `python -m export --optimize auto` measured and wrote on the development machine

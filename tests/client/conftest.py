@@ -49,18 +49,26 @@ def stub_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ensemble(tmp_path_factory, sentiment_checkpoint, multilabel_checkpoint):
-    """(server, checkpoints): the real ensembles `sentiment` (binary) and `tags`
-    (multi-label, per-label thresholds) published by `python -m export`."""
+    """(server, checkpoints): the real ensembles `sentiment` (binary), `tags`
+    (multi-label, per-label thresholds), `reviews` and `reviews_steps` (window mode,
+    fp32) published by `python -m export`."""
     server_mod = pytest.importorskip("serving.server")
-    from tests.client.ensembles import MULTI, SINGLE, publish
+    from tests.client.ensembles import EXTRA_ARGS, LONG, LONG_STEPS, MULTI, SINGLE, publish
+    from tests.export.fixtures import windowed_copy
 
-    checkpoints = {SINGLE: sentiment_checkpoint, MULTI: multilabel_checkpoint}
+    windowed = windowed_copy(tmp_path_factory, sentiment_checkpoint)
+    checkpoints = {
+        SINGLE: sentiment_checkpoint,
+        MULTI: multilabel_checkpoint,
+        LONG: windowed,
+        LONG_STEPS: windowed,
+    }
 
     @contextlib.contextmanager
     def start():
         repository = tmp_path_factory.mktemp("ensembles") / "repository"
         for name, checkpoint in checkpoints.items():
-            publish(repository, name, checkpoint)
+            publish(repository, name, checkpoint, EXTRA_ARGS.get(name))
         with server_mod.TritonServer(repository) as server:
             yield server, checkpoints
 

@@ -8,6 +8,16 @@ from pathlib import Path
 
 SINGLE = "sentiment"
 MULTI = "tags"
+# The sentiment checkpoint in window mode (tests/export/fixtures.py WINDOWS), fp32
+# served: long texts are cut into windows and aggregated inside Triton, in the
+# classifier step (CPU configs: berth's backend) or, as the native backend needs it
+# (GPU configs; here `--no-ragged` CPU configs), in a third step.
+LONG = "reviews"
+LONG_STEPS = "reviews_steps"
+EXTRA_ARGS = {
+    LONG: ["--default-variant", "fp32"],
+    LONG_STEPS: ["--default-variant", "fp32", "--no-ragged"],
+}
 
 
 def publish(

@@ -211,7 +211,46 @@ def test_every_flag_is_in_help():
         "--output-dir",
         "--optimize",
         "--keep-versions",
+        "--max-windows",
+        "--window-stride",
+        "--aggregation",
     ):
         assert flag in text
     with pytest.raises(ValueError):
         ExportConfig(variants="fp32", default_variant="int8")
+
+
+def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpoint, tmp_path):
+    """A checkpoint trained without windows, served whole: `--max-windows 4` reaches the
+    gates (long parity texts), the configs, the aggregation model and the berth.json
+    published beside the ensemble."""
+    from training.checkpoint import BerthConfig
+
+    cfg = config(
+        sentiment_checkpoint,
+        tmp_path,
+        variants="fp32,int8",
+        gpu_variant="fp32",
+        max_eval_samples=64,
+        parity_samples=16,
+        latency_runs=1,
+        max_windows=4,
+        aggregation="weighted",
+    )
+    report = run_export(cfg)
+    assert report["windows"] == {"window_stride": 48, "max_windows": 4, "aggregation": "weighted"}
+    assert report["parity_texts"] == 16 + 16  # + long texts joined from held-out ones
+    assert report["variants"][0]["parity"]["max_abs_logit_diff"] <= 1e-3
+    md = (cfg.output_dir / "export_report.md").read_text()
+    assert "long texts: up to 4 windows of 64 tokens, 48 apart, aggregated by weighted" in md
+    repo = cfg.model_repository
+    served = BerthConfig.load(repo / "sentiment/1")
+    assert (served.max_windows, served.window_stride, served.aggregation) == (4, 48, "weighted")
+    assert not BerthConfig.load(sentiment_checkpoint).windowed  # the checkpoint is untouched
+    for model in ("sentiment_aggregate", "sentiment_onnx_fp32", "sentiment_onnx_int8"):
+        assert (repo / model / "1/berth_encoding.py").is_file(), model
+    assert (repo / "sentiment_aggregate/1/model.py").is_file()
+    steps = parse((repo / "sentiment/configs/gpu.pbtxt").read_text()).ensemble_scheduling.step
+    assert [s.model_name for s in steps][-1] == "sentiment_aggregate"
+    with pytest.raises(ValueError, match="aggregation"):
+        config(sentiment_checkpoint, tmp_path, aggregation="median")

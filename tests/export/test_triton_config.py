@@ -10,6 +10,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.triton_config import (
     DEMO_NAME,
+    AggregateModel,
     ClassifierModel,
     EnsembleModel,
     ServingSettings,
@@ -135,3 +136,92 @@ def test_invalid_settings_are_refused():
     with pytest.raises(ValueError):
         ClassifierModel("x", "bf16", 2)
     assert TokenizerModel("t", BerthConfig(labels=["a"])).config().max_batch_size == 64
+
+
+WINDOWED = BerthConfig(
+    labels=["a", "b", "c"],
+    problem_type=MULTI_LABEL,
+    thresholds=[0.3, 0.5, 0.7],
+    max_length=96,
+    window_stride=64,
+    max_windows=8,
+    aggregation="max",
+)
+
+
+def test_window_mode_keeps_the_public_api_and_sizes_the_members():
+    settings = ServingSettings(max_batch_size=32)
+    configs = repository_configs("t", WINDOWED, ["fp32", "fp16", "int8"], "int8", "fp16", settings)
+    for rel in ("t/config.pbtxt", "t/configs/gpu.pbtxt"):
+        cfg = configs[rel]
+        # TEXT in, one row per text out, 32 texts a request: as without windows
+        assert cfg.max_batch_size == 32 and [i.name for i in cfg.input] == ["TEXT"]
+        assert [(o.name, list(o.dims)) for o in cfg.output] == [
+            ("LOGITS", [3]),
+            ("PROBABILITIES", [3]),
+        ]
+        p = params(cfg)
+        assert (p["window_stride"], p["max_windows"], p["aggregation"]) == ("64", "8", "max")
+    tok = configs["t_tokenizer/config.pbtxt"]
+    assert [o.name for o in tok.output] == ["input_ids", "attention_mask", "windows"]
+    assert (params(tok)["window_stride"], params(tok)["max_windows"]) == ("64", "8")
+    # a request of 32 long texts is 32 × 8 window rows for the classifier and aggregation
+    for rel in ("t_onnx_fp16/config.pbtxt", "t_onnx_fp16/configs/gpu.pbtxt"):
+        assert configs[rel].max_batch_size == 32 * 8
+    assert params(configs["t_onnx_int8/config.pbtxt"])["max_run_tokens"] == str(32 * 96)
+    agg = configs["t_aggregate/config.pbtxt"]
+    assert agg == configs["t_aggregate/configs/gpu.pbtxt"]
+    assert agg == AggregateModel("t_aggregate", WINDOWED, settings).config()
+    assert agg.backend == "python" and agg.max_batch_size == 32 * 8
+    assert [(i.name, list(i.dims)) for i in agg.input] == [("logits", [3]), ("windows", [2])]
+    assert params(agg) == {"aggregation": "max", "problem_type": MULTI_LABEL}
+
+
+def test_ragged_cpu_configs_aggregate_in_the_classifier_step():
+    """berth's onnxruntime backend aggregates: two steps, as cheap as before for a text of
+    one window."""
+    configs = repository_configs("t", WINDOWED, ["fp32", "int8"], "int8", "fp32")
+    tok, cls = configs["t/config.pbtxt"].ensemble_scheduling.step
+    assert cls.model_name == "t_onnx_int8"
+    assert dict(cls.input_map)["windows"] == dict(tok.output_map)["windows"]
+    assert dict(cls.output_map) == {"logits": "LOGITS", "probabilities": "PROBABILITIES"}
+    int8 = configs["t_onnx_int8/config.pbtxt"]
+    assert [(i.name, i.allow_ragged_batch) for i in int8.input] == [
+        ("input_ids", True),
+        ("attention_mask", True),
+        ("windows", False),
+    ]
+    assert params(int8)["aggregation"] == "max" and params(int8)["problem_type"] == MULTI_LABEL
+
+
+@pytest.mark.parametrize("ragged", [True, False])
+def test_native_backend_configs_aggregate_in_a_third_step(ragged):
+    """GPU configs (and CPU configs without ragged batching) are for the native
+    onnxruntime backend: the classifier sees windows as plain rows."""
+    configs = repository_configs(
+        "t", WINDOWED, ["fp32", "int8"], "int8", "fp32", ServingSettings(ragged=ragged)
+    )
+    ensembles = ["t/configs/gpu.pbtxt"] + ([] if ragged else ["t/config.pbtxt"])
+    for rel in ensembles:
+        tok, cls, agg = configs[rel].ensemble_scheduling.step
+        assert (tok.model_name, agg.model_name) == ("t_tokenizer", "t_aggregate")
+        assert "windows" not in dict(cls.input_map)
+        assert dict(tok.output_map)["windows"] == dict(agg.input_map)["windows"]
+        assert dict(cls.output_map)["logits"] == dict(agg.input_map)["logits"]
+        assert dict(agg.output_map) == {"LOGITS": "LOGITS", "PROBABILITIES": "PROBABILITIES"}
+    for rel in ("t_onnx_fp32/configs/gpu.pbtxt", "t_onnx_int8/configs/gpu.pbtxt"):
+        assert [i.name for i in configs[rel].input] == ["input_ids", "attention_mask"]
+
+
+def test_one_window_models_keep_the_two_step_ensemble():
+    berth = BerthConfig(labels=["n", "p"], max_length=64)
+    configs = repository_configs("s", berth, ["fp32", "int8"], "int8", "fp32")
+    assert not any(rel.startswith("s_aggregate") for rel in configs)
+    steps = configs["s/config.pbtxt"].ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["s_tokenizer", "s_onnx_int8"]
+    assert [o.name for o in configs["s_tokenizer/config.pbtxt"].output] == [
+        "input_ids",
+        "attention_mask",
+    ]
+    cls = configs["s_onnx_int8/config.pbtxt"]
+    assert cls.max_batch_size == 64 and "max_run_tokens" not in params(cls)
