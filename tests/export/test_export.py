@@ -254,3 +254,24 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
     assert [s.model_name for s in steps][-1] == "sentiment_aggregate"
     with pytest.raises(ValueError, match="aggregation"):
         config(sentiment_checkpoint, tmp_path, aggregation="median")
+
+
+def test_window_flags_override_berth_json(tmp_path):
+    from training.checkpoint import BerthConfig
+
+    head = BerthConfig(labels=["a", "b"], max_length=128)
+    windowed = BerthConfig(labels=["a", "b"], max_length=64, window_stride=40, max_windows=4)
+
+    def served(berth, **flags):
+        cfg = ExportConfig(checkpoint=tmp_path, **flags)
+        b = cfg.serving_berth(berth)
+        return b.window_stride, b.max_windows, b.aggregation
+
+    assert served(head) == (0, 1, "mean")  # as berth.json says
+    assert served(head, max_windows=16) == (96, 16, "mean")  # 3/4 of max_length
+    assert served(head, max_windows=8, window_stride=64, aggregation="max") == (64, 8, "max")
+    assert served(windowed) == (40, 4, "mean")
+    assert served(windowed, max_windows=1) == (0, 1, "mean")  # head only, as before windows
+    assert served(windowed, max_windows=9) == (40, 9, "mean")
+    args = build_parser().parse_args(["--max-windows", "16", "--aggregation", "max"])
+    assert (args.max_windows, args.window_stride, args.aggregation) == (16, None, "max")
