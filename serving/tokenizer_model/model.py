@@ -4,8 +4,15 @@ It runs training's own tokenization: export copies `training/encoding.py` into t
 model's version directory as `berth_encoding.py`, next to this file, and this module
 loads it from there (outside a published version directory, e.g. in unit tests, it falls
 back to `training.encoding`). Settings come from the model config's `parameters`:
-`tokenizer_file` (in the version directory), `max_length`, `truncation`, `head_tokens`
-and `bucket`.
+`tokenizer_file` (in the version directory), `max_length`, `truncation`, `head_tokens`,
+`bucket`, and for long texts `window_stride` and `max_windows`.
+
+Window mode (`max_windows` > 1): a row is a window, not a text. A text longer than
+`max_length` tokens becomes its windows, exactly as training cuts them; a third output,
+`windows` (INT64 [rows, 2]: the row's text within its request, its weight), lets the
+next step (berth's onnxruntime backend on CPU, `<name>_aggregate` on GPU) turn each
+request's window logits back into one row per text. A request of n texts may thus send
+up to n × `max_windows` rows to the classifier.
 
 Padding (config parameter `padding`):
 
