@@ -49,8 +49,9 @@ from export.triton_config import (
     tokenizer_model_name,
     window_parameters,
 )
-from training.checkpoint import BerthConfig
+from training.checkpoint import BERTH_FILE, BerthConfig
 from training.encoding import AGGREGATIONS
+from training.metrics import agreement
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_MODEL_SOURCE = ROOT / "serving" / "tokenizer_model" / "model.py"
@@ -379,6 +380,7 @@ def _score_variant(
     parity_texts: list[str],
     reference_logits: np.ndarray,
     disabled_optimizers: Sequence[str] = (),
+    teacher: tuple[BerthConfig, np.ndarray] | None = None,
 ) -> dict:
     runner = OnnxClassifier(
         path,
@@ -390,8 +392,10 @@ def _score_variant(
     started = time.monotonic()
     logits, _ = runner.logits_and_probabilities(parity_texts)
     parity_result = parity(reference_logits, logits, berth.multi_label)
-    _, probs = runner.logits_and_probabilities(eval_texts)
+    eval_logits, probs = runner.logits_and_probabilities(eval_texts)
     scores = classification_scores(probs, targets, berth)
+    if teacher is not None:
+        scores["teacher_agreement"] = agreement(eval_logits, teacher[1], berth, teacher[0])
     scoring_s = time.monotonic() - started
     lat = [latency(runner, eval_texts, bs, cfg.latency_runs) for bs in (1, 32)]
     return {
@@ -544,8 +548,8 @@ def report_markdown(report: dict) -> str:
         + (f", published as version {report['version']}" if report.get("version") else ""),
         "",
         "| variant | size MB | metric | Δ vs fp32 (pts) | max abs Δlogit vs PyTorch | "
-        "argmax agree | batch 1 ms | batch 32 ms | texts/s @32 | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "argmax agree | agrees with teacher | batch 1 ms | batch 32 ms | texts/s @32 | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for v in report["variants"]:
         s = v["scores"]
@@ -553,9 +557,10 @@ def report_markdown(report: dict) -> str:
             f"{k} {s[k]:.2f}" for k in ("accuracy", "micro_f1", "macro_f1") if k in s
         )
         lines.append(
-            f"| {v['variant']} | {v['size_mb']:.1f} | {metric} | {v['drop']:+.2f} | "
+            f"| {v['variant']} | {v['size_mb']:.1f} | {metric} | {-v['drop']:+.2f} | "
             f"{v['parity']['max_abs_logit_diff']:.2e} | "
             f"{100 * v['parity']['argmax_agreement']:.1f} % | "
+            f"{_percent(s.get('teacher_agreement'))} | "
             f"{v['latency']['batch_1']['median_ms']:.2f} | "
             f"{v['latency']['batch_32']['median_ms']:.2f} | "
             f"{v['latency']['batch_32']['texts_per_s']:.0f} | {v['verdict']} |"
@@ -564,6 +569,28 @@ def report_markdown(report: dict) -> str:
         lines += ["", "## Refused", ""] + [f"- {r}" for r in report["refusals"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.2f} %"
+
+
+def teacher_reference(
+    berth: BerthConfig, texts: list[str]
+) -> tuple[BerthConfig, np.ndarray] | None:
+    """A distilled student's teacher and its logits on `texts` (PyTorch reference), so
+    that each variant's agreement with its teacher is reported; None for other
+    checkpoints, or when the teacher is no longer where berth.json says."""
+    from training.predict import Predictor
+
+    teacher_dir = Path((berth.distillation or {}).get("teacher", ""))
+    if not berth.distillation or not (teacher_dir / BERTH_FILE).is_file():
+        if berth.distillation:
+            _say(f"teacher {teacher_dir} not found: agreement with it is not reported")
+        return None
+    _say(f"teacher {teacher_dir}: scoring the held-out rows for agreement")
+    teacher = Predictor(teacher_dir)
+    return teacher.config, teacher.logits(texts)
 
 
 def windows_line(windows: dict, max_length: int) -> str:
@@ -632,6 +659,7 @@ def run_export(cfg: ExportConfig) -> dict:
     _say(f"{len(eval_texts)} held-out rows from {eval_file}; parity on {len(parity_texts)}")
 
     reference_logits = Predictor(cfg.checkpoint, config=berth).logits(parity_texts)
+    teacher = teacher_reference(berth, eval_texts)
     raw = onnx_export.export_fp32(cfg.checkpoint, work / "model.raw.onnx", cfg.opset)
     fusion = _choose_fusion(cfg, raw, work, eval_texts)
     _say(f"fusions: {fusion.get('decision', fusion['mode'])}")
@@ -664,6 +692,7 @@ def run_export(cfg: ExportConfig) -> dict:
                 parity_texts,
                 reference_logits,
                 disabled,
+                teacher,
             )
         )
     by_variant = {r["variant"]: r for r in results}

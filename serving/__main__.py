@@ -32,6 +32,7 @@ class ServeConfig:
     model_control_mode: str = "none"
     repository_poll_secs: int = 5
     watchdog: bool = True
+    load_unused_variants: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
@@ -112,6 +113,13 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
         "says 200; serving/liveness.py) (default: on)",
     )
+    parser.add_argument(
+        "--load-unused-variants",
+        action="store_true",
+        help="also load the classifier variants no ensemble uses (by default only what the "
+        "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
+        "mode always loads the whole repository)",
+    )
     args = parser.parse_args(argv)
     if args.repository_poll_secs < 1:
         parser.error("--repository-poll-secs must be >= 1")
@@ -135,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg.repository_poll_secs if cfg.model_control_mode == "poll" else None
         ),
         watchdog=cfg.watchdog,
+        load_unused_variants=cfg.load_unused_variants,
     )
     logging.basicConfig(level=logging.INFO, format="berth %(levelname)s: %(message)s")
     stop = threading.Event()

@@ -48,6 +48,7 @@ from collections import deque
 from pathlib import Path
 
 from serving.liveness import dead_stubs
+from serving.served_models import served_view
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,9 @@ class TritonServer:
     old version answers until the new one is ready: zero failed requests, see
     RELIABILITY.md); the default ("none") loads the repository once at start-up.
     `watchdog=True` restarts the server on the same ports when a Python-backend stub
-    died, which Triton 24.10 does not repair itself (`StubWatchdog`).
+    died, which Triton 24.10 does not repair itself (`StubWatchdog`). Classifier
+    variants that no ensemble uses are not loaded unless `load_unused_variants=True`
+    (`serving.served_models`; poll mode always loads the whole repository).
     """
 
     def __init__(
@@ -187,6 +190,7 @@ class TritonServer:
         repository_poll_secs: int | None = None,
         watchdog: bool = False,
         watchdog_interval: float = 1.0,
+        load_unused_variants: bool = False,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
@@ -220,6 +224,8 @@ class TritonServer:
         self.watchdog_interval = watchdog_interval
         self._watchdog: StubWatchdog | None = None
         self.restarts = 0  # by restart(), i.e. by the watchdog
+        self.load_unused_variants = load_unused_variants
+        self._view: tempfile.TemporaryDirectory | None = None
 
     # -- addresses -------------------------------------------------------------------
     def _url(self, port: int) -> str:
@@ -246,7 +252,7 @@ class TritonServer:
     def command(self, backend_directory: Path) -> list[str]:
         cmd = [
             str(triton_binary()),
-            f"--model-repository={self.model_repository}",
+            f"--model-repository={self.served_repository}",
             f"--backend-directory={backend_directory}",
             f"--http-address={self.host}",
             f"--http-port={self.http_port}",
@@ -266,6 +272,17 @@ class TritonServer:
             cmd.append(f"--repository-poll-secs={self.repository_poll_secs}")
         return cmd + self.extra_args
 
+    @property
+    def served_repository(self) -> Path:
+        """What Triton is given: the repository, or its view without unused variants."""
+        return Path(self._view.name) / "repository" if self._view else self.model_repository
+
+    def _build_view(self) -> None:
+        if self.load_unused_variants or self.model_control_mode not in (None, "none"):
+            return
+        self._view = tempfile.TemporaryDirectory(prefix="berth-served-")
+        served_view(self.model_repository, self.served_repository, self.model_config_name)
+
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> TritonServer:
         with self._lock:
@@ -277,6 +294,7 @@ class TritonServer:
             else:
                 self._backend_dir = build_backend_dir(self._backend_directory)
             try:
+                self._build_view()
                 self._start_process()
             except BaseException:
                 self._cleanup()
@@ -380,9 +398,10 @@ class TritonServer:
             self._reader.join(2)
 
     def _cleanup(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        for tmp in (self._tmp, self._view):
+            if tmp is not None:
+                tmp.cleanup()
+        self._tmp = self._view = None
 
     def __enter__(self) -> TritonServer:
         return self.start()
