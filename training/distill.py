@@ -85,6 +85,14 @@ class DistillConfig(TrainConfig):
         default=None,
         metadata=_help("maximum tokens per text (default: the teacher's)", "model"),
     )
+    group_by_length: bool = field(
+        default=True,
+        metadata=_help(
+            "batch rows of similar length together: unlabelled windows are long, snippets "
+            "short, and mixed batches would pad every snippet to the window length",
+            "optimisation",
+        ),
+    )
     teacher: str = field(
         default="",
         metadata=_help("the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"),
@@ -483,6 +491,7 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
                 remove_unused_columns=False,
                 disable_tqdm=True,
                 dataloader_pin_memory=torch.cuda.is_available(),
+                train_sampling_strategy="group_by_length" if config.group_by_length else "random",
             )
             trainer = trainer_class(
                 model=keep_layers(teacher_model, candidate),
