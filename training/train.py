@@ -495,30 +495,6 @@ def _trainer_class():
     return BerthTrainer
 
 
-def _trainer_class():
-    from transformers import Trainer
-
-    class BerthTrainer(Trainer):
-        """Trainer with berth's AdamW parameter groups (decay / LLRD)."""
-
-        layer_lr_decay: float = 1.0
-
-        def create_optimizer(self, model=None):
-            if self.optimizer is None:
-                target = self.model if model is None else model
-                self.optimizer = build_optimizer(
-                    target,
-                    self.args.learning_rate,
-                    self.args.weight_decay,
-                    self.layer_lr_decay,
-                    (self.args.adam_beta1, self.args.adam_beta2),
-                    self.args.adam_epsilon,
-                )
-            return self.optimizer
-
-    return BerthTrainer
-
-
 def epoch_history(log_history: list[dict]) -> list[dict]:
     """Trainer logs → one record per evaluated epoch: eval_<metric>…, and train_loss, the
     mean of the training losses logged since the previous evaluation."""
