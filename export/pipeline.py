@@ -557,7 +557,7 @@ def report_markdown(report: dict) -> str:
             f"{k} {s[k]:.2f}" for k in ("accuracy", "micro_f1", "macro_f1") if k in s
         )
         lines.append(
-            f"| {v['variant']} | {v['size_mb']:.1f} | {metric} | {-v['drop']:+.2f} | "
+            f"| {v['variant']} | {v['size_mb']:.1f} | {metric} | {-v['drop'] or 0.0:+.2f} | "
             f"{v['parity']['max_abs_logit_diff']:.2e} | "
             f"{100 * v['parity']['argmax_agreement']:.1f} % | "
             f"{_percent(s.get('teacher_agreement'))} | "

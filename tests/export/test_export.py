@@ -275,3 +275,25 @@ def test_window_flags_override_berth_json(tmp_path):
     assert served(windowed, max_windows=9) == (40, 9, "mean")
     args = build_parser().parse_args(["--max-windows", "16", "--aggregation", "max"])
     assert (args.max_windows, args.window_stride, args.aggregation) == (16, None, "max")
+
+
+def test_report_shows_a_loss_as_a_negative_change_and_the_teacher_agreement():
+    from export.pipeline import report_markdown
+
+    def variant(name, drop, agreement):
+        scores = {"accuracy": 83.0, "teacher_agreement": agreement}
+        latency = {"median_ms": 1.0, "texts_per_s": 100.0}
+        return {"variant": name, "size_mb": 1.0, "scores": scores, "drop": drop,
+                "parity": {"max_abs_logit_diff": 0.0, "argmax_agreement": 1.0},
+                "latency": {"batch_1": latency, "batch_32": latency}, "verdict": "ok"}  # fmt: skip
+
+    report = {
+        "name": "s", "checkpoint": "c", "problem_type": "single_label_classification",
+        "labels": ["a", "b"], "eval_rows": 10, "eval_file": "f", "parity_texts": 5,
+        "machine": "m", "threads": 0, "fusion": {"mode": "off"}, "status": "published",
+        "windows": {"max_windows": 1}, "max_length": 128,
+        "variants": [variant("fp32", 0.0, 0.9), variant("int8", 0.39, None)],
+    }  # fmt: skip
+    md = report_markdown(report)
+    assert "| fp32 | 1.0 | accuracy 83.00 | +0.00 |" in md and "| 90.00 % |" in md
+    assert "| int8 | 1.0 | accuracy 83.00 | -0.39 |" in md and "| – |" in md
