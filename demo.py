@@ -33,7 +33,7 @@ def stage(title: str, argv: list[str]) -> None:
 
 
 def held_out_texts(run_dir: Path, count: int) -> list[str]:
-    rows = (run_dir / "splits" / "test.jsonl").read_text().splitlines()[:count]
+    rows = (run_dir / "splits" / "test.jsonl").read_text().split("\n")[:count]
     return [json.loads(row)["text"] for row in rows]
 
 

@@ -60,7 +60,8 @@ def read_texts_file(path: Path) -> list[str]:
     path = Path(path)
     raw = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl" or raw.lstrip().startswith("{"):
-        texts = [json.loads(line)["text"] for line in raw.splitlines() if line.strip()]
+        # rows end at "\n" only: texts may hold U+2028 and the like, which splitlines() splits
+        texts = [json.loads(line)["text"] for line in raw.split("\n") if line.strip()]
     elif path.suffix == ".csv":
         texts = [row["text"] for row in csv.DictReader(io.StringIO(raw))]
     else:

@@ -71,3 +71,10 @@ def test_texts_file_formats(tmp_path):
 def test_unknown_scenario():
     with pytest.raises(ValueError, match="scenario"):
         load_texts(scenario="medium")
+
+
+def test_json_lines_texts_may_hold_unicode_line_separators(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    rows = [{"text": "one\u2028line"}, {"text": "two"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    assert read_texts_file(path) == ["one\u2028line", "two"]
