@@ -472,6 +472,8 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
 
     config: DistillConfig = session.config
     total = teacher_model.config.num_hidden_layers
+    # row by row (a long validation text is several windows in window mode)
+    rows = np.asarray(data.validation.extras["teacher_logits"], dtype=np.float32)
     scores = {}
     for candidate in layer_candidates(total, config.student_layers):
         with tempfile.TemporaryDirectory() as workdir:
@@ -501,7 +503,7 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
             trainer.train()
             logits = _logits(trainer.predict(data.validation).predictions)
         key = ",".join(map(str, candidate))
-        scores[key] = kl_to_teacher(logits, data.teacher_validation, berth.multi_label)
+        scores[key] = kl_to_teacher(logits, rows, berth.multi_label)
         session.say(f"layers {key}: validation KL to the teacher {scores[key]:.4f}")
     best = min(scores, key=scores.get)
     return {"kept": [int(i) for i in best.split(",")], "validation_kl": scores}
