@@ -773,6 +773,11 @@ def run_export(cfg: ExportConfig) -> dict:
         texts = {rel: render(c) for rel, c in configs.items()}
         versions = stage_versions(cfg, berth, publish_files, out / "staged", report)
         version = publish(cfg.model_repository, versions, texts, cfg.keep_versions)
+        stale = cfg.model_repository / aggregate_model_name(cfg.name)
+        if not berth.windowed and stale.is_dir():
+            # a one-window ensemble has no aggregation member; a config left without
+            # versions would stop tritonserver from starting ("failed to load all models")
+            shutil.rmtree(stale)
         shutil.rmtree(out / "staged", ignore_errors=True)
         report["version"] = version
         report["published_variants"] = published

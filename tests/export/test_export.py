@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -254,6 +255,10 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
     assert [s.model_name for s in steps][-1] == "sentiment_aggregate"
     with pytest.raises(ValueError, match="aggregation"):
         config(sentiment_checkpoint, tmp_path, aggregation="median")
+    # published again with one window: the aggregation member goes, configs and all
+    again = dataclasses.replace(cfg, max_windows=1, aggregation=None)
+    run_export(again)
+    assert not (repo / "sentiment_aggregate").exists()
 
 
 def test_window_flags_override_berth_json(tmp_path):
