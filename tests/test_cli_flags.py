@@ -1,0 +1,150 @@
+"""Every stage's command-line flags keep their names, kinds and defaults.
+
+The golden record, tests/data/cli_flags.json, lists for each CLI every option string
+with its dest, action kind, nargs, type, default, choices and whether it is required.
+Help texts may change freely; anything else that changes fails here. After an
+intended change of a flag, rewrite the record and review its diff:
+
+    .venv/bin/python -m tests.test_cli_flags --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "data" / "cli_flags.json"
+
+# name → (module whose main(argv) parses the command line, argv before the flags)
+CLIS: dict[str, tuple[str, list[str]]] = {
+    "python -m training": ("training.cli", []),
+    "python -m training mlm": ("training.cli", ["mlm"]),
+    "python -m training seeds": ("training.cli", ["seeds"]),
+    "python -m training distill": ("training.cli", ["distill"]),
+    "python -m training.predict": ("training.predict", []),
+    "python -m training.agreement": ("training.agreement", []),
+    "python -m export": ("export.__main__", []),
+    "python -m export.long_texts": ("export.long_texts", []),
+    "python -m serving": ("serving.__main__", []),
+    "python -m loadtest": ("loadtest.run", []),
+    "python -m loadtest.compare": ("loadtest.compare", []),
+    "python -m loadtest.gpu_model": ("loadtest.gpu_model", []),
+    "python -m loadtest.outside_texts": ("loadtest.outside_texts", []),
+    "python -m loadtest.reference_service": ("loadtest.reference_service", []),
+}
+
+
+class _Captured(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def capture_parser(module: str, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser `module.main(argv)` builds: caught when it starts parsing."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        raise _Captured(self)
+
+    main = importlib.import_module(module).main
+    with mock.patch.object(argparse.ArgumentParser, "parse_known_args", parse_known_args):
+        try:
+            main(list(argv))
+        except _Captured as captured:
+            return captured.parser
+    raise AssertionError(f"{module}.main({argv}) parsed no command line")
+
+
+def _value(value):
+    if isinstance(value, Path):
+        return {"path": str(value)}
+    if isinstance(value, tuple):
+        return [_value(v) for v in value]
+    if isinstance(value, list):
+        return [_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _kind(action: argparse.Action) -> str:
+    names = {
+        argparse._StoreAction: "store",
+        argparse._StoreTrueAction: "store_true",
+        argparse._StoreFalseAction: "store_false",
+        argparse._StoreConstAction: "store_const",
+        argparse._AppendAction: "append",
+        argparse.BooleanOptionalAction: "boolean_optional",
+    }
+    return names.get(type(action), type(action).__name__)
+
+
+def describe(parser: argparse.ArgumentParser) -> dict[str, dict]:
+    """Option string (or positional dest) → what it means to the parser."""
+    flags: dict[str, dict] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        record = {
+            "option_strings": sorted(action.option_strings),
+            "dest": action.dest,
+            "action": _kind(action),
+            "nargs": action.nargs,
+            # no type: the string as given, the same as type=str
+            "type": ("str" if action.nargs != 0 else None)
+            if action.type is None
+            else getattr(action.type, "__name__", "?"),
+            "default": _value(action.default),
+            "choices": None if action.choices is None else _value(list(action.choices)),
+            "required": bool(action.required),
+        }
+        key = action.option_strings[0] if action.option_strings else action.dest
+        flags[key] = record
+    return dict(sorted(flags.items()))
+
+
+def current() -> dict[str, dict]:
+    return {name: describe(capture_parser(module, argv)) for name, (module, argv) in CLIS.items()}
+
+
+def golden_text(record: dict[str, dict]) -> str:
+    """JSON with one line per flag, so that a diff shows which flag changed."""
+    lines = ["{"]
+    for i, (name, flags) in enumerate(record.items()):
+        lines.append(f" {json.dumps(name)}: {{")
+        for j, (flag, info) in enumerate(flags.items()):
+            comma = "," if j < len(flags) - 1 else ""
+            lines.append(f"  {json.dumps(flag)}: {json.dumps(info, ensure_ascii=False)}{comma}")
+        lines.append(" }" + ("," if i < len(record) - 1 else ""))
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, dict]:
+    return json.loads(GOLDEN.read_text())
+
+
+def test_every_cli_is_recorded(golden):
+    assert sorted(golden) == sorted(CLIS)
+
+
+@pytest.mark.parametrize("name", sorted(CLIS))
+def test_flags_unchanged(name, golden):
+    module, argv = CLIS[name]
+    now = describe(capture_parser(module, argv))
+    was = golden[name]
+    assert sorted(now) == sorted(was), f"{name}: flags added or removed"
+    for flag, record in was.items():
+        assert now[flag] == record, f"{name} {flag}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.test_cli_flags --write")
+    GOLDEN.write_text(golden_text(current()))
+    print(f"wrote {GOLDEN}")
