@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from berth_args import arg
 from training.data import OFFLINE_CORPORA, DataError, Split, carve, dataset_name, load_texts
 from training.encoding import encode
 from training.rundir import (
@@ -25,7 +26,6 @@ from training.rundir import (
 from training.train import (
     PRECISIONS,
     EncodedDataset,
-    _help,
     default_model,
     epoch_history,
     fast_tokenizer,
@@ -42,74 +42,72 @@ class MLMConfig:
 
     dataset: str | None = field(
         default="rotten_tomatoes",
-        metadata=_help(
+        metadata=arg(
             "Hub dataset name or offline corpus whose texts to pretrain on "
             f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file",
             "data",
         ),
     )
     dataset_config: str | None = field(
-        default=None, metadata=_help("configuration name of a Hub dataset", "data")
+        default=None, metadata=arg("configuration name of a Hub dataset", "data")
     )
     train_file: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "unlabelled text: .txt (one text per line), .csv, .tsv, .jsonl, .parquet", "data"
         ),
     )
-    text_column: str = field(default="text", metadata=_help("column with the text", "data"))
+    text_column: str = field(default="text", metadata=arg("column with the text", "data"))
     validation_fraction: float = field(
-        default=0.05, metadata=_help("share of the texts held out to report perplexity", "data")
+        default=0.05, metadata=arg("share of the texts held out to report perplexity", "data")
     )
     max_train_samples: int | None = field(
-        default=None, metadata=_help("pretrain on a slice of this many texts", "data")
+        default=None, metadata=arg("pretrain on a slice of this many texts", "data")
     )
     model: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
             "model",
         ),
     )
     trust_remote_code: bool = field(
-        default=False, metadata=_help("allow custom model code from the Hub", "model")
+        default=False, metadata=arg("allow custom model code from the Hub", "model")
     )
-    max_length: int = field(default=128, metadata=_help("maximum tokens per text", "model"))
+    max_length: int = field(default=128, metadata=arg("maximum tokens per text", "model"))
     mlm_probability: float = field(
-        default=0.15, metadata=_help("share of tokens masked", "optimisation")
+        default=0.15, metadata=arg("share of tokens masked", "optimisation")
     )
-    epochs: float = field(default=1, metadata=_help("training epochs", "optimisation"))
-    batch_size: int = field(default=32, metadata=_help("batch size per device", "optimisation"))
+    epochs: float = field(default=1, metadata=arg("training epochs", "optimisation"))
+    batch_size: int = field(default=32, metadata=arg("batch size per device", "optimisation"))
     gradient_accumulation_steps: int = field(
-        default=1, metadata=_help("accumulate gradients over this many batches", "optimisation")
+        default=1, metadata=arg("accumulate gradients over this many batches", "optimisation")
     )
-    lr: float = field(default=5e-5, metadata=_help("peak learning rate", "optimisation"))
-    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay", "optimisation"))
+    lr: float = field(default=5e-5, metadata=arg("peak learning rate", "optimisation"))
+    weight_decay: float = field(default=0.01, metadata=arg("AdamW weight decay", "optimisation"))
     warmup_ratio: float = field(
-        default=0.06, metadata=_help("share of steps in linear warmup", "optimisation")
+        default=0.06, metadata=arg("share of steps in linear warmup", "optimisation")
     )
     max_grad_norm: float = field(
-        default=1.0, metadata=_help("gradient clipping norm", "optimisation")
+        default=1.0, metadata=arg("gradient clipping norm", "optimisation")
     )
     precision: str = field(
         default="auto",
-        metadata=_help("auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS),
+        metadata=arg("auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS),
     )
-    seed: int = field(default=42, metadata=_help("random seed", "run"))
+    seed: int = field(default=42, metadata=arg("random seed", "run"))
     output_dir: str | None = field(
-        default=None, metadata=_help("run directory (default: runs/mlm-<dataset name>)", "run")
+        default=None, metadata=arg("run directory (default: runs/mlm-<dataset name>)", "run")
     )
     overwrite: bool = field(
-        default=False, metadata=_help("replace the outputs of an existing run directory", "run")
+        default=False, metadata=arg("replace the outputs of an existing run directory", "run")
     )
     resume: bool = field(
         default=False,
-        metadata=_help(
-            "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
-        ),
+        metadata=arg("resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"),
     )
     report_to: str = field(
-        default="none", metadata=_help("experiment trackers (none, tensorboard, wandb, ...)", "run")
+        default="none", metadata=arg("experiment trackers (none, tensorboard, wandb, ...)", "run")
     )
 
 
@@ -120,24 +118,8 @@ class MLMResult:
     metrics: dict
 
 
-def pretrain(config: MLMConfig) -> MLMResult:
-    import math
-
-    from transformers import (
-        AutoModelForMaskedLM,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-
-    if config.overwrite and config.resume:
-        raise RunDirError("--overwrite and --resume exclude each other: pick one")
-    model_name = config.model or default_model()
-    run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config)}")
-    state = distributed_state()
-    prepare_run_dir(run_dir, config.overwrite, config.resume, state, MLM_OUTPUTS)
-
+def mlm_splits(config: MLMConfig) -> tuple[str, Split, Split]:
+    """(source, train, eval): the unlabelled texts, a share held out for perplexity."""
     source, texts = load_texts(config)
     if len(texts) < 2:
         raise DataError(f"{source}: {len(texts)} texts; masked-LM pretraining needs more")
@@ -148,23 +130,25 @@ def pretrain(config: MLMConfig) -> MLMResult:
         eval_split = eval_split.subset(
             range(min(max(config.max_train_samples // 10, 1), len(eval_split)))
         )
-    say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
+    return source, train_split, eval_split
 
-    set_seed(config.seed)
+
+def mlm_tokenizer(config: MLMConfig, model_name: str):
+    """(Hugging Face tokenizer, fast `tokenizers` tokenizer) of the base model."""
     hf_tokenizer = load_hf_tokenizer(model_name, config.trust_remote_code)
     if hf_tokenizer.mask_token is None:
         raise DataError(f"{model_name}: the tokenizer has no mask token; pick an MLM model")
     with tempfile.TemporaryDirectory() as workdir:
         tokenizer, _ = fast_tokenizer(hf_tokenizer, workdir)
-    train_set = EncodedDataset(encode(tokenizer, train_split.texts, config.max_length))
-    eval_set = EncodedDataset(encode(tokenizer, eval_split.texts, config.max_length))
+    return hf_tokenizer, tokenizer
 
-    kwargs = {"trust_remote_code": True} if config.trust_remote_code else {}
-    model = AutoModelForMaskedLM.from_pretrained(model_name, use_safetensors=True, **kwargs)
-    precision = resolve_precision(config.precision)
+
+def mlm_arguments(config: MLMConfig, run_dir: Path):
     import torch
+    from transformers import TrainingArguments
 
-    args = TrainingArguments(
+    precision = resolve_precision(config.precision)
+    return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
@@ -186,12 +170,53 @@ def pretrain(config: MLMConfig) -> MLMResult:
         disable_tqdm=False,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+
+
+def mlm_metrics(config, trainer, model_name: str, run_dir: Path, source: str, wall: float, sizes):
+    import math
+
+    eval_loss = trainer.evaluate().get("eval_loss")
+    return {
+        "source": source,
+        "history": epoch_history(trainer.state.log_history),
+        "eval_loss": eval_loss,
+        "eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
+        "train_wall_time_s": round(wall, 2),
+        "sizes": sizes,
+        "config": asdict(config) | {"model": model_name, "output_dir": str(run_dir)},
+    }
+
+
+def pretrain(config: MLMConfig) -> MLMResult:
+    from transformers import (
+        AutoModelForMaskedLM,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        set_seed,
+    )
+
+    if config.overwrite and config.resume:
+        raise RunDirError("--overwrite and --resume exclude each other: pick one")
+    model_name = config.model or default_model()
+    run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config)}")
+    state = distributed_state()
+    prepare_run_dir(run_dir, config.overwrite, config.resume, state, MLM_OUTPUTS)
+
+    source, train_split, eval_split = mlm_splits(config)
+    say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
+    set_seed(config.seed)
+    hf_tokenizer, tokenizer = mlm_tokenizer(config, model_name)
+    train_set = EncodedDataset(encode(tokenizer, train_split.texts, config.max_length))
+    eval_set = EncodedDataset(encode(tokenizer, eval_split.texts, config.max_length))
+
+    kwargs = {"trust_remote_code": True} if config.trust_remote_code else {}
+    model = AutoModelForMaskedLM.from_pretrained(model_name, use_safetensors=True, **kwargs)
     collator = DataCollatorForLanguageModeling(
         tokenizer=hf_tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
     )
     trainer = Trainer(
         model=model,
-        args=args,
+        args=mlm_arguments(config, run_dir),
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collator,
@@ -199,18 +224,10 @@ def pretrain(config: MLMConfig) -> MLMResult:
     resume_from = last_checkpoint(run_dir / "checkpoints") if config.resume else None
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=resume_from)
-    wall = time.monotonic() - started
-    evaluation = trainer.evaluate()
-    eval_loss = evaluation.get("eval_loss")
-    metrics = {
-        "source": source,
-        "history": epoch_history(trainer.state.log_history),
-        "eval_loss": eval_loss,
-        "eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
-        "train_wall_time_s": round(wall, 2),
-        "sizes": {"train": len(train_split), "eval": len(eval_split)},
-        "config": asdict(config) | {"model": model_name, "output_dir": str(run_dir)},
-    }
+    sizes = {"train": len(train_split), "eval": len(eval_split)}
+    metrics = mlm_metrics(
+        config, trainer, model_name, run_dir, source, time.monotonic() - started, sizes
+    )
     checkpoint = publish_model(
         trainer, run_dir, state, lambda staging: hf_tokenizer.save_pretrained(str(staging))
     )

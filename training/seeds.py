@@ -20,29 +20,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from berth_args import arg
 from training.data import DataError
 
 # set by this command for every run; passing them after `--` would contradict it
 OWNED_FLAGS = ("--seed", "--split-seed", "--output-dir")
 
 
-def _help(text: str, group: str = "seeds") -> dict:
-    return {"help": text, "group": group}
-
-
 @dataclass
 class SeedsConfig:
     seeds: list[int] = field(
-        default_factory=lambda: [42, 43, 44], metadata=_help("seeds for init and data order")
+        default_factory=lambda: [42, 43, 44], metadata=arg("seeds for init and data order", "seeds")
     )
     split_seed: int = field(
-        default=42, metadata=_help("seed of the split every run shares (--split-seed)")
+        default=42, metadata=arg("seed of the split every run shares (--split-seed)", "seeds")
     )
     output_dir: str = field(
-        default="runs/seeds", metadata=_help("runs go to <output-dir>/seed-<S>")
+        default="runs/seeds", metadata=arg("runs go to <output-dir>/seed-<S>", "seeds")
     )
     parallel: int = field(
-        default=1, metadata=_help("runs at a time (a GPU fits several small ones)")
+        default=1, metadata=arg("runs at a time (a GPU fits several small ones)", "seeds")
     )
 
 
@@ -57,10 +54,10 @@ class SeedRun:
 
 
 def check_train_args(train_args: list[str]) -> None:
-    for arg in train_args:
-        if arg.split("=", 1)[0] in OWNED_FLAGS:
+    for given in train_args:
+        if given.split("=", 1)[0] in OWNED_FLAGS:
             raise DataError(
-                f"{arg.split('=', 1)[0]} after `--`: `python -m training seeds` sets "
+                f"{given.split('=', 1)[0]} after `--`: `python -m training seeds` sets "
                 f"{', '.join(OWNED_FLAGS)} for each run; use --seeds, --split-seed and "
                 "--output-dir before `--`"
             )

@@ -1,0 +1,216 @@
+"""Command lines from configuration dataclasses: one mechanism for every berth stage.
+
+Each dataclass field is one flag, `--field-name`, described by its metadata (`arg(...)`
+builds it): help text, argument group, choices, an explicit flag name, a type or action
+argparse should use instead of the annotation's. A field whose type is itself a
+dataclass is a group of flags composed in: its fields become flags of the same parser
+(with `arg(fields={name: arg(...)})` choosing and describing which ones) and parse back
+into one instance of it.
+
+    bool            False: --flag (store_true); True: --flag/--no-flag; with
+                    flag="--no-name": --no-name (store_true) that turns the field off
+    X | None        a value of X, or the default (None) when not given
+    Literal[a, b]   choices a, b
+    list[X]         one or more values (nargs="+"), or action="append"
+    tuple[X, ...]   the same, parsed back to a tuple
+
+Standard library only: serving and loadtest import it without torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+OPTIONS_GROUP = "options"
+
+
+def arg(
+    help: str = "",
+    group: str | None = None,
+    *,
+    choices: Sequence[object] | None = None,
+    flag: str | None = None,
+    type: Callable[[str], object] | None = None,
+    action: str | None = None,
+    metavar: str | None = None,
+    required: bool = False,
+    cli: bool = True,
+    fields: Mapping[str, dict] | None = None,
+) -> dict:
+    """Field metadata describing the field's flag (see the module docstring).
+    `cli=False` keeps a field off the command line."""
+    meta: dict[str, object] = {"help": help, "cli": cli}
+    for key, value in (
+        ("group", group),
+        ("choices", choices),
+        ("flag", flag),
+        ("type", type),
+        ("action", action),
+        ("metavar", metavar),
+        ("fields", fields),
+    ):
+        if value is not None:
+            meta[key] = value
+    if required:
+        meta["required"] = True
+    return meta
+
+
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    """One flag: the field it fills and how argparse reads it."""
+
+    name: str  # the field's name
+    dest: str  # the namespace attribute argparse writes
+    invert: bool  # a --no-name flag: the field is `not` the parsed value
+
+
+def _unwrap(tp) -> tuple[object, str | None]:
+    """(element type, container) for X, X | None, list[X], tuple[X, ...], Literal[...]."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _unwrap(args[0])
+    if origin in (list, tuple):
+        return typing.get_args(tp)[0], origin.__name__
+    return tp, None
+
+
+def _default(f: dataclasses.Field) -> object:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _show_default(default: object) -> bool:
+    return default not in (None, [], (), "", False)
+
+
+class ConfigParser(argparse.ArgumentParser):
+    """An ArgumentParser built from a configuration dataclass; `parse_config` returns an
+    instance of it."""
+
+    def __init__(self, cls: type, *, show_defaults: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+        self.config_class = cls
+        self.show_defaults = show_defaults
+        self._groups: dict[str, argparse._ArgumentGroup] = {}
+        self._options: dict[type, list[_Option]] = {}
+        self._add_fields(cls, {})
+
+    # --------------------------------------------------------------- building
+
+    def _group(self, name: str) -> argparse._ArgumentGroup:
+        if name not in self._groups:
+            self._groups[name] = self.add_argument_group(name)
+        return self._groups[name]
+
+    def _add_fields(self, cls: type, described: Mapping[str, dict] | None) -> None:
+        hints = typing.get_type_hints(cls)
+        options = self._options.setdefault(cls, [])
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            meta = dict(f.metadata)
+            if described:  # a composed class: only the fields its holder describes
+                if f.name not in described:
+                    continue
+                meta.update(described[f.name])
+            if not meta.get("cli", True):
+                continue
+            if _is_dataclass_type(hints[f.name]):
+                self._add_fields(hints[f.name], meta.get("fields") or {})
+                continue
+            options.append(self._add_field(f, hints[f.name], meta))
+
+    def _add_field(self, f: dataclasses.Field, hint, meta: dict) -> _Option:
+        group = self._group(str(meta.get("group", OPTIONS_GROUP)))
+        flag = str(meta.get("flag") or "--" + f.name.replace("_", "-"))
+        required = bool(meta.get("required")) or (
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        default = _default(f)
+        help_text = str(meta.get("help", ""))
+        base, container = _unwrap(hint)
+        if base is bool and container is None:
+            return self._add_bool(group, f.name, flag, bool(default), help_text)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+        if required:
+            kwargs["required"] = True
+        choices = meta.get("choices")
+        if typing.get_origin(base) is typing.Literal:
+            choices = choices or typing.get_args(base)
+            base = type(typing.get_args(base)[0])
+        if choices is not None:
+            kwargs["choices"] = choices
+        kwargs["type"] = meta.get("type", base)
+        if meta.get("action"):
+            kwargs["action"] = meta["action"]
+        elif container:
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = f.name.upper().rstrip("S")
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if self.show_defaults and _show_default(default) and not required:
+            shown = ",".join(map(str, default)) if container else default
+            help_text += f" (default: {shown})" if help_text else f"(default: {shown})"
+        group.add_argument(flag, help=help_text, **kwargs)
+        return _Option(f.name, f.name, invert=False)
+
+    @staticmethod
+    def _add_bool(group, name: str, flag: str, default: bool, help_text: str) -> _Option:
+        if flag == "--no-" + name.replace("_", "-") and default:
+            # the field is on unless --no-<name> is given: one flag, as the field's opposite
+            group.add_argument(flag, action="store_true", dest="no_" + name, help=help_text)
+            return _Option(name, "no_" + name, invert=True)
+        if default:
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=True, help=help_text
+            )
+        else:
+            group.add_argument(flag, action="store_true", dest=name, help=help_text)
+        return _Option(name, name, invert=False)
+
+    # ---------------------------------------------------------------- parsing
+
+    def config_from(self, namespace: argparse.Namespace, cls: type | None = None):
+        """The configuration instance a parsed namespace describes."""
+        cls = cls or self.config_class
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for option in self._options.get(cls, []):
+            value = getattr(namespace, option.dest)
+            if isinstance(value, list) and _unwrap(hints[option.name])[1] == "tuple":
+                value = tuple(value)
+            values[option.name] = not value if option.invert else value
+        for f in dataclasses.fields(cls):
+            if f.init and _is_dataclass_type(hints[f.name]) and hints[f.name] in self._options:
+                values[f.name] = self.config_from(namespace, hints[f.name])
+        return cls(**values)
+
+    def parse_config(self, argv: Sequence[str] | None = None):
+        return self.config_from(self.parse_args(argv))
+
+
+def build_parser(cls: type, prog: str, description: str = "", epilog: str = "", **kwargs: Any):
+    """The parser of `cls`'s flags (a ConfigParser)."""
+    return ConfigParser(cls, prog=prog, description=description, epilog=epilog, **kwargs)
+
+
+def parse_config(
+    cls: type, argv: Sequence[str] | None, prog: str, description: str = "", epilog: str = ""
+):
+    """Parse `argv` into an instance of `cls`."""
+    return build_parser(cls, prog, description, epilog).parse_config(argv)
