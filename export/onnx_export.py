@@ -15,7 +15,7 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from export.triton_config import ATTENTION_MASK, INPUT_IDS, ONNX_LOGITS, ONNX_PROBABILITIES
+from serving.berth_contracts import ATTENTION_MASK, INPUT_IDS, ONNX_LOGITS, ONNX_PROBABILITIES
 from training.checkpoint import BerthConfig
 
 

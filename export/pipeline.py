@@ -38,8 +38,6 @@ from export.evaluate import (
 )
 from export.repository import publish
 from export.triton_config import (
-    CONFIG_FILE,
-    GPU_CONFIG_FILE,
     VARIANTS,
     ServingSettings,
     aggregate_model_name,
@@ -57,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_MODEL_SOURCE = ROOT / "serving" / "tokenizer_model" / "model.py"
 AGGREGATE_MODEL_SOURCE = ROOT / "serving" / "aggregate_model" / "model.py"
 ENCODING_SOURCE = ROOT / "training" / "encoding.py"
+CONTRACTS_SOURCE = ROOT / "serving" / "berth_contracts.py"
 
 
 class ExportRefused(RuntimeError):
@@ -613,6 +612,7 @@ def stage_versions(
     tok.mkdir(parents=True)
     shutil.copy2(TOKENIZER_MODEL_SOURCE, tok / "model.py")
     shutil.copy2(ENCODING_SOURCE, tok / "berth_encoding.py")
+    shutil.copy2(CONTRACTS_SOURCE, tok / "berth_contracts.py")
     shutil.copy2(cfg.checkpoint / "tokenizer.json", tok / "tokenizer.json")
     versions[tok.name] = tok
     if berth.windowed:
@@ -620,6 +620,7 @@ def stage_versions(
         aggregate.mkdir(parents=True)
         shutil.copy2(AGGREGATE_MODEL_SOURCE, aggregate / "model.py")
         shutil.copy2(ENCODING_SOURCE, aggregate / "berth_encoding.py")
+        shutil.copy2(CONTRACTS_SOURCE, aggregate / "berth_contracts.py")
         versions[aggregate.name] = aggregate
     for variant, path in files.items():
         model = stage / classifier_model_name(cfg.name, variant)
@@ -792,8 +793,6 @@ def run_export(cfg: ExportConfig) -> dict:
 
 
 __all__ = [
-    "CONFIG_FILE",
-    "GPU_CONFIG_FILE",
     "ExportConfig",
     "ExportRefused",
     "build_parser",

@@ -45,19 +45,25 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from serving.berth_contracts import (
+    ATTENTION_MASK,
+    CONFIG_FILE,
+    GPU_CONFIG_FILE,
+    INPUT_IDS,
+    LOGITS,
+    MODEL_FILE,
+    ONNX_LOGITS,
+    ONNX_PROBABILITIES,
+    PROBABILITIES,
+    TEXT,
+    TOKENIZER_FILE,
+    WINDOWS,
+    aggregate_model_name,
+    classifier_model_name,
+    tokenizer_model_name,
+)
 from training.checkpoint import BerthConfig
 
-TEXT = "TEXT"
-LOGITS = "LOGITS"
-PROBABILITIES = "PROBABILITIES"
-INPUT_IDS = "input_ids"
-ATTENTION_MASK = "attention_mask"
-ONNX_LOGITS = "logits"
-ONNX_PROBABILITIES = "probabilities"
-WINDOWS = "windows"
-CONFIG_FILE = "config.pbtxt"
-GPU_CONFIG_NAME = "gpu"
-GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
 VARIANTS = ("fp32", "fp16", "int8")
 # Dynamic int8 (MatMulInteger / DynamicQuantizeLinear) are CPU kernels in onnxruntime;
 # TensorRT cannot build them, so the GPU configuration keeps that variant on the CPU.
@@ -70,18 +76,6 @@ def render(config: mc.ModelConfig) -> str:
 
 def parse(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
-
-
-def tokenizer_model_name(name: str) -> str:
-    return f"{name}_tokenizer"
-
-
-def classifier_model_name(name: str, variant: str) -> str:
-    return f"{name}_onnx_{variant}"
-
-
-def aggregate_model_name(name: str) -> str:
-    return f"{name}_aggregate"
 
 
 def window_parameters(berth: BerthConfig) -> dict[str, object]:
@@ -168,7 +162,7 @@ class TokenizerModel:
     name: str
     berth: BerthConfig
     settings: ServingSettings = field(default_factory=ServingSettings)
-    tokenizer_file: str = "tokenizer.json"
+    tokenizer_file: str = TOKENIZER_FILE
 
     def config(self) -> mc.ModelConfig:
         """CPU: pads per request when the classifiers take ragged batches."""
@@ -220,7 +214,7 @@ class ClassifierModel:
     variant: str
     num_labels: int
     settings: ServingSettings = field(default_factory=ServingSettings)
-    model_filename: str = "model.onnx"
+    model_filename: str = MODEL_FILE
     # Window mode: rows are windows, up to this many per text of a full request. The CPU
     # backend then runs at most `max_run_tokens` (rows × padded length) per session.run:
     # never more than the largest run of one-window texts. Ragged CPU configs aggregate

@@ -38,6 +38,7 @@ from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
 from loadtest.run import ROOT, LocustRun, parse_duration
+from serving.berth_contracts import CONFIG_FILE, MODEL_FILE, classifier_model_name
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
 
@@ -161,7 +162,7 @@ def bench_service(args: argparse.Namespace) -> Row:
 
 
 def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
-    model_dir = repository / f"{model}_onnx_{variant}"
+    model_dir = repository / classifier_model_name(model, variant)
     versions = (
         sorted(
             (int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()),
@@ -171,7 +172,7 @@ def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
         else []
     )
     for version in versions:
-        path = model_dir / str(version) / "model.onnx"
+        path = model_dir / str(version) / MODEL_FILE
         if path.is_file():
             return path
     raise FileNotFoundError(f"no {model_dir}/<version>/model.onnx: publish with python -m export")
@@ -185,7 +186,7 @@ def served_disabled_optimizers(repository: Path, model: str, variant: str) -> li
     from export.triton_config import parse
     from serving.onnxruntime_backend.model import disabled_optimizers
 
-    config = parse((repository / f"{model}_onnx_{variant}" / "config.pbtxt").read_text())
+    config = parse((repository / classifier_model_name(model, variant) / CONFIG_FILE).read_text())
     return disabled_optimizers(MessageToDict(config, preserving_proto_field_name=True))
 
 

@@ -35,6 +35,7 @@ import tritonclient.http as httpclient
 from locust import FastHttpUser, User, constant, constant_throughput, events, task
 
 from loadtest.data import load_texts
+from serving.berth_contracts import PROBABILITIES, TEXT
 
 MODEL = os.environ.get("BERTH_MODEL", "sentiment")
 PROTOCOL = os.environ.get("BERTH_PROTOCOL", "http")
@@ -121,8 +122,8 @@ class BerthClientUser(User):
 
 def build_body(text: str) -> tuple[bytes, dict]:
     """A binary KServe-v2 request body (+ headers) for one text, as tritonclient builds it."""
-    output = httpclient.InferRequestedOutput("PROBABILITIES", binary_data=True)
-    infer_input = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+    output = httpclient.InferRequestedOutput(PROBABILITIES, binary_data=True)
+    infer_input = httpclient.InferInput(TEXT, [1, 1], "BYTES")
     infer_input.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
     body, json_size = httpclient.InferenceServerClient.generate_request_body(
         [infer_input], outputs=[output]
@@ -163,8 +164,8 @@ class FastTritonUser(FastHttpUser):
         ) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-            elif b"PROBABILITIES" not in (response.content or b""):
-                response.failure("no PROBABILITIES output in the response")
+            elif PROBABILITIES.encode() not in (response.content or b""):
+                response.failure(f"no {PROBABILITIES} output in the response")
 
 
 class ReferenceServiceUser(FastHttpUser):

@@ -11,10 +11,9 @@ configuration; everything else (ensembles, their members, any other model) stays
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-CONFIG_FILE = "config.pbtxt"
+from serving.berth_contracts import CONFIG_FILE, classifier_model_pattern
 
 
 def _config_text(model_dir: Path, config_name: str | None) -> str | None:
@@ -43,7 +42,7 @@ def unused_variants(repository: Path, config_name: str | None = None) -> set[str
         members = ensemble_members(text) if text else None
         if members is None:
             continue
-        variant = re.compile(rf"{re.escape(name)}_onnx_[a-z0-9]+")
+        variant = classifier_model_pattern(name)
         unused |= {m for m in models if variant.fullmatch(m) and m not in members}
     referenced = {
         m

@@ -9,7 +9,8 @@ builds itself:
                                  the stub for this interpreter's Python version
     <backend-dir>/onnxruntime/   model.py: berth's Python-based onnxruntime backend
                                  (serving/onnxruntime_backend/model.py), used by every
-                                 model whose config says `backend: "onnxruntime"`
+                                 model whose config says `backend: "onnxruntime"`, and
+                                 the berth_contracts.py it imports
 
 so the same model repository loads unchanged here and in the NVIDIA container (which
 has the native onnxruntime backend).
@@ -53,6 +54,7 @@ from serving.served_models import served_view
 log = logging.getLogger(__name__)
 
 BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnxruntime_backend" / "model.py"
+CONTRACTS_SOURCE = Path(__file__).resolve().parent / "berth_contracts.py"
 
 
 class TritonServerError(RuntimeError):
@@ -123,6 +125,7 @@ def build_backend_dir(target: Path) -> Path:
     ort_dst = target / "onnxruntime"
     ort_dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(BERTH_BACKEND_SOURCE, ort_dst / "model.py")
+    shutil.copy2(CONTRACTS_SOURCE, ort_dst / "berth_contracts.py")  # model.py imports it
     return target
 
 

@@ -13,16 +13,15 @@ request's window rows back into one row per text:
 
 It runs training's own aggregation: export copies `training/encoding.py` into the
 version directory as `berth_encoding.py` (outside a published version, e.g. in unit
-tests, it falls back to `training.encoding`). Config parameters: `aggregation` (mean,
+tests, it falls back to `training.encoding`), with `berth_contracts.py` (the names and
+helpers the served models share). Config parameters: `aggregation` (mean,
 max, weighted, mean_prob) and `problem_type` (softmax or sigmoid probabilities).
 Arithmetic only: a failed request fails alone.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,36 +31,17 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-ENCODING_MODULE = "berth_encoding"
-MULTI_LABEL = "multi_label_classification"
-
-
-def load_encoding(directory: Path):
-    """`berth_encoding.py` from `directory` (the version directory), else training's."""
-    path = Path(directory) / f"{ENCODING_MODULE}.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(ENCODING_MODULE, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[ENCODING_MODULE] = module
-        spec.loader.exec_module(module)
-        return module
-    from training import encoding
-
-    return encoding
-
-
-def parameter(config: dict, key: str, default: str) -> str:
-    value = (config.get("parameters") or {}).get(key)
-    if isinstance(value, dict):
-        value = value.get("string_value")
-    return default if value in (None, "") else str(value)
+try:  # a published version: export copies it next to this file (on the stub's sys.path)
+    import berth_contracts as contracts
+except ImportError:  # imported from the source tree (unit tests)
+    from serving import berth_contracts as contracts
 
 
 class Aggregation:
     """The model's work without Triton: (window logits, windows) → (logits, probabilities)."""
 
     def __init__(self, directory: Path, method: str = "mean", multi_label: bool = False) -> None:
-        self.encoding = load_encoding(directory)
+        self.encoding = contracts.load_encoding(directory)
         if method not in self.encoding.AGGREGATIONS:
             raise ValueError(f"aggregation {method!r}: one of {self.encoding.AGGREGATIONS}")
         self.method = method
@@ -71,8 +51,8 @@ class Aggregation:
     def from_config(cls, directory: Path, config: dict) -> Aggregation:
         return cls(
             directory,
-            method=parameter(config, "aggregation", "mean"),
-            multi_label=parameter(config, "problem_type", "") == MULTI_LABEL,
+            method=contracts.parameter(config, "aggregation", "mean"),
+            multi_label=contracts.parameter(config, "problem_type", "") == contracts.MULTI_LABEL,
         )
 
     def __call__(self, logits: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +70,8 @@ class TritonPythonModel:
         for request in requests:
             try:
                 logits, probs = self.aggregation(
-                    pb_utils.get_input_tensor_by_name(request, "logits").as_numpy(),
-                    pb_utils.get_input_tensor_by_name(request, "windows").as_numpy(),
+                    pb_utils.get_input_tensor_by_name(request, contracts.ONNX_LOGITS).as_numpy(),
+                    pb_utils.get_input_tensor_by_name(request, contracts.WINDOWS).as_numpy(),
                 )
             except Exception as exc:  # a malformed request fails alone
                 responses.append(
@@ -103,8 +83,8 @@ class TritonPythonModel:
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("LOGITS", logits),
-                        pb_utils.Tensor("PROBABILITIES", probs),
+                        pb_utils.Tensor(contracts.LOGITS, logits),
+                        pb_utils.Tensor(contracts.PROBABILITIES, probs),
                     ]
                 )
             )

@@ -4,16 +4,16 @@ The pip `tritonserver` (nvidia-pytriton) has no native onnxruntime backend. Trit
 a *Python-based backend* from `<backend-dir>/onnxruntime/model.py` for every model whose
 config says `backend: "onnxruntime"`, so the model repository written for the NVIDIA
 container (native backend) loads unchanged on a CPU machine. `serving.server` puts this
-file there.
+file there, with the `berth_contracts.py` it imports.
 
 What it honours from `config.pbtxt`:
 
 - `default_model_filename` (default `model.onnx`) in the version directory;
-- `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend),
-  `execution_mode` (`0` sequential, `1` parallel) and `disabled_optimizers`
-  (comma-separated onnxruntime graph optimizers to skip; export writes the set it
-  measured fastest, e.g. `SkipLayerNormFusion`, whose fused kernel is the slower one on
-  some onnxruntime CPU builds: BENCHMARKS.md);
+- `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend)
+  and `disabled_optimizers` (comma-separated onnxruntime graph optimizers to skip; export
+  writes the set it measured fastest, e.g. `SkipLayerNormFusion`, whose fused kernel is
+  the slower one on some onnxruntime CPU builds: BENCHMARKS.md); sessions run sequential
+  execution, threads never spin-waiting;
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
 - `allow_ragged_batch: true` on inputs (CPU configs), with the parameter
@@ -53,9 +53,7 @@ into one dimension, so GPU configs, served by it, never set them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +63,10 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-WINDOWS = "windows"
-ENCODING_MODULE = "berth_encoding"
-MULTI_LABEL = "multi_label_classification"
+try:  # a published version: export copies it next to this file (on the stub's sys.path)
+    import berth_contracts as contracts
+except ImportError:  # imported from the source tree (unit tests)
+    from serving import berth_contracts as contracts
 
 TRITON_TO_NUMPY = {
     "TYPE_BOOL": np.bool_,
@@ -82,77 +81,56 @@ TRITON_TO_NUMPY = {
 }
 
 
-def parameter(config: dict, key: str, default: str | None = None) -> str | None:
-    value = (config.get("parameters") or {}).get(key)
-    if isinstance(value, dict):
-        value = value.get("string_value")
-    return default if value in (None, "") else str(value)
-
-
-def load_encoding(directory: Path):
-    """`berth_encoding.py` from the version directory (window mode), else training's."""
-    path = Path(directory) / f"{ENCODING_MODULE}.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(ENCODING_MODULE, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[ENCODING_MODULE] = module
-        spec.loader.exec_module(module)
-        return module
-    from training import encoding
-
-    return encoding
-
-
 class WindowAggregation:
     """Window rows → text rows for one request's outputs (see the module docstring)."""
 
     def __init__(self, directory: Path, config: dict) -> None:
-        self.encoding = load_encoding(directory)
-        self.method = parameter(config, "aggregation", "mean")
+        self.encoding = contracts.load_encoding(directory)
+        self.method = contracts.parameter(config, "aggregation", "mean")
         if self.method not in self.encoding.AGGREGATIONS:
             raise ValueError(f"aggregation {self.method!r}: one of {self.encoding.AGGREGATIONS}")
-        self.multi_label = parameter(config, "problem_type", "") == MULTI_LABEL
+        self.multi_label = contracts.parameter(config, "problem_type", "") == contracts.MULTI_LABEL
 
     def __call__(self, outputs: dict[str, np.ndarray], windows: np.ndarray) -> dict:
         logits, probs = self.encoding.aggregate_request(
-            outputs["logits"], windows, self.method, self.multi_label, outputs["probabilities"]
+            outputs[contracts.ONNX_LOGITS],
+            windows,
+            self.method,
+            self.multi_label,
+            outputs[contracts.ONNX_PROBABILITIES],
         )
-        return {**outputs, "logits": logits, "probabilities": probs}
+        return {**outputs, contracts.ONNX_LOGITS: logits, contracts.ONNX_PROBABILITIES: probs}
 
 
 def session_options(config: dict):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    intra = int(parameter(config, "intra_op_thread_count", "0"))
-    inter = int(parameter(config, "inter_op_thread_count", "0"))
+    intra = int(contracts.parameter(config, "intra_op_thread_count", "0"))
+    inter = int(contracts.parameter(config, "inter_op_thread_count", "0"))
     if intra > 0:
         options.intra_op_num_threads = intra
     if inter > 0:
         options.inter_op_num_threads = inter
-    if parameter(config, "execution_mode", "0") == "1":
-        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    else:
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Spin-waiting worker threads burn cores that the server's other processes share.
-    spinning = parameter(config, "allow_spinning", "0")
-    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 
 def disabled_optimizers(config: dict) -> list[str]:
     return [
         name.strip()
-        for name in (parameter(config, "disabled_optimizers", "") or "").split(",")
+        for name in (contracts.parameter(config, "disabled_optimizers", "") or "").split(",")
         if name.strip()
     ]
 
 
 def model_file(args: dict, config: dict) -> Path:
     """`<model dir>/<version>/<default_model_filename or model.onnx>`."""
-    name = config.get("default_model_filename") or "model.onnx"
+    name = config.get("default_model_filename") or contracts.MODEL_FILE
     base = Path(args["model_repository"])
     version = str(args.get("model_version", ""))
     candidate = base / version / name
@@ -297,10 +275,10 @@ class TritonPythonModel:
         self.inputs = [
             (spec["name"], TRITON_TO_NUMPY.get(spec["data_type"]))
             for spec in self.config["input"]
-            if spec["name"] != WINDOWS
+            if spec["name"] != contracts.WINDOWS
         ]
         self.windows = None
-        if any(spec["name"] == WINDOWS for spec in self.config["input"]):
+        if any(spec["name"] == contracts.WINDOWS for spec in self.config["input"]):
             directory = Path(args["model_repository"]) / str(args.get("model_version", ""))
             self.windows = WindowAggregation(directory, self.config)
         self.outputs = [
@@ -321,8 +299,10 @@ class TritonPythonModel:
         self.ragged = frozenset(
             spec["name"] for spec in self.config["input"] if spec.get("allow_ragged_batch")
         )
-        self.run_cost_tokens = float(parameter(self.config, "ragged_run_cost_tokens", "16"))
-        self.max_run_tokens = int(parameter(self.config, "max_run_tokens", "0"))
+        self.run_cost_tokens = float(
+            contracts.parameter(self.config, "ragged_run_cost_tokens", "16")
+        )
+        self.max_run_tokens = int(contracts.parameter(self.config, "max_run_tokens", "0"))
 
     def read_inputs(self, request) -> dict[str, np.ndarray]:
         feed = {}
@@ -341,7 +321,9 @@ class TritonPythonModel:
             try:
                 feed = self.read_inputs(request)
                 if self.windows is not None:
-                    windows[index] = pb_utils.get_input_tensor_by_name(request, WINDOWS).as_numpy()
+                    windows[index] = pb_utils.get_input_tensor_by_name(
+                        request, contracts.WINDOWS
+                    ).as_numpy()
                 batches.append(feed)
             except Exception as exc:  # a malformed request fails alone
                 errors[index] = str(exc)

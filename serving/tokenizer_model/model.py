@@ -3,7 +3,9 @@
 It runs training's own tokenization: export copies `training/encoding.py` into the
 model's version directory as `berth_encoding.py`, next to this file, and this module
 loads it from there (outside a published version directory, e.g. in unit tests, it falls
-back to `training.encoding`). Settings come from the model config's `parameters`:
+back to `training.encoding`); `berth_contracts.py` (serving/berth_contracts.py: the
+names and helpers the served models share) is copied next to it the same way. Settings
+come from the model config's `parameters`:
 `tokenizer_file` (in the version directory), `max_length`, `truncation`, `head_tokens`,
 `bucket`, and for long texts `window_stride` and `max_windows`.
 
@@ -38,9 +40,7 @@ encode to `[CLS] [SEP]` and are classified like any other text.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from itertools import accumulate, pairwise
 from pathlib import Path
 
@@ -51,10 +51,14 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-ENCODING_MODULE = "berth_encoding"
+try:  # a published version: export copies it next to this file (on the stub's sys.path)
+    import berth_contracts as contracts
+except ImportError:  # imported from the source tree (unit tests)
+    from serving import berth_contracts as contracts
+
 PADDING_MODES = ("per_request", "batch")
 # Output tensors, in the order `Tokenization` returns them (`windows` in window mode).
-OUTPUTS = ("input_ids", "attention_mask", "windows")
+OUTPUTS = (contracts.INPUT_IDS, contracts.ATTENTION_MASK, contracts.WINDOWS)
 # Texts longer than this (UTF-8 bytes) are refused before tokenization; the tokenizer
 # config parameter `max_text_bytes` overrides it (export: --max-text-bytes).
 DEFAULT_MAX_TEXT_BYTES = 1 << 20
@@ -62,27 +66,6 @@ DEFAULT_MAX_TEXT_BYTES = 1 << 20
 
 class InvalidTextError(ValueError):
     """A request's TEXT cannot be classified; the message says what to fix."""
-
-
-def load_encoding(directory: Path):
-    """`berth_encoding.py` from `directory` (the version directory), else training's."""
-    path = Path(directory) / f"{ENCODING_MODULE}.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(ENCODING_MODULE, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[ENCODING_MODULE] = module
-        spec.loader.exec_module(module)
-        return module
-    from training import encoding
-
-    return encoding
-
-
-def parameter(config: dict, key: str, default: str) -> str:
-    value = (config.get("parameters") or {}).get(key)
-    if isinstance(value, dict):
-        value = value.get("string_value")
-    return default if value in (None, "") else str(value)
 
 
 def checked_texts(array: np.ndarray, max_text_bytes: int) -> list[str]:
@@ -121,7 +104,7 @@ class Tokenization:
     def __init__(
         self,
         directory: Path,
-        tokenizer_file: str = "tokenizer.json",
+        tokenizer_file: str = contracts.TOKENIZER_FILE,
         max_length: int = 128,
         truncation: str = "head",
         head_tokens: int = 0,
@@ -132,7 +115,7 @@ class Tokenization:
     ) -> None:
         if padding not in PADDING_MODES:
             raise ValueError(f"padding {padding!r}: one of {PADDING_MODES}")
-        self.encoding = load_encoding(directory)
+        self.encoding = contracts.load_encoding(directory)
         path = str(Path(directory) / tokenizer_file)
         self.tokenizer = self.encoding.load_tokenizer(path)
         self.pad_id = self.encoding.pad_token_id(path, self.tokenizer)
@@ -152,14 +135,14 @@ class Tokenization:
     def from_config(cls, directory: Path, config: dict) -> Tokenization:
         return cls(
             directory,
-            tokenizer_file=parameter(config, "tokenizer_file", "tokenizer.json"),
-            max_length=int(parameter(config, "max_length", "128")),
-            truncation=parameter(config, "truncation", "head"),
-            head_tokens=int(parameter(config, "head_tokens", "0")),
-            bucket=int(parameter(config, "bucket", "16")),
-            padding=parameter(config, "padding", "batch"),
-            window_stride=int(parameter(config, "window_stride", "0")),
-            max_windows=int(parameter(config, "max_windows", "1")),
+            tokenizer_file=contracts.parameter(config, "tokenizer_file", contracts.TOKENIZER_FILE),
+            max_length=int(contracts.parameter(config, "max_length", "128")),
+            truncation=contracts.parameter(config, "truncation", "head"),
+            head_tokens=int(contracts.parameter(config, "head_tokens", "0")),
+            bucket=int(contracts.parameter(config, "bucket", "16")),
+            padding=contracts.parameter(config, "padding", "batch"),
+            window_stride=int(contracts.parameter(config, "window_stride", "0")),
+            max_windows=int(contracts.parameter(config, "max_windows", "1")),
         )
 
     def __call__(self, batches: list[list[str]]) -> list[tuple[np.ndarray, ...]]:
@@ -218,7 +201,9 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         directory = Path(args["model_repository"]) / str(args["model_version"])
         self.tokenization = Tokenization.from_config(directory, config)
-        self.max_text_bytes = int(parameter(config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES)))
+        self.max_text_bytes = int(
+            contracts.parameter(config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES))
+        )
 
     def _error(self, message: str):
         """A failed response for one request (INVALID_ARG → HTTP 400 / INVALID_ARGUMENT)."""
@@ -233,7 +218,7 @@ class TritonPythonModel:
         batches: list[list[str] | None] = []
         errors: list[str | None] = []
         for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, "TEXT")
+            tensor = pb_utils.get_input_tensor_by_name(request, contracts.TEXT)
             try:
                 if tensor is None:
                     raise InvalidTextError("input TEXT is missing")

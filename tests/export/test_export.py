@@ -107,6 +107,7 @@ def test_published_layout(exported):
     assert sorted(p.name for p in tok.iterdir()) == [
         "__pycache__",  # byte-compiled at publish (export/repository.py says why)
         "berth_encoding.py",
+        "berth_contracts.py",
         "model.py",
         "tokenizer.json",
     ]
@@ -251,6 +252,7 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
     for model in ("sentiment_aggregate", "sentiment_onnx_fp32", "sentiment_onnx_int8"):
         assert (repo / model / "1/berth_encoding.py").is_file(), model
     assert (repo / "sentiment_aggregate/1/model.py").is_file()
+    assert (repo / "sentiment_aggregate/1/berth_contracts.py").is_file()
     steps = parse((repo / "sentiment/configs/gpu.pbtxt").read_text()).ensemble_scheduling.step
     assert [s.model_name for s in steps][-1] == "sentiment_aggregate"
     with pytest.raises(ValueError, match="aggregation"):

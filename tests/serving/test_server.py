@@ -48,6 +48,9 @@ def test_backend_directory(tmp_path):
     assert (target / "onnxruntime/model.py").read_bytes() == (
         ROOT / "serving/onnxruntime_backend/model.py"
     ).read_bytes()
+    assert (target / "onnxruntime/berth_contracts.py").read_bytes() == (
+        ROOT / "serving/berth_contracts.py"
+    ).read_bytes()
 
 
 def _fake_numpy(site: Path, version: str) -> str:
