@@ -20,6 +20,7 @@ from training.encoding import (
     pad_token_id,
     probabilities,
 )
+from training.metrics import probability_metrics
 
 
 def load_eval(
@@ -168,43 +169,20 @@ def joined_texts(texts: Sequence[str], count: int = 16) -> list[str]:
     return out
 
 
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+# The figures export reports (in %) and the names training.metrics gives them (0–1).
+SINGLE_LABEL_SCORES = {"accuracy": "accuracy", "macro_f1": "macro_f1"}
+MULTI_LABEL_SCORES = {"micro_f1": "micro_f1", "macro_f1": "macro_f1", "exact_match": "accuracy"}
 
 
 def classification_scores(probs: np.ndarray, targets: np.ndarray, berth: BerthConfig) -> dict:
-    """Single-label: accuracy, macro F1. Multi-label (thresholds applied): micro/macro F1,
-    exact-match accuracy. `primary` is the figure the accuracy gate compares, in %."""
-    n_labels = len(berth.labels)
-    if berth.multi_label:
-        thresholds = np.asarray(berth.decision_thresholds())
-        pred = (probs >= thresholds).astype(np.int64)
-        tp = ((pred == 1) & (targets == 1)).sum(0)
-        fp = ((pred == 1) & (targets == 0)).sum(0)
-        fn = ((pred == 0) & (targets == 1)).sum(0)
-        micro = float(_f1(tp.sum(), fp.sum(), fn.sum()))
-        macro = float(_f1(tp, fp, fn).mean())
-        exact = float((pred == targets).all(1).mean())
-        return {
-            "micro_f1": 100 * micro,
-            "macro_f1": 100 * macro,
-            "exact_match": 100 * exact,
-            "primary": 100 * micro,
-            "primary_metric": "micro_f1",
-        }
-    pred = probs.argmax(1)
-    labels = np.arange(n_labels)
-    tp = np.array([((pred == c) & (targets == c)).sum() for c in labels])
-    fp = np.array([((pred == c) & (targets != c)).sum() for c in labels])
-    fn = np.array([((pred != c) & (targets == c)).sum() for c in labels])
-    accuracy = float((pred == targets).mean())
-    return {
-        "accuracy": 100 * accuracy,
-        "macro_f1": 100 * float(_f1(tp, fp, fn).mean()),
-        "primary": 100 * accuracy,
-        "primary_metric": "accuracy",
-    }
+    """training.metrics' figures, as the export report shows them: in %. Single-label:
+    accuracy, macro F1. Multi-label (thresholds applied): micro/macro F1, exact-match
+    accuracy. `primary` is the figure the accuracy gate compares (accuracy, micro F1)."""
+    metrics = probability_metrics(probs, targets, berth)
+    shown = MULTI_LABEL_SCORES if berth.multi_label else SINGLE_LABEL_SCORES
+    scores = {name: 100 * metrics[key] for name, key in shown.items()}
+    primary = "micro_f1" if berth.multi_label else "accuracy"
+    return {**scores, "primary": scores[primary], "primary_metric": primary}
 
 
 def parity(reference_logits: np.ndarray, logits: np.ndarray, multi_label: bool) -> dict:

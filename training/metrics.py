@@ -19,9 +19,14 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 4)
 
 def predictions(logits: np.ndarray, config: BerthConfig) -> np.ndarray:
     """Class indices (single-label) or a 0/1 indicator matrix (multi-label)."""
-    records = decide(
+    return decisions(
         probabilities(np.asarray(logits, dtype=np.float64), config.multi_label), config
     )
+
+
+def decisions(probs: np.ndarray, config: BerthConfig) -> np.ndarray:
+    """`predictions` from probabilities (softmax or sigmoid, as the served model answers)."""
+    records = decide(probs, config)
     index = {name: i for i, name in enumerate(config.labels)}
     if not config.multi_label:
         return np.array([index[r["label"]] for r in records], dtype=np.int64)
@@ -36,11 +41,19 @@ def classification_metrics(
     logits: np.ndarray, labels: np.ndarray, config: BerthConfig
 ) -> dict[str, float]:
     """accuracy, macro/micro/weighted F1 (+ micro precision/recall for multi-label;
-    accuracy is the exact-match ratio there)."""
+    accuracy is the exact-match ratio there), each from 0 to 1."""
+    probs = probabilities(np.asarray(logits, dtype=np.float64), config.multi_label)
+    return probability_metrics(probs, labels, config)
+
+
+def probability_metrics(
+    probs: np.ndarray, labels: np.ndarray, config: BerthConfig
+) -> dict[str, float]:
+    """`classification_metrics` of probabilities (export scores the ONNX graph's)."""
     labels = np.asarray(labels)
     if len(labels) == 0:
         return {}
-    predicted = predictions(logits, config)
+    predicted = decisions(probs, config)
     if config.multi_label:
         truth = (labels >= 0.5).astype(np.int64)
         return {
