@@ -202,7 +202,14 @@ class TokenizerModel:
                 "bucket": s.bucket,
                 "padding": padding,
                 "max_text_bytes": s.max_text_bytes,
-                **(window_parameters(self.berth) if self.berth.windowed else {}),
+                **(
+                    {
+                        "window_stride": self.berth.window_stride,
+                        "max_windows": self.berth.max_windows,
+                    }
+                    if self.berth.windowed
+                    else {}
+                ),
             },
         )
         return cfg

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Stats:
-    """The aggregated figures of one run (Locust's "Aggregated" CSV row)."""
+    """The aggregated figures of one run (Locust's final stats, all endpoints together)."""
 
     requests: int
     failures: int
@@ -23,31 +22,6 @@ class Stats:
     @property
     def failure_rate(self) -> float:
         return self.failures / self.requests if self.requests else 0.0
-
-
-def _float(value: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def read_locust_csv(prefix: str | Path, name: str = "Aggregated") -> Stats:
-    """Parse `<prefix>_stats.csv` (written by `locust --csv <prefix>`)."""
-    path = Path(f"{prefix}_stats.csv")
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get("Name") == name:
-                return Stats(
-                    requests=int(row["Request Count"]),
-                    failures=int(row["Failure Count"]),
-                    rps=_float(row["Requests/s"]),
-                    p50_ms=_float(row["50%"]),
-                    p99_ms=_float(row["99%"]),
-                    avg_ms=_float(row["Average Response Time"]),
-                    max_ms=_float(row["Max Response Time"]),
-                )
-    raise ValueError(f"no {name!r} row in {path}")
 
 
 def percentile(response_times: dict[float, int], count: int, fraction: float) -> float:

@@ -42,9 +42,8 @@ GPU_CONFIG_NAME = "gpu"
 GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
-# Modules copied into a version directory, next to its model.py.
-ENCODING_MODULE = "berth_encoding"  # training/encoding.py
-CONTRACTS_MODULE = "berth_contracts"  # this file
+# training/encoding.py, as export copies it into a version directory.
+ENCODING_MODULE = "berth_encoding"
 
 # berth.json / config parameter `problem_type` of a multi-label model.
 MULTI_LABEL = "multi_label_classification"

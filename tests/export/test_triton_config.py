@@ -165,6 +165,7 @@ def test_window_mode_keeps_the_public_api_and_sizes_the_members():
     tok = configs["t_tokenizer/config.pbtxt"]
     assert [o.name for o in tok.output] == ["input_ids", "attention_mask", "windows"]
     assert (params(tok)["window_stride"], params(tok)["max_windows"]) == ("64", "8")
+    assert "aggregation" not in params(tok)  # the tokenizer only cuts the windows
     # a request of 32 long texts is 32 × 8 window rows for the classifier and aggregation
     for rel in ("t_onnx_fp16/config.pbtxt", "t_onnx_fp16/configs/gpu.pbtxt"):
         assert configs[rel].max_batch_size == 32 * 8

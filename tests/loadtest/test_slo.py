@@ -1,4 +1,4 @@
-"""SLO checks on synthetic stats, the Locust CSV parser and the CLI's exit codes."""
+"""SLO checks on synthetic stats, the Locust JSON parser and the CLI's exit codes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from loadtest.slo import (
     check,
     exit_code,
     percentile,
-    read_locust_csv,
     read_locust_json,
     stats_from_entries,
     summary_table,
@@ -75,22 +74,6 @@ def test_summary_table_names_the_figures():
     table = summary_table(stats, check(stats, TARGET))
     assert "| p99 latency | 130 ms | <= 100 ms | MISSED |" in table
     assert "| throughput | 1000.0 req/s | >= 1000 req/s | ok |" in table
-
-
-def test_read_locust_csv(tmp_path):
-    header = (
-        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
-        "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
-        "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
-    )
-    rows = [
-        "POST,sentiment [snippets],100,2,12,13.5,1,80,90,50.5,1.0,12,14,15,16,20,30,40,60,80,80,80",
-        ",Aggregated,100,2,12,13.5,1,80,90,50.5,1.0,12,14,15,16,20,30,40,60,80,80,80",
-    ]
-    (tmp_path / "run_stats.csv").write_text("\n".join([header, *rows]) + "\n")
-    stats = read_locust_csv(tmp_path / "run")
-    assert stats == Stats(100, 2, 50.5, 12.0, 60.0, 13.5, 80.0)
-    assert stats.failure_rate == pytest.approx(0.02)
 
 
 @pytest.mark.parametrize("text, seconds", [("60s", 60), ("2m", 120), ("1m30s", 90), ("15", 15)])

@@ -31,7 +31,7 @@ def test_model_imports_the_contracts_copied_next_to_it(tmp_path, name):
     version = tmp_path / "1"
     version.mkdir()
     shutil.copy(ROOT / "serving" / name / "model.py", version / "model.py")
-    shutil.copy(ROOT / "serving/berth_contracts.py", version / f"{contracts.CONTRACTS_MODULE}.py")
+    shutil.copy(ROOT / "serving/berth_contracts.py", version / "berth_contracts.py")
     code = STUB.format(root=str(ROOT), directory=str(version))
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
