@@ -91,7 +91,7 @@ def load_texts(cfg: LongTextsConfig, berth: BerthConfig) -> tuple[list[str], np.
     else:
         from training.data import offline_rows
 
-        _, _, rows = offline_rows(cfg.dataset)
+        rows = offline_rows(cfg.dataset).rows
         texts = [row["text"] for _, row in rows]
         targets = np.array([berth.labels.index(row["label"]) for _, row in rows])
     if cfg.limit and cfg.limit < len(texts):
@@ -221,7 +221,7 @@ def show_long_reviews(classifier, checkpoint: Path, count: int = 3, seed: int = 
 
     berth = BerthConfig.load(checkpoint)
     tokenizer = load_tokenizer(str(Path(checkpoint) / "tokenizer.json"))
-    _, _, rows = offline_rows("imdb_reviews")
+    rows = offline_rows("imdb_reviews").rows
     rows = [row for _, row in random.Random(seed).sample(rows, 200)]
     lengths = [len(e.ids) for e in tokenizer.encode_batch([r["text"] for r in rows])]
     picked = [r for r, n in zip(rows, lengths, strict=True) if n > 3 * berth.max_length][:count]

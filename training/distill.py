@@ -25,6 +25,7 @@ from training.checkpoint import BerthConfig
 from training.data import (
     OFFLINE_CORPORA,
     DataError,
+    SourceTexts,
     offline_rows,
     offline_unlabelled,
     read_rows,
@@ -301,25 +302,25 @@ def check_student_labels(student: str, teacher: BerthConfig) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def unlabelled_texts(config: DistillConfig, dataset_name: str | None) -> list[tuple[str, list]]:
+def unlabelled_texts(config: DistillConfig, dataset_name: str | None) -> list[SourceTexts]:
     sources = offline_unlabelled(dataset_name) if config.offline_unlabelled else []
     for name in config.unlabelled_corpus or []:
         if name not in OFFLINE_CORPORA:
             raise DataError(
                 f"--unlabelled-corpus {name!r}: use one of {', '.join(OFFLINE_CORPORA)}"
             )
-        source, _, rows = offline_rows(name)
-        sources.append((source, [row["text"] for _, row in rows]))
+        raw = offline_rows(name)
+        sources.append(SourceTexts(raw.source, [row["text"] for _, row in raw.rows]))
     for path in config.unlabelled_file or []:
-        columns, rows = read_rows(path)
-        column = config.text_column if config.text_column in columns else columns[0]
-        split = rows_to_split(columns, rows, path, column, None)
-        sources.append((path, split.texts))
+        raw = read_rows(path)
+        column = config.text_column if config.text_column in raw.columns else raw.columns[0]
+        split = rows_to_split(raw.columns, raw.rows, path, column, None)
+        sources.append(SourceTexts(path, split.texts))
     return sources
 
 
 def pick_unlabelled(
-    sources: list[tuple[str, list]], exclude: set[str], limit: int | None, seed: int
+    sources: list[SourceTexts], exclude: set[str], limit: int | None, seed: int
 ) -> list[str]:
     """Unique unlabelled texts, none of them a labelled text (no validation or test text
     may leak into training as a teacher-labelled copy)."""

