@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from berth_args import arg
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
 
 OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news", "imdb_reviews")
@@ -625,25 +626,102 @@ def _class_names(ds, column: str):
 
 @dataclass
 class DataSpec:
-    """What `load_data` needs; `TrainConfig` carries the same fields."""
+    """The data flags every training stage shares and what `load_data` needs:
+    `TrainConfig` (and with it `DistillConfig`) is a DataSpec."""
 
-    dataset: str | None = "rotten_tomatoes"
-    dataset_config: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: list[str] | None = None
-    label_delimiter: str = DEFAULT_LABEL_DELIMITER
-    problem_type: str = "auto"
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    seed: int = 42
-    split_seed: int | None = None
-    trust_remote_code: bool = False
+    dataset: str | None = field(
+        default="rotten_tomatoes",
+        metadata=arg(
+            "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
+            f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
+            "data",
+        ),
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata=arg("configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"),
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata=arg(
+            "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)", "data"
+        ),
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata=arg("local validation data (default: carved from the training data)", "data"),
+    )
+    test_file: str | None = field(
+        default=None,
+        metadata=arg("local test data (default: carved from the training data)", "data"),
+    )
+    text_column: str = field(default="text", metadata=arg("column with the text", "data"))
+    label_column: str = field(
+        default="label",
+        metadata=arg(
+            "column with the label; for multi-label a list, or a string of labels joined by "
+            "--label-delimiter",
+            "data",
+        ),
+    )
+    labels: list[str] | None = field(
+        default=None,
+        metadata=arg(
+            "the label names, in output order (default: the sorted training labels, or the "
+            "dataset's ClassLabel names); any other label is an error",
+            "data",
+        ),
+    )
+    label_delimiter: str = field(
+        default=DEFAULT_LABEL_DELIMITER,
+        metadata=arg(
+            "separator of several labels in one string cell (multi-label); a label column "
+            "containing it is detected as multi-label",
+            "data",
+        ),
+    )
+    problem_type: str = field(
+        default="auto",
+        metadata=arg(
+            "auto detects multi-label from list-valued (or delimited) labels, else single-label",
+            "data",
+            choices=PROBLEM_CHOICES,
+        ),
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata=arg(
+            "share of the training data carved (stratified, seeded) as validation when there is "
+            "no validation split",
+            "data",
+        ),
+    )
+    test_fraction: float = field(
+        default=0.1,
+        metadata=arg(
+            "share of the training data carved as the test split when there is none", "data"
+        ),
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata=arg("train on a seeded random slice of this many examples", "data")
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata=arg("evaluate on slices of this many validation and test examples", "data"),
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=arg("allow custom model/dataset code from the Hub (off by default)", "model"),
+    )
+    seed: int = field(default=42, metadata=arg("random seed (splits, init, order)", "run"))
+    split_seed: int | None = field(
+        default=None,
+        metadata=arg(
+            "seed for carving and sampling the splits alone (default: --seed); fixes the "
+            "split while --seed varies",
+            "run",
+        ),
+    )
 
 
 def dataset_name(spec: DataSpec) -> str:

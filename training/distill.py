@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from berth_args import arg
 from training.checkpoint import BerthConfig
 from training.data import (
     OFFLINE_CORPORA,
     DataError,
+    DataSpec,
     SourceTexts,
     offline_rows,
     offline_unlabelled,
@@ -40,7 +42,6 @@ from training.train import (
     Session,
     TrainConfig,
     TrainResult,
-    _help,
     _logits,
     _trainer_class,
     build_trainer,
@@ -52,21 +53,12 @@ from training.train import (
     start,
 )
 
-# Data fields a student inherits from its teacher's run unless given: the same split.
-INHERITED_DATA = (
-    "dataset",
-    "dataset_config",
-    "train_file",
-    "validation_file",
-    "test_file",
-    "text_column",
-    "label_column",
-    "label_delimiter",
-    "problem_type",
-    "validation_fraction",
-    "test_fraction",
-    "max_train_samples",
-    "max_eval_samples",
+# Data fields a student inherits from its teacher's run unless given: the same split
+# (its labels come from the teacher's berth.json; seeds and code trust stay the user's).
+INHERITED_DATA = tuple(
+    f.name
+    for f in fields(DataSpec)
+    if f.name not in ("labels", "trust_remote_code", "seed", "split_seed")
 )
 
 
@@ -76,7 +68,7 @@ class DistillConfig(TrainConfig):
 
     dataset: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "labelled data as for `python -m training` (default: the teacher run's own data "
             "and split, read from its metrics.json)",
             "data",
@@ -84,11 +76,11 @@ class DistillConfig(TrainConfig):
     )
     max_length: int | None = field(
         default=None,
-        metadata=_help("maximum tokens per text (default: the teacher's)", "model"),
+        metadata=arg("maximum tokens per text (default: the teacher's)", "model"),
     )
     group_by_length: bool = field(
         default=True,
-        metadata=_help(
+        metadata=arg(
             "batch rows of similar length together: unlabelled windows are long, snippets "
             "short, and mixed batches would pad every snippet to the window length",
             "optimisation",
@@ -96,11 +88,11 @@ class DistillConfig(TrainConfig):
     )
     teacher: str = field(
         default="",
-        metadata=_help("the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"),
+        metadata=arg("the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"),
     )
     student: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "start the student from this checkpoint (a Hub id or directory; same vocabulary "
             "as the teacher) instead of the teacher's own layers",
             "distill",
@@ -108,11 +100,11 @@ class DistillConfig(TrainConfig):
     )
     student_layers: int = field(
         default=3,
-        metadata=_help("encoder layers the student keeps from the teacher", "distill"),
+        metadata=arg("encoder layers the student keeps from the teacher", "distill"),
     )
     keep_layers: list[int] | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "exactly which teacher layers to keep (0-based); default: try a few spreads for "
             "--selection-steps each and keep the one closest to the teacher on validation",
             "distill",
@@ -120,20 +112,20 @@ class DistillConfig(TrainConfig):
     )
     selection_steps: int = field(
         default=60,
-        metadata=_help("training steps per candidate layer set when choosing layers", "distill"),
+        metadata=arg("training steps per candidate layer set when choosing layers", "distill"),
     )
     temperature: float = field(
-        default=2.0, metadata=_help("softmax/sigmoid temperature of the soft targets", "distill")
+        default=2.0, metadata=arg("softmax/sigmoid temperature of the soft targets", "distill")
     )
     alpha: float = field(
         default=0.7,
-        metadata=_help(
+        metadata=arg(
             "weight of the soft-target loss; 1 - alpha goes to the hard labels", "distill"
         ),
     )
     unlabelled_corpus: list[str] | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "offline corpora whose texts (labels dropped) the teacher labels for the student, "
             "e.g. imdb_reviews; see --dataset for the names",
             "distill",
@@ -141,7 +133,7 @@ class DistillConfig(TrainConfig):
     )
     unlabelled_windows: int = field(
         default=2,
-        metadata=_help(
+        metadata=arg(
             "windows of --max-length tokens taken from a long unlabelled text (spread over "
             "it, first and last included)",
             "distill",
@@ -149,7 +141,7 @@ class DistillConfig(TrainConfig):
     )
     unlabelled_file: list[str] | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "files of unlabelled text (.txt one per line, or any data file with "
             "--text-column) that the teacher labels for the student",
             "distill",
@@ -157,7 +149,7 @@ class DistillConfig(TrainConfig):
     )
     offline_unlabelled: bool = field(
         default=True,
-        metadata=_help(
+        metadata=arg(
             "add the unlabelled text that ships with an offline corpus (rotten_tomatoes: its "
             "plot summaries); --no-offline-unlabelled turns it off",
             "distill",
@@ -165,7 +157,7 @@ class DistillConfig(TrainConfig):
     )
     max_unlabelled: int | None = field(
         default=None,
-        metadata=_help("use at most this many unlabelled texts (seeded sample)", "distill"),
+        metadata=arg("use at most this many unlabelled texts (seeded sample)", "distill"),
     )
 
     def validate(self) -> None:

