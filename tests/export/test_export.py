@@ -106,8 +106,8 @@ def test_published_layout(exported):
     tok = repo / "sentiment_tokenizer/1"
     assert sorted(p.name for p in tok.iterdir()) == [
         "__pycache__",  # byte-compiled at publish (export/repository.py says why)
-        "berth_encoding.py",
         "berth_contracts.py",
+        "berth_encoding.py",
         "model.py",
         "tokenizer.json",
     ]
