@@ -1,4 +1,9 @@
-"""`python -m export`: see export/pipeline.py and `python -m export --help`."""
+"""`python -m export`: see export/pipeline.py and `python -m export --help`.
+
+Exit codes: 0 published (or checked with --no-publish), 2 the input cannot be exported
+(a bad flag value, a missing checkpoint or held-out file: ExportInputError), 3 a gate
+refused the export (ExportRefused). Anything else is a bug and ends with its traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,16 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from export.pipeline import ExportRefused, parse_args, run_export
+    from export.pipeline import ExportInputError, ExportRefused, parse_args, run_export
 
     try:
-        cfg = parse_args(argv)
-    except ValueError as exc:
+        run_export(parse_args(argv))
+    except ExportInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        run_export(cfg)
     except ExportRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     return 0
 
 

@@ -14,9 +14,9 @@ and refuse any that loses more than `--max-accuracy-drop` points; write
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import time
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from berth_args import ConfigParser, arg
 from export import onnx_export
 from export.evaluate import (
     OnnxClassifier,
@@ -47,6 +48,7 @@ from export.triton_config import (
     tokenizer_model_name,
     window_parameters,
 )
+from serving.berth_contracts import SESSION_FILE
 from training.checkpoint import BERTH_FILE, BerthConfig
 from training.encoding import AGGREGATIONS
 from training.metrics import agreement
@@ -62,19 +64,66 @@ class ExportRefused(RuntimeError):
     """A gate (parity, accuracy) refused the export; nothing was published."""
 
 
-def _meta(help_text: str, group: str) -> dict:
-    return {"help": help_text, "group": group}
+class ExportInputError(ValueError):
+    """What the user asked for cannot be exported: a bad flag value, a missing or
+    unreadable checkpoint or held-out file. `python -m export` exits 2 on it."""
+
+
+# The ServingSettings fields export's command line sets, and how (the rest keep
+# ServingSettings' defaults).
+SERVING_FLAGS: dict[str, dict] = {
+    "max_batch_size": arg("max_batch_size of every model", "serving"),
+    "bucket": arg(
+        "tokenizer pads to a multiple of this many tokens: each request (CPU, ragged) "
+        "or each batch (GPU, --no-ragged)",
+        "serving",
+    ),
+    "ragged": arg(
+        "CPU configs without ragged batching: the tokenizer pads each batch to one "
+        "length and the classifier batches only equal shapes (GPU configs never use "
+        "ragged inputs)",
+        "serving",
+        flag="--no-ragged",
+    ),
+    "ragged_run_cost_tokens": arg(
+        "ragged batching: one onnxruntime run costs as much as this many tokens, when "
+        "the backend cuts a length-sorted batch into padded sub-batches",
+        "serving",
+    ),
+    "tokenizer_instances": arg("tokenizer model instances (CPU)", "serving"),
+    "classifier_instances": arg("classifier instances per variant (CPU)", "serving"),
+    "intra_op_threads": arg("onnxruntime intra_op_thread_count per classifier instance", "serving"),
+    "inter_op_threads": arg("onnxruntime inter_op_thread_count", "serving"),
+    "tokenizer_queue_delay_us": arg("tokenizer dynamic batching max queue delay (µs)", "serving"),
+    "classifier_queue_delay_us": arg("classifier dynamic batching max queue delay (µs)", "serving"),
+    "trt_cache_dir": arg("TensorRT engine cache directory in the GPU configs", "serving"),
+    "max_queue_size": arg(
+        "overload protection: requests each model's dynamic batcher queues before it "
+        "rejects new ones as unavailable (0 = unbounded)",
+        "serving",
+    ),
+    "queue_timeout_us": arg(
+        "overload protection: a request queued longer than this (µs) is rejected "
+        "(0 = no limit; clients may ask for less)",
+        "serving",
+    ),
+    "max_text_bytes": arg(
+        "the tokenizer refuses texts longer than this many UTF-8 bytes (HTTP 400), "
+        "before tokenizing them",
+        "serving",
+    ),
+}
 
 
 @dataclass
 class ExportConfig:
     checkpoint: Path = field(
         default=Path("runs/sentiment/model"),
-        metadata=_meta("berth checkpoint directory (runs/<run>/model)", "input"),
+        metadata=arg("berth checkpoint directory (runs/<run>/model)", "input"),
     )
     name: str = field(
         default="sentiment",
-        metadata=_meta(
+        metadata=arg(
             "model name: the ensemble is <name>, its members <name>_tokenizer and "
             "<name>_onnx_<variant>",
             "output",
@@ -82,68 +131,68 @@ class ExportConfig:
     )
     model_repository: Path = field(
         default=Path("model_repository"),
-        metadata=_meta("Triton model repository to publish into", "output"),
+        metadata=arg("Triton model repository to publish into", "output"),
     )
     output_dir: Path | None = field(
         default=None,
-        metadata=_meta(
+        metadata=arg(
             "where ONNX files and export_report.{json,md} go; empty = <checkpoint>/../export",
             "output",
         ),
     )
     no_publish: bool = field(
         default=False,
-        metadata=_meta("export, check and report only; leave the repository alone", "output"),
+        metadata=arg("export, check and report only; leave the repository alone", "output"),
     )
     keep_versions: int = field(
         default=2,
-        metadata=_meta(
+        metadata=arg(
             "version directories kept per model after publishing (0 = keep all)", "output"
         ),
     )
     variants: str = field(
         default="fp32,fp16,int8",
-        metadata=_meta("comma-separated variants to build: fp32,fp16,int8", "variants"),
+        metadata=arg("comma-separated variants to build: fp32,fp16,int8", "variants"),
     )
     default_variant: str = field(
-        default="int8", metadata=_meta("variant the ensemble's config.pbtxt (CPU) uses", "variants")
+        default="int8", metadata=arg("variant the ensemble's config.pbtxt (CPU) uses", "variants")
     )
     gpu_variant: str = field(
-        default="fp16", metadata=_meta("variant the ensemble's configs/gpu.pbtxt uses", "variants")
+        default="fp16", metadata=arg("variant the ensemble's configs/gpu.pbtxt uses", "variants")
     )
-    opset: int = field(default=17, metadata=_meta("ONNX opset (17 or newer)", "variants"))
+    opset: int = field(default=17, metadata=arg("ONNX opset (17 or newer)", "variants"))
     optimize: str = field(
         default="auto",
-        metadata=_meta(
+        metadata=arg(
             "onnxruntime.transformers fusions: auto (measure, keep if >=5%% faster), on, off",
             "variants",
         ),
     )
     eval_file: Path | None = field(
         default=None,
-        metadata=_meta("held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl", "gates"),
+        metadata=arg("held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl", "gates"),
     )
     max_eval_samples: int = field(
-        default=2000, metadata=_meta("score variants on at most this many rows (0 = all)", "gates")
+        default=2000, metadata=arg("score variants on at most this many rows (0 = all)", "gates")
     )
     max_accuracy_drop: float = field(
         default=1.0,
-        metadata=_meta(
+        metadata=arg(
             "refuse a variant losing more than this many points "
             "(accuracy; multi-label: micro F1) against fp32",
             "gates",
         ),
     )
     parity_samples: int = field(
-        default=256, metadata=_meta("held-out texts for the PyTorch-vs-ONNX parity check", "gates")
+        default=256, metadata=arg("held-out texts for the PyTorch-vs-ONNX parity check", "gates")
     )
     parity_tolerance: float = field(
         default=1e-3,
-        metadata=_meta("max |Δlogit| allowed for fp32 (argmax must be identical)", "gates"),
+        metadata=arg("max |Δlogit| allowed for fp32 (argmax must be identical)", "gates"),
     )
     skip_refused: bool = field(
         default=False,
-        metadata=_meta(
+        metadata=arg(
             "publish the variants that passed instead of refusing the whole "
             "export (the default and GPU variants must pass)",
             "gates",
@@ -151,83 +200,17 @@ class ExportConfig:
     )
     threads: int = field(
         default=0,
-        metadata=_meta(
+        metadata=arg(
             "onnxruntime intra-op threads for scoring and latency (0 = all cores)", "measure"
         ),
     )
-    latency_runs: int = field(
-        default=30, metadata=_meta("timed runs per latency figure", "measure")
-    )
-    max_batch_size: int = field(
-        default=64, metadata=_meta("max_batch_size of every model", "serving")
-    )
-    bucket: int = field(
-        default=8,
-        metadata=_meta(
-            "tokenizer pads to a multiple of this many tokens: each request (CPU, ragged) "
-            "or each batch (GPU, --no-ragged)",
-            "serving",
-        ),
-    )
-    no_ragged: bool = field(
-        default=False,
-        metadata=_meta(
-            "CPU configs without ragged batching: the tokenizer pads each batch to one "
-            "length and the classifier batches only equal shapes (GPU configs never use "
-            "ragged inputs)",
-            "serving",
-        ),
-    )
-    ragged_run_cost_tokens: int = field(
-        default=16,
-        metadata=_meta(
-            "ragged batching: one onnxruntime run costs as much as this many tokens, when "
-            "the backend cuts a length-sorted batch into padded sub-batches",
-            "serving",
-        ),
-    )
-    tokenizer_instances: int = field(
-        default=1, metadata=_meta("tokenizer model instances (CPU)", "serving")
-    )
-    classifier_instances: int = field(
-        default=2, metadata=_meta("classifier instances per variant (CPU)", "serving")
-    )
-    intra_op_threads: int = field(
-        default=1,
-        metadata=_meta("onnxruntime intra_op_thread_count per classifier instance", "serving"),
-    )
-    inter_op_threads: int = field(
-        default=1, metadata=_meta("onnxruntime inter_op_thread_count", "serving")
-    )
-    tokenizer_queue_delay_us: int = field(
-        default=1000, metadata=_meta("tokenizer dynamic batching max queue delay (µs)", "serving")
-    )
-    classifier_queue_delay_us: int = field(
-        default=1000, metadata=_meta("classifier dynamic batching max queue delay (µs)", "serving")
-    )
-    trt_cache_dir: str = field(
-        default="/trt-cache",
-        metadata=_meta("TensorRT engine cache directory in the GPU configs", "serving"),
-    )
-    max_queue_size: int = field(
-        default=256,
-        metadata=_meta(
-            "overload protection: requests each model's dynamic batcher queues before it "
-            "rejects new ones as unavailable (0 = unbounded)",
-            "serving",
-        ),
-    )
-    queue_timeout_us: int = field(
-        default=2_000_000,
-        metadata=_meta(
-            "overload protection: a request queued longer than this (µs) is rejected "
-            "(0 = no limit; clients may ask for less)",
-            "serving",
-        ),
+    latency_runs: int = field(default=30, metadata=arg("timed runs per latency figure", "measure"))
+    serving: ServingSettings = field(
+        default_factory=ServingSettings, metadata=arg(fields=SERVING_FLAGS)
     )
     max_windows: int | None = field(
         default=None,
-        metadata=_meta(
+        metadata=arg(
             "serve long texts as up to this many windows of max_length tokens (1 = one "
             "window, truncated); empty = as the checkpoint's berth.json says",
             "windows",
@@ -235,7 +218,7 @@ class ExportConfig:
     )
     window_stride: int | None = field(
         default=None,
-        metadata=_meta(
+        metadata=arg(
             "content tokens between window starts; empty = berth.json's, or 3/4 of "
             "max_length when berth.json has none",
             "windows",
@@ -243,21 +226,19 @@ class ExportConfig:
     )
     aggregation: str | None = field(
         default=None,
-        metadata=_meta(
+        metadata=arg(
             f"window logits → text logits: {', '.join(AGGREGATIONS)}; empty = berth.json's",
             "windows",
         ),
     )
-    max_text_bytes: int = field(
-        default=1 << 20,
-        metadata=_meta(
-            "the tokenizer refuses texts longer than this many UTF-8 bytes (HTTP 400), "
-            "before tokenizing them",
-            "serving",
-        ),
-    )
 
     def __post_init__(self) -> None:
+        try:
+            self._check()
+        except ValueError as exc:
+            raise ExportInputError(str(exc)) from exc
+
+    def _check(self) -> None:
         self.checkpoint = Path(self.checkpoint)
         self.model_repository = Path(self.model_repository)
         if self.output_dir is not None:
@@ -315,51 +296,37 @@ class ExportConfig:
         return dataclasses.replace(berth, **changes) if changes else berth
 
     def settings(self, int8_disabled_optimizers: tuple[str, ...] = ()) -> ServingSettings:
-        return ServingSettings(
-            disabled_optimizers={"int8": int8_disabled_optimizers}
-            if int8_disabled_optimizers
-            else {},
-            max_batch_size=self.max_batch_size,
-            bucket=self.bucket,
-            ragged=not self.no_ragged,
-            ragged_run_cost_tokens=self.ragged_run_cost_tokens,
-            tokenizer_instances=self.tokenizer_instances,
-            tokenizer_queue_delay_us=self.tokenizer_queue_delay_us,
-            classifier_instances=self.classifier_instances,
-            intra_op_threads=self.intra_op_threads,
-            inter_op_threads=self.inter_op_threads,
-            classifier_queue_delay_us=self.classifier_queue_delay_us,
-            trt_cache_dir=self.trt_cache_dir,
-            max_queue_size=self.max_queue_size,
-            queue_timeout_us=self.queue_timeout_us,
-            max_text_bytes=self.max_text_bytes,
-        )
+        """The serving settings, with the int8 session optimizers export measured off."""
+        if not int8_disabled_optimizers:
+            return self.serving
+        disabled = {**self.serving.disabled_optimizers, "int8": tuple(int8_disabled_optimizers)}
+        return dataclasses.replace(self.serving, disabled_optimizers=disabled)
+
+    def record(self) -> dict:
+        """The configuration as the report records it: one flat dict, paths as strings."""
+        flat = dataclasses.asdict(self)
+        flat.update(flat.pop("serving"))
+        return {k: str(v) if isinstance(v, Path) else v for k, v in flat.items()}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ConfigParser:
+    return ConfigParser(
+        ExportConfig,
         prog="python -m export",
         description="Export a berth checkpoint to ONNX (fp32/fp16/int8), check parity and "
         "accuracy, write export_report.{json,md} and publish the Triton ensemble.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(ExportConfig):
-        group = groups.setdefault(
-            f.metadata["group"], parser.add_argument_group(f.metadata["group"])
-        )
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            group.add_argument(flag, action="store_true", help=f.metadata["help"])
-            continue
-        kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
-        group.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
-    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ExportConfig:
-    args = build_parser().parse_args(argv)
-    return ExportConfig(**vars(args))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return parser.config_from(args)
+    except ExportInputError:
+        raise
+    except ValueError as exc:  # ServingSettings' own checks of the flag values
+        raise ExportInputError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- steps
@@ -408,7 +375,13 @@ def _score_variant(
     }
 
 
-def _choose_fusion(cfg: ExportConfig, raw: Path, work: Path, eval_texts: list[str]) -> dict:
+def _choose_fusion(
+    cfg: ExportConfig,
+    raw: Path,
+    work: Path,
+    eval_texts: list[str],
+    berth: BerthConfig | None = None,
+) -> dict:
     """Returns {"path": chosen fp32 file, "fused": bool, "fused_path", ...measurements}."""
     if cfg.optimize == "off":
         return {"path": raw, "fused": False, "mode": "off"}
@@ -416,7 +389,7 @@ def _choose_fusion(cfg: ExportConfig, raw: Path, work: Path, eval_texts: list[st
     if cfg.optimize == "on":
         return {"path": fused_path, "fused": True, "mode": "on"}
     runners = {
-        label: OnnxClassifier(path, cfg.checkpoint, threads=cfg.threads)
+        label: OnnxClassifier(path, cfg.checkpoint, threads=cfg.threads, berth=berth)
         for label, path in (("unfused", raw), ("fused", fused_path))
     }
     by_batch = {
@@ -444,7 +417,12 @@ SLOW_FUSIONS = ("SkipLayerNormFusion",)
 
 
 def _build_int8(
-    cfg: ExportConfig, raw: Path, fusion: dict, target: Path, eval_texts: list[str]
+    cfg: ExportConfig,
+    raw: Path,
+    fusion: dict,
+    target: Path,
+    eval_texts: list[str],
+    berth: BerthConfig | None = None,
 ) -> dict:
     """Quantize, and with `--optimize auto` pick the int8 graph the CPU classifier runs
     fastest at its serving thread count: quantized from the fused or the unfused graph,
@@ -470,8 +448,9 @@ def _build_int8(
         _key((source, disabled)): OnnxClassifier(
             graphs[source],
             cfg.checkpoint,
-            threads=cfg.intra_op_threads,
+            threads=cfg.serving.intra_op_threads,
             disabled_optimizers=disabled,
+            berth=berth,
         )
         for source, disabled in candidates
     }
@@ -486,12 +465,12 @@ def _build_int8(
     return {
         "source": source,
         "disabled_optimizers": list(disabled),
-        "threads": cfg.intra_op_threads,
+        "threads": cfg.serving.intra_op_threads,
         "batch_32_median_ms": median_ms,
         "decision": f"int8 from the {source} graph"
         + (f", without {', '.join(disabled)}" if disabled else "")
         + f" ({median_ms[_key(best)]:.1f} ms vs {baseline:.1f} ms at batch 32, "
-        f"{cfg.intra_op_threads} thread(s))",
+        f"{cfg.serving.intra_op_threads} thread(s))",
     }
 
 
@@ -637,47 +616,81 @@ def stage_versions(
     return versions
 
 
-def run_export(cfg: ExportConfig) -> dict:
-    """Run the whole stage; returns the report. Raises ExportRefused when a gate fails
-    (the report is still written; the repository is untouched)."""
-    from training.predict import Predictor
+def load_berth(checkpoint: Path) -> BerthConfig:
+    """The checkpoint's berth.json, read once per export; a missing or unreadable one is
+    the user's input error."""
+    try:
+        return BerthConfig.load(checkpoint)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ExportInputError(f"--checkpoint {checkpoint}: {exc}") from exc
 
-    started = time.monotonic()
-    berth = cfg.serving_berth(BerthConfig.load(cfg.checkpoint))
+
+@dataclass
+class ExportRun:
+    """What one export works with: its configuration, berth.json read once (as the
+    checkpoint has it, and as the ensemble will serve it), its folders and the held-out
+    rows every variant is scored on."""
+
+    cfg: ExportConfig
+    checkpoint_berth: BerthConfig
+    berth: BerthConfig
+    out: Path
+    work: Path
+    eval_file: Path
+    eval_texts: list[str]
+    targets: np.ndarray
+    parity_texts: list[str]
+    started: float = field(default_factory=time.monotonic)
+
+
+def prepare(cfg: ExportConfig, berth: BerthConfig | None = None) -> ExportRun:
+    """Read berth.json and the held-out split; make a fresh work folder."""
+    checkpoint_berth = berth or load_berth(cfg.checkpoint)
+    served = cfg.serving_berth(checkpoint_berth)
     out = cfg.resolved_output_dir
     work = out / "onnx"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-
     eval_file = cfg.resolved_eval_file
     if not eval_file.is_file():
-        raise FileNotFoundError(f"--eval-file {eval_file} does not exist")
-    eval_texts, targets = load_eval(eval_file, berth, cfg.max_eval_samples or None)
+        raise ExportInputError(f"--eval-file {eval_file} does not exist")
+    try:
+        eval_texts, targets = load_eval(eval_file, served, cfg.max_eval_samples or None)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExportInputError(f"--eval-file {eval_file}: {exc!s}") from exc
     parity_texts = eval_texts[: cfg.parity_samples]
-    if berth.windowed:  # long real texts too, so that the gate covers the aggregation
+    if served.windowed:  # long real texts too, so that the gate covers the aggregation
         parity_texts += joined_texts(eval_texts)
     _say(f"{len(eval_texts)} held-out rows from {eval_file}; parity on {len(parity_texts)}")
+    return ExportRun(
+        cfg, checkpoint_berth, served, out, work, eval_file, eval_texts, targets, parity_texts
+    )
 
-    reference_logits = Predictor(cfg.checkpoint, config=berth).logits(parity_texts)
-    teacher = teacher_reference(berth, eval_texts)
-    raw = onnx_export.export_fp32(cfg.checkpoint, work / "model.raw.onnx", cfg.opset)
-    fusion = _choose_fusion(cfg, raw, work, eval_texts)
-    _say(f"fusions: {fusion.get('decision', fusion['mode'])}")
 
+def build_variants(run: ExportRun, raw: Path, fusion: dict) -> tuple[dict[str, Path], dict]:
+    """({variant: ONNX file}, the int8 graph's choice) for every variant asked for."""
     files: dict[str, Path] = {}
     int8: dict = {"disabled_optimizers": []}  # replaced when int8 is built
-    for variant in cfg.variant_list:
-        target = work / f"model.{variant}.onnx"
+    for variant in run.cfg.variant_list:
+        target = run.work / f"model.{variant}.onnx"
         if variant == "fp32":
             shutil.copy2(fusion["path"], target)
         elif variant == "fp16":
             onnx_export.to_fp16(fusion["path"], target)
         else:
-            int8 = _build_int8(cfg, raw, fusion, target, eval_texts)
+            int8 = _build_int8(run.cfg, raw, fusion, target, run.eval_texts, run.checkpoint_berth)
             _say(f"int8: {int8.get('decision', int8['source'])}")
         files[variant] = target
+    return files, int8
 
+
+def score_variants(run: ExportRun, files: dict[str, Path], int8: dict) -> list[dict]:
+    """Each variant's parity with the PyTorch reference, scores and latency."""
+    from training.predict import Predictor
+
+    reference_logits = Predictor(run.cfg.checkpoint, config=run.berth).logits(run.parity_texts)
+    teacher = teacher_reference(run.berth, run.eval_texts)
     results = []
     for variant, path in files.items():
         _say(f"scoring {variant} …")
@@ -686,24 +699,28 @@ def run_export(cfg: ExportConfig) -> dict:
             _score_variant(
                 variant,
                 path,
-                cfg,
-                berth,
-                eval_texts,
-                targets,
-                parity_texts,
+                run.cfg,
+                run.berth,
+                run.eval_texts,
+                run.targets,
+                run.parity_texts,
                 reference_logits,
                 disabled,
                 teacher,
             )
         )
-    by_variant = {r["variant"]: r for r in results}
-    fp32 = by_variant["fp32"]
+    return results
+
+
+def apply_gates(cfg: ExportConfig, results: list[dict]) -> tuple[list[str], bool]:
+    """Give each result its verdict; returns (refusals, fatal): fatal when fp32 parity
+    fails or a variant that must be served loses too much accuracy."""
+    fp32 = next(r for r in results if r["variant"] == "fp32")
     refusals: list[str] = []
-    fatal = False
     p = fp32["parity"]
     fp32_ok = p["max_abs_logit_diff"] <= cfg.parity_tolerance and p["argmax_agreement"] == 1.0
+    fatal = not fp32_ok
     if not fp32_ok:
-        fatal = True
         refusals.append(
             f"fp32 parity failed: max |Δlogit| {p['max_abs_logit_diff']:.3g} (limit "
             f"{cfg.parity_tolerance:g}), argmax agreement {100 * p['argmax_agreement']:.2f} % "
@@ -725,75 +742,110 @@ def run_export(cfg: ExportConfig) -> dict:
             )
             if not cfg.skip_refused or r["variant"] in (cfg.default_variant, cfg.gpu_variant):
                 fatal = True
-    published = [r["variant"] for r in results if r["verdict"] == "ok"]
+    return refusals, fatal
 
-    report = {
+
+def build_report(
+    run: ExportRun, fusion: dict, int8: dict, results: list[dict], refusals: list[str], fatal
+) -> dict:
+    cfg, berth = run.cfg, run.berth
+    return {
         "name": cfg.name,
         "checkpoint": str(cfg.checkpoint),
         "labels": list(berth.labels),
         "problem_type": berth.problem_type,
         "thresholds": berth.decision_thresholds() if berth.multi_label else None,
-        "eval_file": str(eval_file),
-        "eval_rows": len(eval_texts),
-        "parity_texts": len(parity_texts),
+        "eval_file": str(run.eval_file),
+        "eval_rows": len(run.eval_texts),
+        "parity_texts": len(run.parity_texts),
         "parity_tolerance": cfg.parity_tolerance,
         "max_accuracy_drop": cfg.max_accuracy_drop,
         "opset": cfg.opset,
         "threads": cfg.threads,
         "max_length": berth.max_length,
         "windows": window_parameters(berth),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "fusion": {k: (str(v) if isinstance(v, Path) else v) for k, v in fusion.items()},
         "int8_graph": int8,
         "variants": results,
         "refusals": refusals,
         "status": "refused" if fatal else ("no-publish" if cfg.no_publish else "published"),
-        "config": {
-            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()
-        },
+        "config": cfg.record(),
     }
+
+
+def publish_variants(
+    run: ExportRun, files: dict[str, Path], published: list[str], int8: dict, report: dict
+) -> int:
+    """Write the passing variants as a new version of every model; returns the version."""
+    cfg, berth = run.cfg, run.berth
+    configs = repository_configs(
+        cfg.name,
+        berth,
+        published,
+        cfg.default_variant,
+        cfg.gpu_variant,
+        cfg.settings(),
+    )
+    texts = {rel: render(c) for rel, c in configs.items()}
+    publish_files = {v: files[v] for v in published}
+    versions = stage_versions(cfg, berth, publish_files, run.out / "staged", report)
+    int8_version = versions.get(classifier_model_name(cfg.name, "int8"))
+    if int8_version is not None and int8["disabled_optimizers"]:
+        # measured on this machine: beside the graph it was measured on, never in the
+        # (committed) configs, which stay the same whichever CPU exported
+        session = {"disabled_optimizers": list(int8["disabled_optimizers"])}
+        (int8_version / SESSION_FILE).write_text(json.dumps(session) + "\n")
+    version = publish(cfg.model_repository, versions, texts, cfg.keep_versions)
+    stale = cfg.model_repository / aggregate_model_name(cfg.name)
+    if not berth.windowed and stale.is_dir():
+        # a one-window ensemble has no aggregation member; a config left without
+        # versions would stop tritonserver from starting ("failed to load all models")
+        shutil.rmtree(stale)
+    shutil.rmtree(run.out / "staged", ignore_errors=True)
+    _say(
+        f"published {cfg.name} version {version} to {cfg.model_repository} "
+        f"(CPU: {cfg.default_variant}, GPU: {cfg.gpu_variant}; variants {published})"
+    )
+    return version
+
+
+def run_export(cfg: ExportConfig, berth: BerthConfig | None = None) -> dict:
+    """Run the whole stage; returns the report. Raises ExportRefused when a gate fails
+    (the report is still written; the repository is untouched), ExportInputError when
+    the checkpoint or held-out file cannot be used. `berth`: the checkpoint's berth.json
+    when the caller has read it (default: read here, once)."""
+    run = prepare(cfg, berth)
+    raw = onnx_export.export_fp32(
+        cfg.checkpoint, run.work / "model.raw.onnx", cfg.opset, berth=run.checkpoint_berth
+    )
+    fusion = _choose_fusion(cfg, raw, run.work, run.eval_texts, run.checkpoint_berth)
+    _say(f"fusions: {fusion.get('decision', fusion['mode'])}")
+    files, int8 = build_variants(run, raw, fusion)
+    results = score_variants(run, files, int8)
+    refusals, fatal = apply_gates(cfg, results)
+    report = build_report(run, fusion, int8, results, refusals, fatal)
     for line in refusals:
         _say(f"REFUSED: {line}")
     if fatal:
-        report["elapsed_s"] = time.monotonic() - started
-        write_report(report, out)
+        report["elapsed_s"] = time.monotonic() - run.started
+        write_report(report, run.out)
         raise ExportRefused(
             "export refused, nothing published (repository unchanged):\n  " + "\n  ".join(refusals)
         )
-
     if not cfg.no_publish:
-        publish_files = {v: files[v] for v in published}
-        configs = repository_configs(
-            cfg.name,
-            berth,
-            published,
-            cfg.default_variant,
-            cfg.gpu_variant,
-            cfg.settings(int8_disabled_optimizers=tuple(int8["disabled_optimizers"])),
-        )
-        texts = {rel: render(c) for rel, c in configs.items()}
-        versions = stage_versions(cfg, berth, publish_files, out / "staged", report)
-        version = publish(cfg.model_repository, versions, texts, cfg.keep_versions)
-        stale = cfg.model_repository / aggregate_model_name(cfg.name)
-        if not berth.windowed and stale.is_dir():
-            # a one-window ensemble has no aggregation member; a config left without
-            # versions would stop tritonserver from starting ("failed to load all models")
-            shutil.rmtree(stale)
-        shutil.rmtree(out / "staged", ignore_errors=True)
-        report["version"] = version
+        published = [r["variant"] for r in results if r["verdict"] == "ok"]
+        report["version"] = publish_variants(run, files, published, int8, report)
         report["published_variants"] = published
-        _say(
-            f"published {cfg.name} version {version} to {cfg.model_repository} "
-            f"(CPU: {cfg.default_variant}, GPU: {cfg.gpu_variant}; variants {published})"
-        )
-    report["elapsed_s"] = time.monotonic() - started
-    json_path, md_path = write_report(report, out)
+    report["elapsed_s"] = time.monotonic() - run.started
+    json_path, md_path = write_report(report, run.out)
     _say(f"report: {json_path}, {md_path}")
     return report
 
 
 __all__ = [
     "ExportConfig",
+    "ExportInputError",
     "ExportRefused",
     "build_parser",
     "parse_args",

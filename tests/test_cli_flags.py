@@ -11,13 +11,17 @@ intended change of a flag, rewrite the record and review its diff:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 from unittest import mock
 
 import pytest
+
+from berth_args import ConfigParser, arg
 
 GOLDEN = Path(__file__).parent / "data" / "cli_flags.json"
 
@@ -148,3 +152,51 @@ if __name__ == "__main__":
         sys.exit("usage: python -m tests.test_cli_flags --write")
     GOLDEN.write_text(golden_text(current()))
     print(f"wrote {GOLDEN}")
+
+
+def test_export_exits_2_only_on_input_errors(tmp_path, monkeypatch):
+    """Bad flag values and a missing checkpoint are the user's (exit 2); any other
+    exception is a bug and propagates with its traceback."""
+    import export.pipeline
+    from export.__main__ import main
+
+    assert main(["--variants", "fp16"]) == 2
+    assert main(["--max-batch-size", "0"]) == 2
+    assert main(["--checkpoint", str(tmp_path / "missing")]) == 2
+
+    def broken(cfg):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(export.pipeline, "run_export", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["--checkpoint", str(tmp_path)])
+
+
+@dataclasses.dataclass
+class _Inner:
+    on: bool = True
+    size: int = 4
+    hidden: str = "kept"
+
+
+@dataclasses.dataclass
+class _Outer:
+    mode: Literal["a", "b"] = "a"
+    sizes: tuple[int, ...] = (1, 2)
+    inner: _Inner = dataclasses.field(
+        default_factory=_Inner,
+        metadata=arg(fields={"on": arg("", flag="--no-on"), "size": arg("size")}),
+    )
+
+
+def test_config_parser_types():
+    """berth_args: Literal → choices, tuple → nargs+ back to a tuple, a composed
+    dataclass → its described fields, --no-<name> → the field switched off."""
+    parser = ConfigParser(_Outer, prog="t")
+    assert parser.parse_config([]) == _Outer()
+    got = parser.parse_config(["--mode", "b", "--sizes", "3", "--no-on", "--size", "9"])
+    assert got == _Outer("b", (3,), _Inner(on=False, size=9))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--hidden", "x"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mode", "c"])

@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from export.pipeline import ExportConfig, run_export
-from export.triton_config import EnsembleModel, render
+from export.triton_config import EnsembleModel, ServingSettings, render
 from serving.server import TritonServer
 from tests.export.checkpoints import held_out_texts
 from training.checkpoint import BerthConfig
@@ -37,8 +37,7 @@ def _export(checkpoint, repo, out, name, **kw):
         latency_runs=2,
         optimize="off",
         # generous queue delays: the dynamic-batching test must see merged batches
-        tokenizer_queue_delay_us=20000,
-        classifier_queue_delay_us=20000,
+        serving=ServingSettings(tokenizer_queue_delay_us=20000, classifier_queue_delay_us=20000),
         **kw,
     )
     return run_export(cfg)
