@@ -7,128 +7,97 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth_args import ConfigParser, arg
 from serving.server import TritonServer, TritonServerError
 
 
 @dataclass
 class ServeConfig:
-    model_repository: Path = Path("model_repository")
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    model_config_name: str | None = None
-    log_verbose: int = 0
-    startup_timeout: float = 300.0
-    model_control_mode: str = "none"
-    repository_poll_secs: int = 5
-    watchdog: bool = True
-    load_unused_variants: bool = False
+    """Everything `python -m serving` accepts; each field is one flag."""
+
+    model_repository: Path = field(
+        default=Path("model_repository"), metadata=arg("the Triton model repository to serve")
+    )
+    host: str = field(
+        default="127.0.0.1",
+        metadata=arg(
+            "address HTTP, gRPC and metrics bind to (the default: loopback only); 0.0.0.0 "
+            "exposes the server to the network"
+        ),
+    )
+    http_port: int = field(default=8000, metadata=arg("HTTP/REST port, 0 = pick a free one"))
+    grpc_port: int = field(default=8001, metadata=arg("gRPC port, 0 = pick a free one"))
+    metrics_port: int = field(
+        default=8002, metadata=arg("Prometheus metrics port, 0 = pick a free one")
+    )
+    model_config_name: str | None = field(
+        default=None,
+        metadata=arg(
+            "custom model configuration: each model's configs/<NAME>.pbtxt instead of "
+            "config.pbtxt (e.g. `gpu`; needs a GPU build of Triton; default: config.pbtxt)"
+        ),
+    )
+    log_verbose: int = field(default=0, metadata=arg("tritonserver --log-verbose level"))
+    startup_timeout: float = field(
+        default=300.0, metadata=arg("seconds to wait for /v2/health/ready")
+    )
+    model_control_mode: str = field(
+        default="none",
+        metadata=arg(
+            "`poll`: watch the repository and load newly published versions while serving "
+            "(zero failed requests during the switch); `none`: load it once at start-up",
+            choices=("none", "poll"),
+        ),
+    )
+    repository_poll_secs: int = field(
+        default=5, metadata=arg("with --model-control-mode poll: seconds between repository scans")
+    )
+    watchdog: bool = field(
+        default=True,
+        metadata=arg(
+            "restart the server on its ports when a Python-backend stub process died "
+            "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
+            "says 200; serving/liveness.py)"
+        ),
+    )
+    load_unused_variants: bool = field(
+        default=False,
+        metadata=arg(
+            "also load the classifier variants no ensemble uses (by default only what the "
+            "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
+            "mode always loads the whole repository)"
+        ),
+    )
 
 
-def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
-    d = ServeConfig()
-    parser = argparse.ArgumentParser(
+def build_parser() -> ConfigParser:
+    return ConfigParser(
+        ServeConfig,
         prog="python -m serving",
         description="Run the pip `tritonserver` (nvidia-pytriton) on a berth model "
         "repository, with the Python backend and berth's Python-based onnxruntime backend.",
     )
-    parser.add_argument(
-        "--model-repository",
-        type=Path,
-        default=d.model_repository,
-        help=f"the Triton model repository to serve (default: {d.model_repository})",
-    )
-    parser.add_argument(
-        "--host",
-        default=d.host,
-        help="address HTTP, gRPC and metrics bind to; 0.0.0.0 exposes the server to the "
-        f"network (default: {d.host}, loopback only)",
-    )
-    parser.add_argument(
-        "--http-port",
-        type=int,
-        default=d.http_port,
-        help=f"HTTP/REST port, 0 = pick a free one (default: {d.http_port})",
-    )
-    parser.add_argument(
-        "--grpc-port",
-        type=int,
-        default=d.grpc_port,
-        help=f"gRPC port, 0 = pick a free one (default: {d.grpc_port})",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=d.metrics_port,
-        help=f"Prometheus metrics port, 0 = pick a free one (default: {d.metrics_port})",
-    )
-    parser.add_argument(
-        "--model-config-name",
-        default=d.model_config_name,
-        help="custom model configuration: each model's configs/<NAME>.pbtxt instead of "
-        "config.pbtxt (e.g. `gpu`; needs a GPU build of Triton; default: config.pbtxt)",
-    )
-    parser.add_argument(
-        "--log-verbose",
-        type=int,
-        default=d.log_verbose,
-        help=f"tritonserver --log-verbose level (default: {d.log_verbose})",
-    )
-    parser.add_argument(
-        "--startup-timeout",
-        type=float,
-        default=d.startup_timeout,
-        help=f"seconds to wait for /v2/health/ready (default: {d.startup_timeout:g})",
-    )
-    parser.add_argument(
-        "--model-control-mode",
-        choices=("none", "poll"),
-        default=d.model_control_mode,
-        help="`poll`: watch the repository and load newly published versions while serving "
-        "(zero failed requests during the switch); `none`: load it once at start-up "
-        f"(default: {d.model_control_mode})",
-    )
-    parser.add_argument(
-        "--repository-poll-secs",
-        type=int,
-        default=d.repository_poll_secs,
-        help="with --model-control-mode poll: seconds between repository scans "
-        f"(default: {d.repository_poll_secs})",
-    )
-    parser.add_argument(
-        "--watchdog",
-        action=argparse.BooleanOptionalAction,
-        default=d.watchdog,
-        help="restart the server on its ports when a Python-backend stub process died "
-        "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
-        "says 200; serving/liveness.py) (default: on)",
-    )
-    parser.add_argument(
-        "--load-unused-variants",
-        action="store_true",
-        help="also load the classifier variants no ensemble uses (by default only what the "
-        "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
-        "mode always loads the whole repository)",
-    )
-    args = parser.parse_args(argv)
-    if args.repository_poll_secs < 1:
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
+    parser = build_parser()
+    cfg = parser.parse_config(argv)
+    if cfg.repository_poll_secs < 1:
         parser.error("--repository-poll-secs must be >= 1")
-    return ServeConfig(**vars(args))
+    return cfg
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_args(argv)
-    server = TritonServer(
+def start_server(cfg: ServeConfig) -> TritonServer:
+    """The server `cfg` describes (not started yet)."""
+    return TritonServer(
         cfg.model_repository,
         host=cfg.host,
         http_port=cfg.http_port or None,
@@ -145,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         watchdog=cfg.watchdog,
         load_unused_variants=cfg.load_unused_variants,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    server = start_server(cfg)
     logging.basicConfig(level=logging.INFO, format="berth %(levelname)s: %(message)s")
     stop = threading.Event()
 
