@@ -179,15 +179,17 @@ def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
 
 
 def served_disabled_optimizers(repository: Path, model: str, variant: str) -> list[str]:
-    """The onnxruntime optimizers the served classifier skips (its config parameter, read
-    as the backend reads it), so the model-only ceiling runs the graph as the server does."""
+    """The onnxruntime optimizers the served classifier skips (its config parameter and
+    its version's session.json, read as the backend reads them), so the model-only
+    ceiling runs the graph as the server does."""
     from google.protobuf.json_format import MessageToDict
 
     from export.triton_config import parse
     from serving.onnxruntime_backend.model import disabled_optimizers
 
     config = parse((repository / classifier_model_name(model, variant) / CONFIG_FILE).read_text())
-    return disabled_optimizers(MessageToDict(config, preserving_proto_field_name=True))
+    version = onnx_model_path(repository, model, variant).parent
+    return disabled_optimizers(MessageToDict(config, preserving_proto_field_name=True), version)
 
 
 def bench_ceiling(args: CompareConfig, texts: list[str]) -> list[Row]:

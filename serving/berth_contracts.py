@@ -42,6 +42,10 @@ GPU_CONFIG_NAME = "gpu"
 GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+# Next to a classifier's graph in its version directory: the session settings export
+# measured for that graph on the exporting machine ({"disabled_optimizers": [...]}).
+# Machine-dependent, so never in a (committed) config.pbtxt.
+SESSION_FILE = "session.json"
 # training/encoding.py, as export copies it into a version directory.
 ENCODING_MODULE = "berth_encoding"
 

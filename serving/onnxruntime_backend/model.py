@@ -10,10 +10,12 @@ What it honours from `config.pbtxt`:
 
 - `default_model_filename` (default `model.onnx`) in the version directory;
 - `parameters` `intra_op_thread_count`, `inter_op_thread_count` (as the native backend)
-  and `disabled_optimizers` (comma-separated onnxruntime graph optimizers to skip; export
-  writes the set it measured fastest, e.g. `SkipLayerNormFusion`, whose fused kernel is
-  the slower one on some onnxruntime CPU builds: BENCHMARKS.md); sessions run sequential
-  execution, threads never spin-waiting;
+  and `disabled_optimizers` (comma-separated onnxruntime graph optimizers to skip, set by
+  hand); sessions run sequential execution, threads never spin-waiting;
+- `session.json` in the version directory, next to the graph: `disabled_optimizers` that
+  export measured fastest for that graph on its machine (e.g. `SkipLayerNormFusion`,
+  whose fused kernel is the slower one on some onnxruntime CPU builds: BENCHMARKS.md),
+  skipped as well;
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
 - `allow_ragged_batch: true` on inputs (CPU configs), with the parameter
@@ -120,12 +122,18 @@ def session_options(config: dict):
     return options
 
 
-def disabled_optimizers(config: dict) -> list[str]:
-    return [
+def disabled_optimizers(config: dict, directory: Path | None = None) -> list[str]:
+    """The config's `disabled_optimizers`, then those of `directory`'s session.json."""
+    names = [
         name.strip()
         for name in (contracts.parameter(config, "disabled_optimizers", "") or "").split(",")
         if name.strip()
     ]
+    session_file = directory / contracts.SESSION_FILE if directory is not None else None
+    if session_file is not None and session_file.is_file():
+        measured = json.loads(session_file.read_text()).get("disabled_optimizers", [])
+        names += [name for name in measured if name not in names]
+    return names
 
 
 def model_file(args: dict, config: dict) -> Path:
@@ -289,7 +297,7 @@ class TritonPythonModel:
             str(path),
             sess_options=session_options(self.config),
             providers=["CPUExecutionProvider"],
-            disabled_optimizers=disabled_optimizers(self.config),
+            disabled_optimizers=disabled_optimizers(self.config, path.parent),
         )
         graph_inputs = {i.name for i in self.session.get_inputs()}
         missing = [name for name, _ in self.inputs if name not in graph_inputs]

@@ -14,7 +14,7 @@ from export.evaluate import OnnxClassifier
 from export.pipeline import ExportConfig, ExportRefused, build_parser, run_export
 from export.triton_config import parse
 from tests.export.checkpoints import held_out_texts
-from tests.export.test_repository import tree_hash
+from tests.export.trees import tree_hash
 from training.predict import Predictor
 
 pytestmark = pytest.mark.slow
@@ -52,16 +52,21 @@ def test_report_and_files(exported):
     md = (cfg.output_dir / "export_report.md").read_text()
     assert "| int8 |" in md and "batch 32 ms" in md
     assert "decision" in report["fusion"]  # --optimize auto measured and decided
-    # ... and chose the int8 graph at the serving thread count; the CPU config says so
+    # ... and chose the int8 graph at the serving thread count; the version directory
+    # says so, next to that graph (the config stays the same whichever CPU measured)
     int8 = report["int8_graph"]
     assert set(int8["batch_32_median_ms"]) == {"unfused", "fused", "unfused -SkipLayerNormFusion"}
     assert int8["decision"] in md
     int8_config = parse((cfg.model_repository / "sentiment_onnx_int8/config.pbtxt").read_text())
-    written = int8_config.parameters.get("disabled_optimizers")
-    assert (written.string_value.split(",") if written else []) == int8["disabled_optimizers"]
+    assert "disabled_optimizers" not in int8_config.parameters
+    session = cfg.model_repository / "sentiment_onnx_int8/1/session.json"
+    written = json.loads(session.read_text())["disabled_optimizers"] if session.is_file() else []
+    assert written == int8["disabled_optimizers"]
     assert not list(cfg.output_dir.glob("onnx/model.int8.*.onnx"))  # candidates removed
     for v in report["variants"]:
-        assert v["size_mb"] > 0 and v["latency"]["batch_1"]["median_ms"] > 0
+        graph = cfg.model_repository / f"sentiment_onnx_{v['variant']}/1/model.onnx"
+        assert v["size_mb"] == pytest.approx(graph.stat().st_size / 1e6)  # the published graph
+        assert v["latency"]["batch_1"]["median_ms"] > 0
         assert v["latency"]["batch_32"]["texts_per_s"] > 0
         assert {"accuracy", "macro_f1"} <= set(v["scores"])
     fp32 = report["variants"][0]["parity"]

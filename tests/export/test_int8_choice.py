@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from export import evaluate
 from export.evaluate import interleaved_median_ms
 from export.pipeline import choose_int8
 
@@ -22,11 +24,22 @@ def test_another_graph_needs_5_percent_a_disabled_fusion_2():
     assert choose_int8(CANDIDATES, times(100, 120, 101)) == ("unfused", ())
 
 
-class Recorder:
-    """Stands in for OnnxClassifier: records the order of its `run` calls."""
+class Clock:
+    """time.perf_counter for the timing code: advanced only by the runners' `run`."""
 
-    def __init__(self, name: str, calls: list[str]) -> None:
-        self.name, self.calls = name, calls
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """Stands in for OnnxClassifier: records the order of its `run` calls; its n-th call
+    takes `costs[n]` seconds on `clock`."""
+
+    def __init__(self, name: str, calls: list[str], clock: Clock, costs: list[float]) -> None:
+        self.name, self.calls, self.clock, self.costs = name, calls, clock, costs
 
     def encode(self, texts):
         ids = np.ones((len(texts), 4), dtype=np.int64)
@@ -34,12 +47,18 @@ class Recorder:
 
     def run(self, ids, mask):
         self.calls.append(self.name)
+        self.clock.now += self.costs[self.calls.count(self.name) - 1]
 
 
-def test_candidates_are_timed_in_turns():
+def test_candidates_are_timed_in_turns(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(evaluate.time, "perf_counter", clock)
     calls: list[str] = []
-    runners = {name: Recorder(name, calls) for name in ("a", "b", "c")}
+    # per runner, the seconds its successive runs take (the warm-up first)
+    costs = {"a": [0.001] * 5, "b": [0.002] * 5, "c": [0.5, 0.003, 0.004, 0.003, 0.1]}
+    runners = {name: Recorder(name, calls, clock, costs[name]) for name in costs}
     result = interleaved_median_ms(runners, ["one text", "another"], batch_size=2, runs=4)
     assert calls[:3] == ["a", "b", "c"]  # warm-ups
     assert calls[3:] == ["a", "b", "c"] * 4
-    assert set(result) == {"a", "b", "c"} and all(ms >= 0 for ms in result.values())
+    # c's timed runs take 3, 4, 3 and 100 ms (the 500 ms warm-up is not timed): median 3.5
+    assert result == pytest.approx({"a": 1.0, "b": 2.0, "c": 3.5})

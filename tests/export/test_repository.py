@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -12,16 +11,7 @@ import pytest
 
 from export import repository
 from export.repository import numeric_versions, publish
-
-
-def tree_hash(root: Path) -> str:
-    """Every path, file content and directory under `root`."""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+from tests.export.trees import tree_hash
 
 
 def source(tmp_path: Path, name: str, content: str) -> Path:

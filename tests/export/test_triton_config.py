@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
+from export.pipeline import parse_args
 from export.triton_config import (
+    DEMO_BERTH,
     DEMO_NAME,
+    DEMO_SETTINGS,
     AggregateModel,
     ClassifierModel,
     EnsembleModel,
@@ -49,6 +52,27 @@ def test_committed_demo_configs_equal_the_typed_objects():
     committed = {str(p.relative_to(REPOSITORY)) for p in REPOSITORY.rglob("*.pbtxt") if p.is_file()}
     demo = {rel for rel in committed if rel.split("/")[0].startswith(DEMO_NAME)}
     assert demo == set(configs)
+
+
+def test_the_demo_export_writes_the_committed_configs_whatever_the_cpu_measured():
+    """`make demo` exports with the defaults, `--optimize auto` included: the configs it
+    publishes are the committed ones on any machine. What auto measures (the int8 graph
+    optimizers to skip) goes into the version directory (test_export checks it), never
+    into the settings the configs are rendered from."""
+    cfg = parse_args(["--checkpoint", "unused", "--name", DEMO_NAME])
+    assert cfg.optimize == "auto"
+    assert cfg.settings() == DEMO_SETTINGS == ServingSettings()
+    published = repository_configs(
+        DEMO_NAME,
+        DEMO_BERTH,
+        cfg.variant_list,
+        cfg.default_variant,
+        cfg.gpu_variant,
+        cfg.settings(),
+    )
+    assert published == demo_configs()
+    int8 = params(published[f"{DEMO_NAME}_onnx_int8/config.pbtxt"])
+    assert "disabled_optimizers" not in int8
 
 
 def test_ensemble_contract():

@@ -105,28 +105,6 @@ def test_plan_ragged_is_optimal_for_its_cost_model():
         assert cost(groups) == pytest.approx(best)
 
 
-@pytest.fixture
-def tiny_onnx(tmp_path):
-    """logits = float(input_ids * attention_mask) summed; probabilities = softmax-ish."""
-    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])
-    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "s"])
-    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1])
-    probs = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["b", 1])
-    nodes = [
-        helper.make_node("Mul", ["input_ids", "attention_mask"], ["m"]),
-        helper.make_node("Cast", ["m"], ["f"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceSum", ["f", "axes"], ["logits"], keepdims=1),
-        helper.make_node("Sigmoid", ["logits"], ["probabilities"]),
-    ]
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    graph = helper.make_graph(nodes, "g", [ids, mask], [logits, probs], initializer=[axes])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    version = tmp_path / "m" / "1"
-    version.mkdir(parents=True)
-    onnx.save(model, version / "model.onnx")
-    return tmp_path / "m"
-
-
 def test_backend_model_in_process(tiny_onnx, monkeypatch):
     monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
     config = {
@@ -317,6 +295,15 @@ def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatc
     }
     load(config, tiny_onnx)
     assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion"]
+    # export's measured choice for this graph, in its version directory, adds to them
+    (tiny_onnx / "1" / "session.json").write_text(
+        json.dumps({"disabled_optimizers": ["GeluFusion", "AttentionFusion"]})
+    )
+    load(config, tiny_onnx)
+    assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion", "AttentionFusion"]
+    del config["parameters"]
+    load(config, tiny_onnx)
+    assert seen["disabled_optimizers"] == ["GeluFusion", "AttentionFusion"]
 
 
 def test_large_groups_run_in_runs_of_at_most_max_run_tokens():

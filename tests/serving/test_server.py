@@ -22,7 +22,6 @@ from serving.server import (
     triton_home,
     triton_libs,
 )
-from tests.serving.test_onnxruntime_backend import tiny_onnx  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -93,7 +92,7 @@ def test_command_binds_loopback(tmp_path):
 
 
 @pytest.fixture
-def tiny_repository(tiny_onnx):  # noqa: F811
+def tiny_repository(tiny_onnx):
     (tiny_onnx / "config.pbtxt").write_text(CONFIG.replace('"tiny"', f'"{tiny_onnx.name}"'))
     return tiny_onnx.parent
 
