@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures every test directory shares (each built or started once per session):
+# the tiny fine-tuned checkpoints and the real tritonservers.
+pytest_plugins = ["tests.fixtures.checkpoints", "tests.fixtures.servers"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,5 +1,5 @@
 """Real published ensembles for client and load tests: the tiny fine-tuned checkpoints
-of tests/export/fixtures.py (shared, built once per session) exported by
+of tests/fixtures/checkpoints.py (shared, built once per session) exported by
 `python -m export` into one repository, served by serving.server.TritonServer."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 SINGLE = "sentiment"
 MULTI = "tags"
-# The sentiment checkpoint in window mode (tests/export/fixtures.py WINDOWS), fp32
+# The sentiment checkpoint in window mode (tests/export/checkpoints.py WINDOWS), fp32
 # served: long texts are cut into windows and aggregated inside Triton, in the
 # classifier step (CPU configs: berth's backend) or, as the native backend needs it
 # (GPU configs; here `--no-ragged` CPU configs), in a third step.

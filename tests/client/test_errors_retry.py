@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from tritonclient.utils import InferenceServerException
 
@@ -63,7 +64,6 @@ def test_unavailable_error_names_the_url():
 
 
 def test_aiohttp_connection_errors_are_unavailable():
-    aiohttp = pytest.importorskip("aiohttp")
     error = translate(aiohttp.ServerDisconnectedError(), url=URL)
     assert isinstance(error, ServerUnavailableError)
 

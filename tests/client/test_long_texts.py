@@ -14,8 +14,7 @@ import tritonclient.http as httpclient
 
 from berth_client import Classifier
 from tests.client.ensembles import LONG, LONG_STEPS
-from tests.export.checkpoints import TEST_ROWS, held_out_texts, rotten_tomatoes
-from tests.export.fixtures import WINDOWS
+from tests.export.checkpoints import TEST_ROWS, WINDOWS, held_out_texts, rotten_tomatoes
 from training.predict import Predictor
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

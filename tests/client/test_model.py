@@ -16,6 +16,8 @@ from berth_client.model import (
     parse_thresholds,
     validate_texts,
 )
+from training import predict
+from training.checkpoint import BerthConfig
 
 
 def http_config(
@@ -175,9 +177,6 @@ def test_decide_multi_label():
 
 @pytest.mark.parametrize("multi", [False, True])
 def test_decide_matches_the_reference_predictor(multi):
-    predict = pytest.importorskip("training.predict")
-    from training.checkpoint import BerthConfig
-
     labels = ["w", "x", "y", "z"]
     problem = "multi_label_classification" if multi else "single_label_classification"
     thresholds = [0.3, 0.5, 0.6, 0.9] if multi else None

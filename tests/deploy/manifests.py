@@ -163,3 +163,14 @@ def member_pattern(expr: str) -> str:
     """The `model!~"..."` regex by which a rule tells ensemble members from ensembles."""
     (pattern,) = set(re.findall(r'model!~"([^"]+)"', expr))
     return pattern
+
+
+ADAPTER = KUBERNETES / "prometheus-adapter-values.yaml"
+# The recorded series the HPA scales on (deploy/monitoring/rules.yaml).
+HPA_RULE = "namespace_pod:berth_queue_duration_us:per_request"
+
+
+def adapter_rule() -> dict:
+    """prometheus-adapter's one custom rule: the HPA metric it serves."""
+    (rule,) = yaml.safe_load(ADAPTER.read_text())["rules"]["custom"]
+    return rule

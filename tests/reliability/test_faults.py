@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from berth_client import Classifier, ServerUnavailableError
 from berth_client.errors import translate
-from tests.reliability.conftest import ATOL, GOOD_TEXT, MODEL, http_or_grpc, publish
+from tests.reliability.served import ATOL, GOOD_TEXT, MODEL, http_or_grpc, publish
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Overload: bounded queues keep accepted latency bounded and reject the rest quickly.
 
 The suite's repository is published with `--max-queue-size 8 --queue-timeout-us 1000000`
-(tests/reliability/conftest.py). First the sustainable rate is measured (closed loop, 8
+(tests/reliability/served.py). First the sustainable rate is measured (closed loop, 8
 concurrent gRPC requests), then requests are offered open-loop at 5× that rate. The
 accepted ones keep a bounded p99, the others are refused at once with UNAVAILABLE
 ("Exceeds maximum queue size"), the server's memory (RSS of the process tree, stubs
@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from berth_client import Classifier, RetryPolicy, ServerOverloadedError
-from tests.reliability.conftest import GOOD_TEXT, MAX_TEXT_BYTES, MODEL, QUEUE_TIMEOUT_US
+from tests.reliability.served import GOOD_TEXT, MAX_TEXT_BYTES, MODEL, QUEUE_TIMEOUT_US
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -10,10 +10,6 @@ import psutil
 import pytest
 import torch
 
-from tests.reliability.conftest import sentiment_checkpoint
-
-__all__ = ["sentiment_checkpoint"]
-
 
 @pytest.mark.server
 def test_server_listens_on_loopback_only(served):

@@ -1,7 +1,0 @@
-from tests.export.fixtures import (
-    multilabel_checkpoint,
-    sentiment_checkpoint,
-    windowed_checkpoint,
-)
-
-__all__ = ["multilabel_checkpoint", "sentiment_checkpoint", "windowed_checkpoint"]
