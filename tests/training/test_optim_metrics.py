@@ -52,7 +52,11 @@ def test_layer_wise_lr_decay(tiny_classifier):
     assert lr_of(groups, "bert.embeddings.LayerNorm.bias") == pytest.approx(1.25e-4)
     assert decay_of(groups, "bert.embeddings.LayerNorm.bias") == 0.0
     optimizer = build_optimizer(tiny_classifier, 1e-3, 0.01, 0.5)
-    assert isinstance(optimizer, torch.optim.AdamW)
+    assert type(optimizer) is torch.optim.AdamW
+    # every parameter in exactly one group; no decay on biases and LayerNorm weights
+    grouped = [p for g in optimizer.param_groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == len(list(tiny_classifier.parameters()))
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.01}
     assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx(
         [1.25e-4, 2.5e-4, 5e-4, 1e-3]
     )
@@ -63,7 +67,9 @@ def test_single_label_metrics():
     logits = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]], dtype=np.float32)
     metrics = classification_metrics(logits, np.array([0, 1, 2, 2]), config)
     assert metrics["accuracy"] == pytest.approx(0.75)
-    assert 0 < metrics["macro_f1"] < 1
+    # predicted a, b, c, a: F1 a = 2/3 (P 1/2, R 1), b = 1, c = 2/3 (P 1, R 1/2)
+    assert metrics["macro_f1"] == pytest.approx(7 / 9)
+    assert metrics["weighted_f1"] == pytest.approx((2 / 3 + 1 + 2 * 2 / 3) / 4)
 
 
 def test_threshold_tuning_improves_f1():

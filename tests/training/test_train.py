@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
 from training.cli import main
 from training.data import offline_rows
+from training.metrics import tune_thresholds
 from training.predict import Predictor
 from training.train import DataError, RunDirError, TrainConfig, train
 
@@ -60,7 +61,12 @@ def test_binary_outputs(binary_run):
     assert hf_config["label2id"] == {"negative": 0, "positive": 1}
     assert hf_config["problem_type"] == SINGLE_LABEL
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0 <= metrics["test"]["accuracy"] <= 1 and "macro_f1" in metrics["test"]
+    # the model evaluated (and saved) is the best epoch's: its validation accuracy is the
+    # best metric the Trainer recorded
+    assert metrics["validation"]["accuracy"] == pytest.approx(metrics["best_metric"])
+    # scored per text: a whole number of the 48 test texts is right
+    right = metrics["test"]["accuracy"] * 48
+    assert right == pytest.approx(round(right)) and "macro_f1" in metrics["test"]
     assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0]
     assert all("train_loss" in h and "eval_accuracy" in h for h in metrics["history"])
     assert metrics["train_wall_time_s"] > 0
@@ -175,16 +181,26 @@ def test_multi_label_fine_tune(tmp_path, tiny_base_model):
     berth = BerthConfig.load(result.checkpoint)
     assert berth.problem_type == MULTI_LABEL
     assert berth.labels == ["long", "politics", "sports", "tech"]
-    assert len(berth.thresholds) == 4 and all(0 < t < 1 for t in berth.thresholds)
+    # thresholds tuned on the validation split with the saved model's probabilities
+    validation = read_jsonl(result.run_dir / "splits" / "validation.jsonl")
+    predictor = Predictor(result.checkpoint)
+    probs = predictor.probabilities([r["text"] for r in validation])
+    truth = np.array([[name in r["labels"] for name in berth.labels] for r in validation])
+    assert berth.thresholds == tune_thresholds(probs, truth)
     hf_config = json.loads((result.checkpoint / "config.json").read_text())
     assert hf_config["problem_type"] == MULTI_LABEL
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert {"micro_f1", "macro_f1", "accuracy"} <= set(metrics["test"])
     assert metrics["metric"] == "micro_f1"
     rows = read_jsonl(result.run_dir / "splits" / "test.jsonl")
-    assert set(rows[0]) == {"text", "labels"} and isinstance(rows[0]["labels"], list)
-    prediction = Predictor(result.checkpoint).predict(rows[0]["text"])[0]
-    assert isinstance(prediction["labels"], list)
+    assert set(rows[0]) == {"text", "labels"}
+    source = {r["text"]: sorted(r["labels"]) for r in records}
+    assert all(sorted(r["labels"]) == source[r["text"]] for r in rows)
+    prediction = predictor.predict(rows[0]["text"])[0]
+    (row_probs,) = predictor.probabilities([rows[0]["text"]])
+    above = zip(berth.labels, row_probs, berth.thresholds, strict=True)
+    assert prediction["labels"] == [name for name, p, t in above if p >= t]
+    assert metrics["thresholds"] == berth.thresholds
     assert (result.run_dir / "confusion_matrix.png").is_file()
 
 
