@@ -4,8 +4,8 @@ Each dataclass field is one flag, `--field-name`, described by its metadata (`ar
 builds it): help text, argument group, choices, an explicit flag name, a type or action
 argparse should use instead of the annotation's. A field whose type is itself a
 dataclass is a group of flags composed in: its fields become flags of the same parser
-(with `arg(fields={name: arg(...)})` choosing and describing which ones) and parse back
-into one instance of it.
+(with `arg(fields={name: arg(...)})` choosing and describing which ones; their defaults
+are those of the holder's default instance) and parse back into one instance of it.
 
     bool            False: --flag (store_true); True: --flag/--no-flag; with
                     flag="--no-name": --no-name (store_true) that turns the field off
@@ -116,6 +116,8 @@ class ConfigParser(argparse.ArgumentParser):
         self.show_defaults = show_defaults
         self._groups: dict[str, argparse._ArgumentGroup] = {}
         self._options: dict[type, list[_Option]] = {}
+        # a composed class: its holder's default instance (its flags' defaults)
+        self._composed_defaults: dict[type, object] = {}
         self._add_fields(cls, {})
 
     # --------------------------------------------------------------- building
@@ -127,7 +129,9 @@ class ConfigParser(argparse.ArgumentParser):
             self._groups[name] = self.add_argument_group(name)
         return self._groups[name]
 
-    def _add_fields(self, cls: type, described: Mapping[str, dict] | None) -> None:
+    def _add_fields(
+        self, cls: type, described: Mapping[str, dict] | None, defaults: object = None
+    ) -> None:
         hints = typing.get_type_hints(cls)
         options = self._options.setdefault(cls, [])
         for f in dataclasses.fields(cls):
@@ -141,17 +145,19 @@ class ConfigParser(argparse.ArgumentParser):
             if not meta.get("cli", True):
                 continue
             if _is_dataclass_type(hints[f.name]):
-                self._add_fields(hints[f.name], meta.get("fields") or {})
+                inner = _default(f)  # the holder's default instance
+                self._composed_defaults[hints[f.name]] = inner
+                self._add_fields(hints[f.name], meta.get("fields") or {}, inner)
                 continue
-            options.append(self._add_field(f, hints[f.name], meta))
+            default = _default(f) if defaults is None else getattr(defaults, f.name)
+            options.append(self._add_field(f, hints[f.name], meta, default))
 
-    def _add_field(self, f: dataclasses.Field, hint, meta: dict) -> _Option:
+    def _add_field(self, f: dataclasses.Field, hint, meta: dict, default: object) -> _Option:
         group = self._group(meta.get("group"))
         flag = str(meta.get("flag") or "--" + f.name.replace("_", "-"))
         required = bool(meta.get("required")) or (
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
-        default = _default(f)
         help_text = str(meta.get("help", ""))
         base, container = _unwrap(hint)
         if base is bool and container is None:
@@ -208,6 +214,8 @@ class ConfigParser(argparse.ArgumentParser):
         for f in dataclasses.fields(cls):
             if f.init and _is_dataclass_type(hints[f.name]) and hints[f.name] in self._options:
                 values[f.name] = self.config_from(namespace, hints[f.name])
+        if cls in self._composed_defaults:  # the holder's defaults for what has no flag
+            return dataclasses.replace(self._composed_defaults[cls], **values)
         return cls(**values)
 
     def parse_config(self, argv: Sequence[str] | None = None):

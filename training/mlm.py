@@ -12,7 +12,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from berth_args import arg
-from training.data import OFFLINE_CORPORA, DataError, Split, carve, dataset_name, load_texts
+from training.data import (
+    OFFLINE_CORPORA,
+    DataError,
+    DataSpec,
+    Split,
+    carve,
+    dataset_name,
+    load_texts,
+)
 from training.encoding import encode
 from training.rundir import (
     RunDirError,
@@ -36,33 +44,34 @@ from training.train import (
 MLM_OUTPUTS = ("model", ".model.tmp", "checkpoints", "metrics.json")
 
 
+# The DataSpec fields `python -m training mlm` has flags for (unlabelled text: no labels,
+# no test split), described for pretraining.
+MLM_DATA_FLAGS = {
+    "dataset": arg(
+        "Hub dataset name or offline corpus whose texts to pretrain on "
+        f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file",
+        "data",
+    ),
+    "dataset_config": arg("configuration name of a Hub dataset", "data"),
+    "train_file": arg(
+        "unlabelled text: .txt (one text per line), .csv, .tsv, .jsonl, .parquet", "data"
+    ),
+    "text_column": arg("column with the text", "data"),
+    "validation_fraction": arg("share of the texts held out to report perplexity", "data"),
+    "max_train_samples": arg("pretrain on a slice of this many texts", "data"),
+    "trust_remote_code": arg("allow custom model code from the Hub", "model"),
+    "seed": arg("random seed", "run"),
+}
+
+
 @dataclass
 class MLMConfig:
-    """Everything `python -m training mlm` accepts."""
+    """Everything `python -m training mlm` accepts: its data (a DataSpec, the flags
+    MLM_DATA_FLAGS names) and the pretraining's own."""
 
-    dataset: str | None = field(
-        default="rotten_tomatoes",
-        metadata=arg(
-            "Hub dataset name or offline corpus whose texts to pretrain on "
-            f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file",
-            "data",
-        ),
-    )
-    dataset_config: str | None = field(
-        default=None, metadata=arg("configuration name of a Hub dataset", "data")
-    )
-    train_file: str | None = field(
-        default=None,
-        metadata=arg(
-            "unlabelled text: .txt (one text per line), .csv, .tsv, .jsonl, .parquet", "data"
-        ),
-    )
-    text_column: str = field(default="text", metadata=arg("column with the text", "data"))
-    validation_fraction: float = field(
-        default=0.05, metadata=arg("share of the texts held out to report perplexity", "data")
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata=arg("pretrain on a slice of this many texts", "data")
+    data: DataSpec = field(
+        default_factory=lambda: DataSpec(validation_fraction=0.05),
+        metadata=arg(fields=MLM_DATA_FLAGS),
     )
     model: str | None = field(
         default=None,
@@ -70,9 +79,6 @@ class MLMConfig:
             "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
             "model",
         ),
-    )
-    trust_remote_code: bool = field(
-        default=False, metadata=arg("allow custom model code from the Hub", "model")
     )
     max_length: int = field(default=128, metadata=arg("maximum tokens per text", "model"))
     mlm_probability: float = field(
@@ -95,7 +101,6 @@ class MLMConfig:
         default="auto",
         metadata=arg("auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS),
     )
-    seed: int = field(default=42, metadata=arg("random seed", "run"))
     output_dir: str | None = field(
         default=None, metadata=arg("run directory (default: runs/mlm-<dataset name>)", "run")
     )
@@ -110,6 +115,11 @@ class MLMConfig:
         default="none", metadata=arg("experiment trackers (none, tensorboard, wandb, ...)", "run")
     )
 
+    def record(self) -> dict:
+        """The configuration as metrics.json records it: one flat dict."""
+        flat = asdict(self)
+        return flat.pop("data") | flat
+
 
 @dataclass
 class MLMResult:
@@ -120,22 +130,23 @@ class MLMResult:
 
 def mlm_splits(config: MLMConfig) -> tuple[str, Split, Split]:
     """(source, train, eval): the unlabelled texts, a share held out for perplexity."""
-    source, texts = load_texts(config)
+    source, texts = load_texts(config.data)
     if len(texts) < 2:
         raise DataError(f"{source}: {len(texts)} texts; masked-LM pretraining needs more")
     pool = Split(texts, [None] * len(texts), [source] * len(texts))
-    train_split, eval_split = carve(pool, config.validation_fraction, config.seed, True)
-    if config.max_train_samples:
-        train_split = train_split.subset(range(min(config.max_train_samples, len(train_split))))
+    data = config.data
+    train_split, eval_split = carve(pool, data.validation_fraction, data.seed, True)
+    if data.max_train_samples:
+        train_split = train_split.subset(range(min(data.max_train_samples, len(train_split))))
         eval_split = eval_split.subset(
-            range(min(max(config.max_train_samples // 10, 1), len(eval_split)))
+            range(min(max(data.max_train_samples // 10, 1), len(eval_split)))
         )
     return source, train_split, eval_split
 
 
 def mlm_tokenizer(config: MLMConfig, model_name: str):
     """(Hugging Face tokenizer, fast `tokenizers` tokenizer) of the base model."""
-    hf_tokenizer = load_hf_tokenizer(model_name, config.trust_remote_code)
+    hf_tokenizer = load_hf_tokenizer(model_name, config.data.trust_remote_code)
     if hf_tokenizer.mask_token is None:
         raise DataError(f"{model_name}: the tokenizer has no mask token; pick an MLM model")
     with tempfile.TemporaryDirectory() as workdir:
@@ -164,7 +175,7 @@ def mlm_arguments(config: MLMConfig, run_dir: Path):
         save_strategy="epoch",
         logging_strategy="epoch",
         save_total_limit=2,
-        seed=config.seed,
+        seed=config.data.seed,
         remove_unused_columns=False,
         report_to=config.report_to,
         disable_tqdm=False,
@@ -183,7 +194,7 @@ def mlm_metrics(config, trainer, model_name: str, run_dir: Path, source: str, wa
         "eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
         "train_wall_time_s": round(wall, 2),
         "sizes": sizes,
-        "config": asdict(config) | {"model": model_name, "output_dir": str(run_dir)},
+        "config": config.record() | {"model": model_name, "output_dir": str(run_dir)},
     }
 
 
@@ -198,21 +209,21 @@ def pretrain(config: MLMConfig) -> MLMResult:
     if config.overwrite and config.resume:
         raise RunDirError("--overwrite and --resume exclude each other: pick one")
     model_name = config.model or default_model()
-    run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config)}")
+    run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config.data)}")
     state = distributed_state()
     prepare_run_dir(run_dir, config.overwrite, config.resume, state, MLM_OUTPUTS)
 
     source, train_split, eval_split = mlm_splits(config)
     say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")
-    set_seed(config.seed)
+    set_seed(config.data.seed)
     hf_tokenizer, tokenizer = mlm_tokenizer(config, model_name)
     train_set = EncodedDataset(encode(tokenizer, train_split.texts, config.max_length))
     eval_set = EncodedDataset(encode(tokenizer, eval_split.texts, config.max_length))
 
-    kwargs = {"trust_remote_code": True} if config.trust_remote_code else {}
+    kwargs = {"trust_remote_code": True} if config.data.trust_remote_code else {}
     model = AutoModelForMaskedLM.from_pretrained(model_name, use_safetensors=True, **kwargs)
     collator = DataCollatorForLanguageModeling(
-        tokenizer=hf_tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
+        tokenizer=hf_tokenizer, mlm_probability=config.mlm_probability, seed=config.data.seed
     )
     trainer = Trainer(
         model=model,
