@@ -163,6 +163,11 @@ class DistillConfig(TrainConfig):
     def validate(self) -> None:
         if self.model:
             raise DataError("--model does not apply here: the student comes from --student")
+        if self.window_loss != "windows":
+            raise DataError(
+                "--window-loss text does not apply to distillation: the student learns the "
+                "teacher's logits window by window"
+            )
         if self.temperature <= 0:
             raise DataError(f"--temperature {self.temperature}: use a value above 0")
         if not 0 <= self.alpha <= 1:

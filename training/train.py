@@ -53,6 +53,7 @@ from training.rundir import (
     say,
     write_metrics,
 )
+from training.window_loss import WINDOW_LOSSES, TextWindows, WindowLoss, collate_text_windows
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Window mode by default: a text longer than --max-length is read as up to 16 windows.
@@ -128,6 +129,15 @@ class TrainConfig(DataSpec):
             "(by the tokens each window adds), mean_prob (mean of the probabilities)",
             "model",
             choices=AGGREGATIONS,
+        ),
+    )
+    window_loss: str = field(
+        default="windows",
+        metadata=arg(
+            "long texts in training: windows (each window learns its text's label) or text "
+            "(a text's windows in one batch, the loss on their aggregated logits)",
+            "model",
+            choices=WINDOW_LOSSES,
         ),
     )
 
@@ -359,6 +369,8 @@ class PadCollator:
     multi_label: bool = False
 
     def __call__(self, features: list[dict]) -> dict:
+        if "window_weight" in features[0]:
+            return collate_text_windows(features, self.pad_id, self.multi_label)
         ids, mask = pad([f["input_ids"] for f in features], self.pad_id)
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         for key in features[0]:
@@ -377,6 +389,14 @@ def _trainer_class():
         dataset order."""
 
         layer_lr_decay: float = 1.0
+        window_loss: WindowLoss | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            """The aggregated loss for a batch of whole texts (`--window-loss text`)."""
+            if "window_text" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, **kwargs)
+            loss, logits = self.window_loss(model, inputs)
+            return (loss, {"logits": logits}) if return_outputs else loss
 
         def _get_eval_sampler(self, eval_dataset):
             """Predictions come back in dataset order even with --group-by-length (the
@@ -469,9 +489,10 @@ class Session:
         c = self.config
         return encode(self.tokenizer, texts, c.max_length, c.truncation, c.head_tokens)
 
-    def dataset(self, split: Split) -> EncodedDataset:
+    def dataset(self, split: Split, training: bool = False) -> EncodedDataset | TextWindows:
         """One row per text; in window mode one row per window, with its text's label
-        (a long text trains on all its windows)."""
+        (a long text trains on all its windows), or, to train with `--window-loss text`,
+        one item per text holding all its windows."""
         labels = self.data.label_ids(split)
         stride, max_windows = self.config.windows()
         if max_windows <= 1:
@@ -479,6 +500,8 @@ class Session:
         windows = encode_windows(
             self.tokenizer, split.texts, self.config.max_length, stride, max_windows
         )
+        if training and self.config.window_loss == "text":
+            return TextWindows(windows, labels)
         per_window = [labels[i] for i in windows.text]
         return EncodedDataset(windows.ids, per_window, windows=windows)
 
@@ -631,6 +654,9 @@ def build_trainer(session, model, train_set, val_set, berth: BerthConfig, traine
         callbacks=callbacks,
     )
     trainer.layer_lr_decay = config.layer_lr_decay
+    trainer.window_loss = WindowLoss(
+        berth.aggregation, session.data.multi_label, config.label_smoothing
+    )
     return trainer
 
 
@@ -756,7 +782,8 @@ def train(config: TrainConfig) -> TrainResult:
     session = start(config)
     data = session.data
     train_set, val_set, test_set = (
-        session.dataset(s) for s in (data.train, data.validation, data.test)
+        session.dataset(s, training=s is data.train)
+        for s in (data.train, data.validation, data.test)
     )
     berth = session.contract()
     trainer = build_trainer(session, load_classifier(session), train_set, val_set, berth)
