@@ -245,6 +245,17 @@ class ExportConfig:
             self.output_dir = Path(self.output_dir)
         if self.eval_file is not None:
             self.eval_file = Path(self.eval_file)
+        self._check_variants()
+        if self.opset < 17:
+            raise ValueError("--opset must be 17 or newer")
+        if self.optimize not in ("auto", "on", "off"):
+            raise ValueError("--optimize must be auto, on or off")
+        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"--aggregation {self.aggregation!r}: one of {AGGREGATIONS}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError(f"--max-windows {self.max_windows}: use 1 or more")
+
+    def _check_variants(self) -> None:
         unknown = [v for v in self.variant_list if v not in VARIANTS]
         if unknown or not self.variant_list:
             raise ValueError(f"--variants: {unknown or 'none'}; choose from {VARIANTS}")
@@ -258,14 +269,6 @@ class ExportConfig:
         ):
             if value not in self.variant_list:
                 raise ValueError(f"{flag} {value!r} is not among --variants {self.variants}")
-        if self.opset < 17:
-            raise ValueError("--opset must be 17 or newer")
-        if self.optimize not in ("auto", "on", "off"):
-            raise ValueError("--optimize must be auto, on or off")
-        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"--aggregation {self.aggregation!r}: one of {AGGREGATIONS}")
-        if self.max_windows is not None and self.max_windows < 1:
-            raise ValueError(f"--max-windows {self.max_windows}: use 1 or more")
 
     @property
     def variant_list(self) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import dataclasses
 import os
 import shutil
 import uuid
@@ -66,50 +67,68 @@ def publish(
     repository = Path(repository)
     repository.mkdir(parents=True, exist_ok=True)
     version = next_version(repository, list(versions))
-    token = uuid.uuid4().hex[:8]
-    created_dirs: list[Path] = []  # directories this publish created (rollback)
-    staged: list[tuple[Path, Path]] = []
-    temp_configs: list[tuple[Path, Path]] = []
-    renamed: list[Path] = []
+    publishing = _Publishing(repository, uuid.uuid4().hex[:8])
     try:
-        for model, source in versions.items():
-            model_dir = repository / model
-            if not model_dir.exists():
-                model_dir.mkdir(parents=True)
-                created_dirs.append(model_dir)
-            tmp = model_dir / f"{STAGING_PREFIX}{token}"
-            shutil.copytree(source, tmp)
-            compileall.compile_dir(tmp, quiet=2)
-            staged.append((tmp, model_dir / str(version)))
-        for rel, text in configs.items():
-            target = repository / rel
-            for parent in reversed(target.parents):
-                if parent.is_relative_to(repository) and not parent.exists():
-                    parent.mkdir()
-                    created_dirs.append(parent)
-            temp_configs.append((_write_temp(target, text), target))
-        # Commit: new names only, then config replacements.
-        for tmp, final in staged:
-            if final.exists():
-                raise FileExistsError(f"{final} already exists; refusing to overwrite it")
-            os.rename(tmp, final)
-            renamed.append(final)
-        for tmp, target in temp_configs:
-            os.replace(tmp, target)
+        publishing.stage(versions, configs, version)
+        publishing.commit()
     except BaseException:
-        for final in renamed:
-            shutil.rmtree(final, ignore_errors=True)
-        for tmp, _ in staged:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for tmp, _ in temp_configs:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        for directory in reversed(created_dirs):
-            shutil.rmtree(directory, ignore_errors=True)
+        publishing.roll_back()
         raise
     for model in versions:
         prune(repository / model, keep_versions)
     return version
+
+
+@dataclasses.dataclass
+class _Publishing:
+    """What one publish has written so far, so that a failure can undo all of it."""
+
+    repository: Path
+    token: str
+    created_dirs: list[Path] = dataclasses.field(default_factory=list)
+    staged: list[tuple[Path, Path]] = dataclasses.field(default_factory=list)
+    temp_configs: list[tuple[Path, Path]] = dataclasses.field(default_factory=list)
+    renamed: list[Path] = dataclasses.field(default_factory=list)
+
+    def stage(self, versions: Mapping[str, Path], configs: Mapping[str, str], version: int):
+        """Copy each version under a staging name and write each config to a temp file."""
+        for model, source in versions.items():
+            model_dir = self.repository / model
+            if not model_dir.exists():
+                model_dir.mkdir(parents=True)
+                self.created_dirs.append(model_dir)
+            tmp = model_dir / f"{STAGING_PREFIX}{self.token}"
+            shutil.copytree(source, tmp)
+            compileall.compile_dir(tmp, quiet=2)
+            self.staged.append((tmp, model_dir / str(version)))
+        for rel, text in configs.items():
+            target = self.repository / rel
+            for parent in reversed(target.parents):
+                if parent.is_relative_to(self.repository) and not parent.exists():
+                    parent.mkdir()
+                    self.created_dirs.append(parent)
+            self.temp_configs.append((_write_temp(target, text), target))
+
+    def commit(self) -> None:
+        """New names only, then config replacements."""
+        for tmp, final in self.staged:
+            if final.exists():
+                raise FileExistsError(f"{final} already exists; refusing to overwrite it")
+            os.rename(tmp, final)
+            self.renamed.append(final)
+        for tmp, target in self.temp_configs:
+            os.replace(tmp, target)
+
+    def roll_back(self) -> None:
+        for final in self.renamed:
+            shutil.rmtree(final, ignore_errors=True)
+        for tmp, _ in self.staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp, _ in self.temp_configs:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        for directory in reversed(self.created_dirs):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def prune(model_dir: Path, keep_versions: int) -> list[int]:
