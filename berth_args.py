@@ -14,6 +14,8 @@ are those of the holder's default instance) and parse back into one instance of 
     list[X]         one or more values (nargs="+"), or action="append"
     tuple[X, ...]   the same, parsed back to a tuple
 
+`arg(positional=True)` makes the field a positional argument instead of a flag.
+
 Standard library only: serving and loadtest import it without torch or transformers.
 """
 
@@ -38,6 +40,7 @@ def arg(
     metavar: str | None = None,
     required: bool = False,
     cli: bool = True,
+    positional: bool = False,
     fields: Mapping[str, dict] | None = None,
 ) -> dict:
     """Field metadata describing the field's flag (see the module docstring).
@@ -56,6 +59,8 @@ def arg(
             meta[key] = value
     if required:
         meta["required"] = True
+    if positional:
+        meta["positional"] = True
     return meta
 
 
@@ -93,6 +98,27 @@ def _is_dataclass_type(tp) -> bool:
 
 def _show_default(default: object) -> bool:
     return default not in (None, [], (), "", False)
+
+
+def _value_kwargs(name: str, base, container: str | None, meta: dict) -> dict[str, Any]:
+    """add_argument's choices, type, action, nargs and metavar for a non-bool field."""
+    kwargs: dict[str, Any] = {}
+    choices = meta.get("choices")
+    if typing.get_origin(base) is typing.Literal:
+        choices = choices or typing.get_args(base)
+        base = type(typing.get_args(base)[0])
+    if choices is not None:
+        kwargs["choices"] = choices
+    kwargs["type"] = meta.get("type", base)
+    if meta.get("action"):
+        kwargs["action"] = meta["action"]
+    elif container:
+        kwargs["nargs"] = "+"
+        if not meta.get("positional"):
+            kwargs["metavar"] = name.upper().rstrip("S")
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    return kwargs
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -163,22 +189,11 @@ class ConfigParser(argparse.ArgumentParser):
         if base is bool and container is None:
             return self._add_bool(group, f.name, flag, bool(default), help_text)
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}
-        if required:
+        if meta.get("positional"):  # argparse: a positional's name is its dest
+            flag, kwargs = f.name, {"default": default}
+        elif required:
             kwargs["required"] = True
-        choices = meta.get("choices")
-        if typing.get_origin(base) is typing.Literal:
-            choices = choices or typing.get_args(base)
-            base = type(typing.get_args(base)[0])
-        if choices is not None:
-            kwargs["choices"] = choices
-        kwargs["type"] = meta.get("type", base)
-        if meta.get("action"):
-            kwargs["action"] = meta["action"]
-        elif container:
-            kwargs["nargs"] = "+"
-            kwargs["metavar"] = f.name.upper().rstrip("S")
-        if meta.get("metavar"):
-            kwargs["metavar"] = meta["metavar"]
+        kwargs.update(_value_kwargs(f.name, base, container, meta))
         if self.show_defaults and _show_default(default) and not required:
             shown = ",".join(map(str, default)) if container else default
             help_text += f" (default: {shown})" if help_text else f"(default: {shown})"

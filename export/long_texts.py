@@ -20,16 +20,16 @@ and the token counts that turn its texts/s into tokens/s (`--stats-only`: no sco
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from berth_args import ConfigParser, arg
 from export.evaluate import classification_scores, load_eval
 from training.checkpoint import BerthConfig
 from training.encoding import AGGREGATIONS, Windows, aggregate, encode_windows, probabilities
@@ -39,49 +39,34 @@ UNCAPPED = 1 << 30
 
 @dataclass
 class LongTextsConfig:
-    checkpoint: Path
-    dataset: str | None = None
-    eval_file: Path | None = None
-    onnx: Path | None = None
-    window_stride: int = 0
-    max_windows: int = 0
-    limit: int = 0
-    seed: int = 0
-    batch_size: int = 32
-    threads: int = 0
-    texts_out: Path | None = None
-    output: Path | None = None
-    stats_only: bool = False
+    """--dataset or --eval-file: one of them (main checks)."""
+
+    checkpoint: Path = field(metadata=arg("a berth checkpoint"))
+    dataset: str | None = field(
+        default=None, metadata=arg("an offline corpus: imdb_reviews, bbc_news")
+    )
+    eval_file: Path | None = field(default=None, metadata=arg("JSON Lines {text, label} (a split)"))
+    onnx: Path | None = field(
+        default=None, metadata=arg("score with this exported graph (default: PyTorch)")
+    )
+    window_stride: int = field(default=0, metadata=arg("0: berth.json's, else 3/4 of max_length"))
+    max_windows: int = field(default=0, metadata=arg("cap per text; 0: berth.json's, else 16"))
+    limit: int = field(default=0, metadata=arg("a seeded sample of N texts (0: all)"))
+    seed: int = field(default=0, metadata=arg("seed of the sample"))
+    batch_size: int = field(default=32, metadata=arg("windows a forward pass"))
+    threads: int = field(default=0, metadata=arg("onnxruntime threads (0: all)"))
+    texts_out: Path | None = field(default=None, metadata=arg("write the texts here (JSON Lines)"))
+    output: Path | None = field(default=None, metadata=arg("write the results here (JSON)"))
+    stats_only: bool = field(default=False, metadata=arg("token counts, no scoring"))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ConfigParser:
+    return ConfigParser(
+        LongTextsConfig,
         prog="python -m export.long_texts",
         description="Accuracy by strategy (head, head+tail, windows by aggregation) on "
         "long labelled texts.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a berth checkpoint")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help="an offline corpus: imdb_reviews, bbc_news")
-    source.add_argument("--eval-file", type=Path, help="JSON Lines {text, label} (a split)")
-    parser.add_argument(
-        "--onnx", type=Path, help="score with this exported graph (default: PyTorch)"
-    )
-    parser.add_argument(
-        "--window-stride", type=int, default=0, help="0: berth.json's, else 3/4 of max_length"
-    )
-    parser.add_argument(
-        "--max-windows", type=int, default=0, help="cap per text; 0: berth.json's, else 16"
-    )
-    parser.add_argument("--limit", type=int, default=0, help="a seeded sample of N texts (0: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows a forward pass")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all)")
-    parser.add_argument("--texts-out", type=Path, help="write the texts here (JSON Lines)")
-    parser.add_argument("--output", type=Path, help="write the results here (JSON)")
-    parser.add_argument("--stats-only", action="store_true", help="token counts, no scoring")
-    return parser
 
 
 def load_texts(cfg: LongTextsConfig, berth: BerthConfig) -> tuple[list[str], np.ndarray]:
@@ -241,8 +226,11 @@ def show_long_reviews(classifier, checkpoint: Path, count: int = 3, seed: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run(LongTextsConfig(**vars(args)))
+    parser = build_parser()
+    cfg = parser.parse_config(argv)
+    if (cfg.dataset is None) == (cfg.eval_file is None):
+        parser.error("give one of --dataset, --eval-file")
+    run(cfg)
     return 0
 
 

@@ -12,18 +12,19 @@ instances can approach, not a served figure. `--device cpu` runs the same code (
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from berth_args import ConfigParser, arg
 from loadtest.data import read_texts_file
 from training.predict import Predictor
 
@@ -124,61 +125,58 @@ def format_row(row: Row) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.gpu_model",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="runs/<run>/model")
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:1, … or cpu")
-    parser.add_argument("--precisions", nargs="+", choices=tuple(DTYPES), default=["fp16", "fp32"])
-    parser.add_argument("--seq", type=int, nargs="+", default=[128, 256], help="padded tokens")
-    parser.add_argument("--batch", type=int, nargs="+", default=list(DEFAULT_BATCHES))
-    parser.add_argument("--iters", type=int, default=20, help="timed calls per point")
-    parser.add_argument("--no-graphs", action="store_true", help="eager only")
-    parser.add_argument(
-        "--texts",
-        type=Path,
+@dataclass
+class GpuModelConfig:
+    checkpoint: Path = field(metadata=arg("runs/<run>/model"))
+    device: str = field(default="cuda", metadata=arg("cuda, cuda:1, … or cpu"))
+    precisions: list[Literal["fp16", "fp32"]] = field(default_factory=lambda: ["fp16", "fp32"])
+    seq: list[int] = field(default_factory=lambda: [128, 256], metadata=arg("padded tokens"))
+    batch: list[int] = field(default_factory=lambda: list(DEFAULT_BATCHES))
+    iters: int = field(default=20, metadata=arg("timed calls per point"))
+    graphs: bool = field(default=True, metadata=arg("eager only", flag="--no-graphs"))
+    texts: Path | None = field(
         default=None,
-        help="texts for the fp16/fp32 check: .jsonl, .csv or .txt "
-        "(default: the run's splits/test.jsonl)",
+        metadata=arg(
+            "texts for the fp16/fp32 check: .jsonl, .csv or .txt "
+            "(default: the run's splits/test.jsonl)"
+        ),
     )
-    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
-    args = parser.parse_args(argv)
+    output: Path | None = field(default=None, metadata=arg("write the results as JSON"))
 
-    device = torch.device(args.device)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ConfigParser(
+        GpuModelConfig, prog="python -m loadtest.gpu_model", description=__doc__.split("\n\n")[0]
+    )
+    cfg = parser.parse_config(argv)
+    device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device visible to PyTorch; pass --device cpu to run on the CPU")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"{args.checkpoint} on {name}, torch {torch.__version__}\n")
+    print(f"{cfg.checkpoint} on {name}, torch {torch.__version__}\n")
     print("| tokens | batch | precision | eager ms | CUDA graph ms | texts/s |")
     print("| ---: | ---: | --- | ---: | ---: | ---: |")
-    rows = sweep(
-        args.checkpoint,
-        device,
-        args.precisions,
-        args.seq,
-        args.batch,
-        args.iters,
-        not args.no_graphs,
-    )
-    texts_file = args.texts or args.checkpoint.parent / "splits" / "test.jsonl"
-    check = agreement(args.checkpoint, read_texts_file(texts_file), device)
+    rows = sweep(cfg.checkpoint, device, cfg.precisions, cfg.seq, cfg.batch, cfg.iters, cfg.graphs)
+    texts_file = cfg.texts or cfg.checkpoint.parent / "splits" / "test.jsonl"
+    check = agreement(cfg.checkpoint, read_texts_file(texts_file), device)
     print(
         f"\nfp16 vs fp32 on {check['texts']} texts of {texts_file}: argmax agreement "
         f"{check['argmax_agreement']:.2%}, max |Δp| {check['max_abs_dprob']:.2e}"
     )
-    if args.output:
-        result = {
-            "device": name,
-            "torch": torch.__version__,
-            "rows": [asdict(r) | {"texts_per_s": r.texts_per_s} for r in rows],
-            "fp16_vs_fp32": check,
-        }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1))
+    if cfg.output:
+        write_results(cfg.output, name, rows, check)
     return 0
+
+
+def write_results(output: Path, device_name: str, rows: list[Row], check: dict) -> None:
+    result = {
+        "device": device_name,
+        "torch": torch.__version__,
+        "rows": [asdict(r) | {"texts_per_s": r.texts_per_s} for r in rows],
+        "fp16_vs_fp32": check,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

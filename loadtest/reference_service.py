@@ -8,10 +8,12 @@ thread per connection). The baseline of `python -m loadtest.compare`.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from berth_args import arg, parse_config
 
 
 def make_handler(predictor):
@@ -52,12 +54,15 @@ def make_handler(predictor):
     return Handler
 
 
+@dataclass
+class ReferenceServiceConfig:
+    checkpoint: str = field(metadata=arg("runs/<run>/model"))
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.reference_service")
-    parser.add_argument("--checkpoint", required=True, help="runs/<run>/model")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    args = parser.parse_args(argv)
+    args = parse_config(ReferenceServiceConfig, argv, "python -m loadtest.reference_service")
     from training.predict import Predictor
 
     predictor = Predictor(args.checkpoint)

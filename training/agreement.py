@@ -9,15 +9,15 @@ graphs that serving runs, and prints agreement and each model's accuracy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from berth_args import ConfigParser, arg
 from training.checkpoint import BerthConfig
 from training.data import OFFLINE_CORPORA, DataError, offline_rows, read_rows, rows_to_split
 from training.metrics import agreement
@@ -74,7 +74,32 @@ def accuracy(logits: np.ndarray, labels: list[str], config: BerthConfig) -> floa
     return float(np.mean(predictions(logits, config) == np.array([index[x] for x in labels])))
 
 
-def compare(args: argparse.Namespace) -> dict:
+@dataclass
+class AgreementConfig:
+    teacher: str = field(metadata=arg("the teacher checkpoint directory"))
+    student: str = field(metadata=arg("the student checkpoint directory"))
+    source: str = field(
+        metadata=arg(
+            f"a data file (.csv, .tsv, .jsonl, .txt, …) or an offline corpus "
+            f"({', '.join(OFFLINE_CORPORA)})"
+        )
+    )
+    text_column: str = "text"
+    label_column: str = field(
+        default="label",
+        metadata=arg("labels, named as the models name them; scored when present"),
+    )
+    max_texts: int | None = field(default=None, metadata=arg("a seeded sample of this many texts"))
+    seed: int = 0
+    teacher_onnx: Path | None = field(
+        default=None, metadata=arg("score this exported graph instead")
+    )
+    student_onnx: Path | None = field(
+        default=None, metadata=arg("score this exported graph instead")
+    )
+
+
+def compare(args: AgreementConfig) -> dict:
     probe = load_probe(args.source, args.text_column, args.label_column, args.max_texts, args.seed)
     teacher, student = BerthConfig.load(args.teacher), BerthConfig.load(args.student)
     teacher_logits = scorer(Path(args.teacher), args.teacher_onnx)(probe.texts)
@@ -91,36 +116,16 @@ def compare(args: argparse.Namespace) -> dict:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.agreement",
-        description=__doc__.splitlines()[0],
+def build_parser() -> ConfigParser:
+    return ConfigParser(
+        AgreementConfig, prog="python -m training.agreement", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--teacher", required=True, help="the teacher checkpoint directory")
-    parser.add_argument("--student", required=True, help="the student checkpoint directory")
-    parser.add_argument(
-        "--source",
-        required=True,
-        help=f"a data file (.csv, .tsv, .jsonl, .txt, …) or an offline corpus "
-        f"({', '.join(OFFLINE_CORPORA)})",
-    )
-    parser.add_argument("--text-column", default="text", help="(default: text)")
-    parser.add_argument(
-        "--label-column",
-        default="label",
-        help="labels, named as the models name them; scored when present (default: label)",
-    )
-    parser.add_argument("--max-texts", type=int, help="a seeded sample of this many texts")
-    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    parser.add_argument("--teacher-onnx", type=Path, help="score this exported graph instead")
-    parser.add_argument("--student-onnx", type=Path, help="score this exported graph instead")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    cfg = build_parser().parse_config(argv)
     try:
-        result = compare(args)
+        result = compare(cfg)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,15 +6,16 @@ ensemble are checked against.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from berth_args import arg, parse_config
 from training.checkpoint import BerthConfig
 from training.encoding import (
     Windows,
@@ -143,14 +144,19 @@ class Predictor:
         return decide(self.probabilities(list(texts), batch_size), self.config)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.predict", description="Classify texts with a checkpoint."
+@dataclass
+class PredictConfig:
+    checkpoint: str = field(
+        metadata=arg("a berth checkpoint directory (runs/<run>/model)", positional=True)
     )
-    parser.add_argument("checkpoint", help="a berth checkpoint directory (runs/<run>/model)")
-    parser.add_argument("texts", nargs="+", help="texts to classify")
-    args = parser.parse_args(argv)
-    for record in Predictor(args.checkpoint).predict(args.texts):
+    texts: list[str] = field(metadata=arg("texts to classify", positional=True))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = parse_config(
+        PredictConfig, argv, "python -m training.predict", "Classify texts with a checkpoint."
+    )
+    for record in Predictor(cfg.checkpoint).predict(cfg.texts):
         print(json.dumps(record))
 
 
