@@ -11,15 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from training.checkpoint import BerthConfig
-from training.encoding import (
-    Windows,
-    aggregate,
-    encode_windows,
-    load_tokenizer,
-    pad,
-    pad_token_id,
-    probabilities,
-)
+from training.encoding import Windows, aggregate, load_tokenizer_and_pad, pad, probabilities
 from training.metrics import probability_metrics
 
 
@@ -95,22 +87,13 @@ class OnnxClassifier:
         berth: BerthConfig | None = None,
     ) -> None:
         self.berth = berth or BerthConfig.load(checkpoint)
-        tokenizer_file = str(Path(checkpoint) / "tokenizer.json")
-        self.tokenizer = load_tokenizer(tokenizer_file)
-        self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
+        self.tokenizer, self.pad_id = load_tokenizer_and_pad(
+            str(Path(checkpoint) / "tokenizer.json")
+        )
         self.session = session(model, threads, disabled_optimizers)
 
     def windows(self, texts: Sequence[str]) -> Windows:
-        b = self.berth
-        return encode_windows(
-            self.tokenizer,
-            texts,
-            b.max_length,
-            b.window_stride,
-            b.max_windows,
-            b.truncation,
-            b.head_tokens,
-        )
+        return self.berth.encode_windows(self.tokenizer, texts)
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, attention_mask) of every window of `texts` (a row per text

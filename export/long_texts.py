@@ -97,10 +97,6 @@ class Scorer:
     """Window rows → logits, with the exported graph or the PyTorch reference."""
 
     def __init__(self, cfg: LongTextsConfig, berth: BerthConfig) -> None:
-        from training.encoding import load_tokenizer, pad_token_id
-
-        path = str(cfg.checkpoint / "tokenizer.json")
-        self.tokenizer = load_tokenizer(path)
         self.batch_size = cfg.batch_size
         if cfg.onnx:
             from export.evaluate import OnnxClassifier
@@ -110,7 +106,7 @@ class Scorer:
             from training.predict import Predictor
 
             self.engine = Predictor(cfg.checkpoint, config=berth)
-        self.pad_id = pad_token_id(path, self.tokenizer)
+        self.tokenizer = self.engine.tokenizer
 
     def logits(self, windows: Windows) -> np.ndarray:
         """Rows in length order (little padding), answered in input order."""

@@ -11,10 +11,11 @@ read (truncated to one window, or cut into windows whose logits are aggregated).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.encoding import AGGREGATIONS
+from training.encoding import AGGREGATIONS, Windows, encode_windows
 
 BERTH_FILE = "berth.json"
 SINGLE_LABEL = "single_label_classification"
@@ -107,6 +108,19 @@ class BerthConfig:
     def decision_thresholds(self) -> list[float]:
         """Per-label thresholds for multi-label decisions (0.5 where none were tuned)."""
         return list(self.thresholds) if self.thresholds else [0.5] * len(self.labels)
+
+    def encode_windows(self, tokenizer, texts: Sequence[str]) -> Windows:
+        """Every window the model scores for `texts` (one a text without window mode),
+        cut as this berth.json says."""
+        return encode_windows(
+            tokenizer,
+            texts,
+            self.max_length,
+            self.window_stride,
+            self.max_windows,
+            self.truncation,
+            self.head_tokens,
+        )
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / BERTH_FILE

@@ -262,6 +262,12 @@ def bucket_length(length: int, bucket: int, max_length: int) -> int:
     return min(max_length, -(-length // bucket) * bucket)
 
 
+def load_tokenizer_and_pad(tokenizer_json_path: str) -> tuple[Tokenizer, int]:
+    """`load_tokenizer` and the file's `pad_token_id`: what a model's batches need."""
+    tokenizer = load_tokenizer(tokenizer_json_path)
+    return tokenizer, pad_token_id(tokenizer_json_path, tokenizer)
+
+
 def pad_token_id(tokenizer_json_path: str, tokenizer: Tokenizer) -> int:
     """The pad id from the tokenizer file's padding section, else `[PAD]`, else 0."""
     with open(tokenizer_json_path, encoding="utf-8") as f:

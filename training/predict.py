@@ -16,16 +16,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from berth_args import arg, parse_config
+from berth_client.model import decide as client_decide
 from training.checkpoint import BerthConfig
-from training.encoding import (
-    Windows,
-    aggregate,
-    encode,
-    encode_windows,
-    load_tokenizer,
-    pad,
-    pad_token_id,
-)
+from training.encoding import Windows, aggregate, encode, load_tokenizer_and_pad, pad
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -43,36 +36,13 @@ def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def decide(probs: np.ndarray, config: BerthConfig) -> list[dict]:
-    """Probabilities → the documented prediction records.
+    """Probabilities → the documented prediction records: the rule berth_client applies
+    to served probabilities (`berth_client.model.decide`), here to a checkpoint's.
 
     Single-label: the argmax. Multi-label: every label at or above its threshold
     (`label` is the most probable of those, or None when none passes).
     """
-    results = []
-    thresholds = np.asarray(config.decision_thresholds(), dtype=np.float32)
-    for row in np.asarray(probs, dtype=np.float64):
-        named = {name: float(p) for name, p in zip(config.labels, row, strict=True)}
-        best = int(row.argmax())
-        if config.multi_label:
-            chosen = [config.labels[i] for i in np.flatnonzero(row >= thresholds)]
-            top = max(chosen, key=named.__getitem__) if chosen else None
-            results.append(
-                {
-                    "label": top,
-                    "labels": chosen,
-                    "confidence": named[top] if top else float(row[best]),
-                    "probabilities": named,
-                }
-            )
-        else:
-            results.append(
-                {
-                    "label": config.labels[best],
-                    "confidence": float(row[best]),
-                    "probabilities": named,
-                }
-            )
-    return results
+    return client_decide(probs, config)
 
 
 class Predictor:
@@ -85,9 +55,9 @@ class Predictor:
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self.config = config or BerthConfig.load(self.checkpoint)
-        tokenizer_file = str(self.checkpoint / "tokenizer.json")
-        self.tokenizer = load_tokenizer(tokenizer_file)
-        self.pad_id = pad_token_id(tokenizer_file, self.tokenizer)
+        self.tokenizer, self.pad_id = load_tokenizer_and_pad(
+            str(self.checkpoint / "tokenizer.json")
+        )
         self.device = torch.device(device)
         self.model = AutoModelForSequenceClassification.from_pretrained(
             self.checkpoint, use_safetensors=True
@@ -101,16 +71,7 @@ class Predictor:
 
     def windows(self, texts: Sequence[str]) -> Windows:
         """Every window the model scores (one per text without window mode)."""
-        c = self.config
-        return encode_windows(
-            self.tokenizer,
-            texts,
-            c.max_length,
-            c.window_stride,
-            c.max_windows,
-            c.truncation,
-            c.head_tokens,
-        )
+        return self.config.encode_windows(self.tokenizer, texts)
 
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Logits in input order, one row per text: its windows' logits aggregated."""

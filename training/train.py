@@ -37,9 +37,8 @@ from training.encoding import (
     aggregate,
     encode,
     encode_windows,
-    load_tokenizer,
+    load_tokenizer_and_pad,
     pad,
-    pad_token_id,
 )
 from training.metrics import classification_metrics, predictions, tune_thresholds
 from training.optim import build_optimizer
@@ -327,8 +326,7 @@ def fast_tokenizer(hf_tokenizer, workdir: str):
     path = os.path.join(workdir, "tokenizer.json")
     if not os.path.isfile(path):
         raise DataError("the tokenizer did not write tokenizer.json; use a fast tokenizer")
-    tokenizer = load_tokenizer(path)
-    return tokenizer, pad_token_id(path, tokenizer)
+    return load_tokenizer_and_pad(path)
 
 
 class EncodedDataset(torch.utils.data.Dataset):

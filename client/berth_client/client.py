@@ -91,16 +91,20 @@ def _index_entries(index: Any) -> list[dict]:
 
 
 class _Base:
+    """What both clients take: the server, the model and how calls are bounded and
+    retried (`Classifier` and `AsyncClassifier` add their own concurrency option)."""
+
     def __init__(
         self,
-        url: str | None,
-        model: str,
-        protocol: str,
-        timeout: float,
-        retries: int,
-        backoff: float,
-        max_backoff: float,
-        model_version: str,
+        url: str | None = "localhost:8000",
+        model: str = "sentiment",
+        protocol: str = "http",
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.05,
+        max_backoff: float = 2.0,
+        model_version: str = "",
     ) -> None:
         self.protocol = protocol.lower()
         self.url = normalize_url(url, self.protocol)
@@ -124,6 +128,21 @@ class _Base:
 
     def _grpc_kwargs(self) -> dict:
         return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+
+    def _index_kwargs(self) -> dict:
+        """get_model_repository_index's: gRPC answers a protobuf unless asked for JSON."""
+        return {"as_json": True, **self._grpc_kwargs()} if self.protocol == "grpc" else {}
+
+    def _health_unknown(self) -> dict:
+        """`health()`'s record before the server has answered anything."""
+        return {
+            "url": self.url,
+            "protocol": self.protocol,
+            "live": False,
+            "ready": False,
+            "model": self.model,
+            "model_ready": False,
+        }
 
     def _build_request(self, texts: Sequence[str], info: ModelInfo) -> tuple[list, list]:
         data = encode_texts(texts)
@@ -167,22 +186,10 @@ class Classifier(_Base):
     concurrency, create one `Classifier` per thread or use `AsyncClassifier`.
     """
 
-    def __init__(
-        self,
-        url: str | None = "localhost:8000",
-        model: str = "sentiment",
-        protocol: str = "http",
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.05,
-        max_backoff: float = 2.0,
-        model_version: str = "",
-        concurrency: int = 1,
-    ) -> None:
-        super().__init__(
-            url, model, protocol, timeout, retries, backoff, max_backoff, model_version
-        )
+    def __init__(self, *args: Any, concurrency: int = 1, **options: Any) -> None:
+        """`url`, `model`, `protocol` and the keyword options as `_Base` takes them;
+        `concurrency`: the HTTP client's connection pool size."""
+        super().__init__(*args, **options)
         if self.protocol == "http":
             self._client = self._tc.InferenceServerClient(
                 self.url,
@@ -242,27 +249,14 @@ class Classifier(_Base):
 
     def _repository_index(self) -> list[dict] | None:
         try:
-            if self.protocol == "grpc":
-                return _index_entries(
-                    self._client.get_model_repository_index(
-                        as_json=True, client_timeout=self.timeout
-                    )
-                )
-            return _index_entries(self._client.get_model_repository_index())
+            return _index_entries(self._client.get_model_repository_index(**self._index_kwargs()))
         except Exception:
             return None
 
     def health(self) -> dict:
         """`{"url", "live", "ready", "model", "model_ready"}`; never raises for a down
         server (everything is False then, with `error` saying why)."""
-        status = {
-            "url": self.url,
-            "protocol": self.protocol,
-            "live": False,
-            "ready": False,
-            "model": self.model,
-            "model_ready": False,
-        }
+        status = self._health_unknown()
         kwargs = self._grpc_kwargs()
         try:
             status["live"] = bool(self._client.is_server_live(**kwargs))
@@ -318,22 +312,10 @@ class AsyncClassifier(_Base):
     The chunks of a long list are sent concurrently, at most `max_concurrency` at a time.
     """
 
-    def __init__(
-        self,
-        url: str | None = "localhost:8000",
-        model: str = "sentiment",
-        protocol: str = "http",
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.05,
-        max_backoff: float = 2.0,
-        model_version: str = "",
-        max_concurrency: int = 4,
-    ) -> None:
-        super().__init__(
-            url, model, protocol, timeout, retries, backoff, max_backoff, model_version
-        )
+    def __init__(self, *args: Any, max_concurrency: int = 4, **options: Any) -> None:
+        """`url`, `model`, `protocol` and the keyword options as `_Base` takes them;
+        `max_concurrency`: chunks of one call in flight at a time."""
+        super().__init__(*args, **options)
         if self.protocol == "http":
             import tritonclient.http.aio as aio
         else:
@@ -398,25 +380,12 @@ class AsyncClassifier(_Base):
     async def _repository_index(self) -> list[dict] | None:
         client = self._get_client()
         try:
-            if self.protocol == "grpc":
-                return _index_entries(
-                    await client.get_model_repository_index(
-                        as_json=True, client_timeout=self.timeout
-                    )
-                )
-            return _index_entries(await client.get_model_repository_index())
+            return _index_entries(await client.get_model_repository_index(**self._index_kwargs()))
         except Exception:
             return None
 
     async def health(self) -> dict:
-        status = {
-            "url": self.url,
-            "protocol": self.protocol,
-            "live": False,
-            "ready": False,
-            "model": self.model,
-            "model_ready": False,
-        }
+        status = self._health_unknown()
         client = self._get_client()
         kwargs = self._grpc_kwargs()
         try:

@@ -177,7 +177,8 @@ def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def decide(probs: np.ndarray, info: ModelInfo) -> list[dict]:
-    """Probabilities → prediction records (same rule as `training.predict.decide`).
+    """Probabilities → prediction records; berth's reference predictor applies it too
+    (`training.predict.decide`, with a checkpoint's berth.json as `info`).
 
     Single-label: `{"label", "confidence", "probabilities"}` for the argmax.
     Multi-label: `{"label", "labels", "confidence", "probabilities"}`, where `labels`

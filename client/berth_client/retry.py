@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,22 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BerthError) and exc.transient
 
 
+def _raise_unless_retried(
+    exc: Exception,
+    attempt: int,
+    policy: RetryPolicy,
+    translate: Callable[[BaseException], BerthError],
+) -> None:
+    """Called while `exc` is handled: raise it (translated) unless it is transient and
+    retry number `attempt` (1-based) is within `policy`."""
+    error = translate(exc)
+    if is_transient(error) and attempt <= policy.retries:
+        return
+    if error is exc:
+        raise  # the exception being handled, its traceback untouched
+    raise error from exc
+
+
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -49,18 +66,12 @@ def call_with_retry(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call `fn`; translate its exceptions; retry the transient ones per `policy`."""
-    attempt = 0
-    while True:
+    for attempt in itertools.count(1):
         try:
             return fn()
         except Exception as exc:
-            error = translate(exc)
-            if not is_transient(error) or attempt >= policy.retries:
-                if error is exc:
-                    raise
-                raise error from exc
-            attempt += 1
-            sleep(policy.delay(attempt))
+            _raise_unless_retried(exc, attempt, policy, translate)
+        sleep(policy.delay(attempt))
 
 
 async def acall_with_retry(
@@ -70,15 +81,9 @@ async def acall_with_retry(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """The asyncio twin of `call_with_retry`."""
-    attempt = 0
-    while True:
+    for attempt in itertools.count(1):
         try:
             return await fn()
         except Exception as exc:
-            error = translate(exc)
-            if not is_transient(error) or attempt >= policy.retries:
-                if error is exc:
-                    raise
-                raise error from exc
-            attempt += 1
-            await sleep(policy.delay(attempt))
+            _raise_unless_retried(exc, attempt, policy, translate)
+        await sleep(policy.delay(attempt))
