@@ -37,7 +37,7 @@ from berth_args import ConfigParser, arg
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
-from loadtest.run import ROOT, LocustRun, parse_duration
+from loadtest.run import ROOT, LocustRun, parse_duration, stop_process
 from serving.berth_contracts import CONFIG_FILE, MODEL_FILE, classifier_model_name
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
@@ -154,8 +154,7 @@ def bench_service(args: CompareConfig) -> Row:
         with meter:
             stats = run.run(meter)
     finally:
-        service.terminate()
-        service.wait(timeout=30)
+        stop_process(service, grace_s=30)
     return Row.from_locust(
         "(1) PyTorch reference predictor, stdlib HTTP service, 1 text/request", stats, meter
     )

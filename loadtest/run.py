@@ -111,17 +111,23 @@ class LocustRun:
         except subprocess.TimeoutExpired:
             print("loadtest: locust did not stop in time; terminating it", file=sys.stderr)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, grace_s=15)
         # Locust exits 1 when any request failed; only a missing report is our error.
         if not self.json_path.is_file():
             raise RuntimeError(f"locust exited with {proc.returncode} and wrote no stats")
         return read_locust_json(self.json_path)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM `proc` if it still runs; SIGKILL it if it outlives `grace_s` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 SLO_GROUP = "SLOs (exit code 1 when one is missed)"

@@ -38,7 +38,7 @@ from training.train import (
     epoch_history,
     fast_tokenizer,
     load_hf_tokenizer,
-    resolve_precision,
+    optimisation_arguments,
 )
 
 MLM_OUTPUTS = ("model", ".model.tmp", "checkpoints", "metrics.json")
@@ -155,31 +155,16 @@ def mlm_tokenizer(config: MLMConfig, model_name: str):
 
 
 def mlm_arguments(config: MLMConfig, run_dir: Path):
-    import torch
     from transformers import TrainingArguments
 
-    precision = resolve_precision(config.precision)
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,
-        max_grad_norm=config.max_grad_norm,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        **optimisation_arguments(config, config.batch_size),
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="epoch",
         save_total_limit=2,
         seed=config.data.seed,
-        remove_unused_columns=False,
-        report_to=config.report_to,
-        disable_tqdm=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 

@@ -595,27 +595,39 @@ def load_classifier(session: Session):
     return model
 
 
+def optimisation_arguments(config, eval_batch_size: int) -> dict:
+    """TrainingArguments' keywords from the optimisation flags that `python -m training`
+    and `python -m training mlm` share (schedule, AdamW, clipping, precision)."""
+    precision = resolve_precision(config.precision)
+    return {
+        "num_train_epochs": config.epochs,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": eval_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.lr,
+        "weight_decay": config.weight_decay,
+        "warmup_steps": config.warmup_ratio,
+        "max_grad_norm": config.max_grad_norm,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "remove_unused_columns": False,
+        "disable_tqdm": False,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+        "report_to": config.report_to,
+    }
+
+
 def training_arguments(session: Session):
     """Trainer arguments: evaluate and save every epoch, keep the best by the metric,
     log the training loss about 50 times a run (the curves)."""
     from transformers import TrainingArguments
 
     config = session.config
-    precision = resolve_precision(config.precision)
     return TrainingArguments(
         output_dir=str(session.run_dir / "checkpoints"),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,
+        **optimisation_arguments(config, config.eval_batch_size),
         lr_scheduler_type="linear",
-        max_grad_norm=config.max_grad_norm,
         label_smoothing_factor=config.label_smoothing,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="steps",
@@ -626,11 +638,7 @@ def training_arguments(session: Session):
         greater_is_better=True,
         save_total_limit=config.save_total_limit,
         seed=config.seed,
-        remove_unused_columns=False,
         dataloader_num_workers=config.num_workers,
-        report_to=config.report_to,
-        disable_tqdm=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
 
