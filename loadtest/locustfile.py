@@ -34,8 +34,9 @@ import numpy as np
 import tritonclient.http as httpclient
 from locust import FastHttpUser, User, constant, constant_throughput, events, task
 
+from berth_client.model import DEFAULT_INPUT as TEXT
+from berth_client.model import PROBABILITIES
 from loadtest.data import load_texts
-from serving.berth_contracts import PROBABILITIES, TEXT
 
 MODEL = os.environ.get("BERTH_MODEL", "sentiment")
 PROTOCOL = os.environ.get("BERTH_PROTOCOL", "http")

@@ -54,3 +54,13 @@ def test_parameter_reads_the_backend_json():
     assert contracts.parameter(config, "b", "default") == "default"
     assert contracts.parameter(config, "c") == "x"
     assert contracts.parameter({}, "missing") is None
+
+
+def test_the_client_spells_the_public_tensors_as_the_contracts_do():
+    """berth-client installs alone (no berth packages), so it keeps its own copy of the
+    public tensor names; the load test's locustfile uses the client's."""
+    from berth_client import model as client_model
+
+    assert client_model.DEFAULT_INPUT == contracts.TEXT
+    assert client_model.PROBABILITIES == contracts.PROBABILITIES
+    assert client_model.LOGITS == contracts.LOGITS
