@@ -15,6 +15,8 @@ are those of the holder's default instance) and parse back into one instance of 
     tuple[X, ...]   the same, parsed back to a tuple
 
 `arg(positional=True)` makes the field a positional argument instead of a flag.
+`option(default, help, group, ...)` declares such a field in one call: its default (or
+`factory=`) and `arg(help, group, ...)` as its metadata.
 
 Standard library only: serving and loadtest import it without torch or transformers.
 """
@@ -62,6 +64,23 @@ def arg(
     if positional:
         meta["positional"] = True
     return meta
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    group: str | None = None,
+    *,
+    factory: Callable[[], object] | None = None,
+    **arg_kwargs: Any,
+) -> Any:
+    """A configuration field that is one flag: `dataclasses.field` with `default` (or
+    `factory`, its default_factory; neither: a required flag) and `arg(help, group,
+    **arg_kwargs)` as its metadata."""
+    metadata = arg(help, group, **arg_kwargs)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)

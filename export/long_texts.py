@@ -24,12 +24,12 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, option
 from export.evaluate import classification_scores, load_eval
 from training.checkpoint import BerthConfig
 from training.encoding import AGGREGATIONS, Windows, aggregate, encode_windows, probabilities
@@ -41,23 +41,19 @@ UNCAPPED = 1 << 30
 class LongTextsConfig:
     """--dataset or --eval-file: one of them (main checks)."""
 
-    checkpoint: Path = field(metadata=arg("a berth checkpoint"))
-    dataset: str | None = field(
-        default=None, metadata=arg("an offline corpus: imdb_reviews, bbc_news")
-    )
-    eval_file: Path | None = field(default=None, metadata=arg("JSON Lines {text, label} (a split)"))
-    onnx: Path | None = field(
-        default=None, metadata=arg("score with this exported graph (default: PyTorch)")
-    )
-    window_stride: int = field(default=0, metadata=arg("0: berth.json's, else 3/4 of max_length"))
-    max_windows: int = field(default=0, metadata=arg("cap per text; 0: berth.json's, else 16"))
-    limit: int = field(default=0, metadata=arg("a seeded sample of N texts (0: all)"))
-    seed: int = field(default=0, metadata=arg("seed of the sample"))
-    batch_size: int = field(default=32, metadata=arg("windows a forward pass"))
-    threads: int = field(default=0, metadata=arg("onnxruntime threads (0: all)"))
-    texts_out: Path | None = field(default=None, metadata=arg("write the texts here (JSON Lines)"))
-    output: Path | None = field(default=None, metadata=arg("write the results here (JSON)"))
-    stats_only: bool = field(default=False, metadata=arg("token counts, no scoring"))
+    checkpoint: Path = option(help="a berth checkpoint")
+    dataset: str | None = option(None, "an offline corpus: imdb_reviews, bbc_news")
+    eval_file: Path | None = option(None, "JSON Lines {text, label} (a split)")
+    onnx: Path | None = option(None, "score with this exported graph (default: PyTorch)")
+    window_stride: int = option(0, "0: berth.json's, else 3/4 of max_length")
+    max_windows: int = option(0, "cap per text; 0: berth.json's, else 16")
+    limit: int = option(0, "a seeded sample of N texts (0: all)")
+    seed: int = option(0, "seed of the sample")
+    batch_size: int = option(32, "windows a forward pass")
+    threads: int = option(0, "onnxruntime threads (0: all)")
+    texts_out: Path | None = option(None, "write the texts here (JSON Lines)")
+    output: Path | None = option(None, "write the results here (JSON)")
+    stats_only: bool = option(False, "token counts, no scoring")
 
 
 def build_parser() -> ConfigParser:

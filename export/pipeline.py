@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, arg, option
 from export import onnx_export
 from export.evaluate import (
     OnnxClassifier,
@@ -117,119 +117,87 @@ SERVING_FLAGS: dict[str, dict] = {
 
 @dataclass
 class ExportConfig:
-    checkpoint: Path = field(
-        default=Path("runs/sentiment/model"),
-        metadata=arg("berth checkpoint directory (runs/<run>/model)", "input"),
+    checkpoint: Path = option(
+        Path("runs/sentiment/model"), "berth checkpoint directory (runs/<run>/model)", "input"
     )
-    name: str = field(
-        default="sentiment",
-        metadata=arg(
-            "model name: the ensemble is <name>, its members <name>_tokenizer and "
-            "<name>_onnx_<variant>",
-            "output",
-        ),
+    name: str = option(
+        "sentiment",
+        "model name: the ensemble is <name>, its members <name>_tokenizer and "
+        "<name>_onnx_<variant>",
+        "output",
     )
-    model_repository: Path = field(
-        default=Path("model_repository"),
-        metadata=arg("Triton model repository to publish into", "output"),
+    model_repository: Path = option(
+        Path("model_repository"), "Triton model repository to publish into", "output"
     )
-    output_dir: Path | None = field(
-        default=None,
-        metadata=arg(
-            "where ONNX files and export_report.{json,md} go; empty = <checkpoint>/../export",
-            "output",
-        ),
+    output_dir: Path | None = option(
+        None,
+        "where ONNX files and export_report.{json,md} go; empty = <checkpoint>/../export",
+        "output",
     )
-    no_publish: bool = field(
-        default=False,
-        metadata=arg("export, check and report only; leave the repository alone", "output"),
+    no_publish: bool = option(
+        False, "export, check and report only; leave the repository alone", "output"
     )
-    keep_versions: int = field(
-        default=2,
-        metadata=arg(
-            "version directories kept per model after publishing (0 = keep all)", "output"
-        ),
+    keep_versions: int = option(
+        2, "version directories kept per model after publishing (0 = keep all)", "output"
     )
-    variants: str = field(
-        default="fp32,fp16,int8",
-        metadata=arg("comma-separated variants to build: fp32,fp16,int8", "variants"),
+    variants: str = option(
+        "fp32,fp16,int8", "comma-separated variants to build: fp32,fp16,int8", "variants"
     )
-    default_variant: str = field(
-        default="int8", metadata=arg("variant the ensemble's config.pbtxt (CPU) uses", "variants")
+    default_variant: str = option(
+        "int8", "variant the ensemble's config.pbtxt (CPU) uses", "variants"
     )
-    gpu_variant: str = field(
-        default="fp16", metadata=arg("variant the ensemble's configs/gpu.pbtxt uses", "variants")
+    gpu_variant: str = option("fp16", "variant the ensemble's configs/gpu.pbtxt uses", "variants")
+    opset: int = option(17, "ONNX opset (17 or newer)", "variants")
+    optimize: str = option(
+        "auto",
+        "onnxruntime.transformers fusions: auto (measure, keep if >=5%% faster), on, off",
+        "variants",
     )
-    opset: int = field(default=17, metadata=arg("ONNX opset (17 or newer)", "variants"))
-    optimize: str = field(
-        default="auto",
-        metadata=arg(
-            "onnxruntime.transformers fusions: auto (measure, keep if >=5%% faster), on, off",
-            "variants",
-        ),
+    eval_file: Path | None = option(
+        None, "held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl", "gates"
     )
-    eval_file: Path | None = field(
-        default=None,
-        metadata=arg("held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl", "gates"),
+    max_eval_samples: int = option(
+        2000, "score variants on at most this many rows (0 = all)", "gates"
     )
-    max_eval_samples: int = field(
-        default=2000, metadata=arg("score variants on at most this many rows (0 = all)", "gates")
+    max_accuracy_drop: float = option(
+        1.0,
+        "refuse a variant losing more than this many points "
+        "(accuracy; multi-label: micro F1) against fp32",
+        "gates",
     )
-    max_accuracy_drop: float = field(
-        default=1.0,
-        metadata=arg(
-            "refuse a variant losing more than this many points "
-            "(accuracy; multi-label: micro F1) against fp32",
-            "gates",
-        ),
+    parity_samples: int = option(
+        256, "held-out texts for the PyTorch-vs-ONNX parity check", "gates"
     )
-    parity_samples: int = field(
-        default=256, metadata=arg("held-out texts for the PyTorch-vs-ONNX parity check", "gates")
+    parity_tolerance: float = option(
+        1e-3, "max |Δlogit| allowed for fp32 (argmax must be identical)", "gates"
     )
-    parity_tolerance: float = field(
-        default=1e-3,
-        metadata=arg("max |Δlogit| allowed for fp32 (argmax must be identical)", "gates"),
+    skip_refused: bool = option(
+        False,
+        "publish the variants that passed instead of refusing the whole "
+        "export (the default and GPU variants must pass)",
+        "gates",
     )
-    skip_refused: bool = field(
-        default=False,
-        metadata=arg(
-            "publish the variants that passed instead of refusing the whole "
-            "export (the default and GPU variants must pass)",
-            "gates",
-        ),
+    threads: int = option(
+        0, "onnxruntime intra-op threads for scoring and latency (0 = all cores)", "measure"
     )
-    threads: int = field(
-        default=0,
-        metadata=arg(
-            "onnxruntime intra-op threads for scoring and latency (0 = all cores)", "measure"
-        ),
+    latency_runs: int = option(30, "timed runs per latency figure", "measure")
+    serving: ServingSettings = option(factory=ServingSettings, fields=SERVING_FLAGS)
+    max_windows: int | None = option(
+        None,
+        "serve long texts as up to this many windows of max_length tokens (1 = one "
+        "window, truncated); empty = as the checkpoint's berth.json says",
+        "windows",
     )
-    latency_runs: int = field(default=30, metadata=arg("timed runs per latency figure", "measure"))
-    serving: ServingSettings = field(
-        default_factory=ServingSettings, metadata=arg(fields=SERVING_FLAGS)
+    window_stride: int | None = option(
+        None,
+        "content tokens between window starts; empty = berth.json's, or 3/4 of "
+        "max_length when berth.json has none",
+        "windows",
     )
-    max_windows: int | None = field(
-        default=None,
-        metadata=arg(
-            "serve long texts as up to this many windows of max_length tokens (1 = one "
-            "window, truncated); empty = as the checkpoint's berth.json says",
-            "windows",
-        ),
-    )
-    window_stride: int | None = field(
-        default=None,
-        metadata=arg(
-            "content tokens between window starts; empty = berth.json's, or 3/4 of "
-            "max_length when berth.json has none",
-            "windows",
-        ),
-    )
-    aggregation: str | None = field(
-        default=None,
-        metadata=arg(
-            f"window logits → text logits: {', '.join(AGGREGATIONS)}; empty = berth.json's",
-            "windows",
-        ),
+    aggregation: str | None = option(
+        None,
+        f"window logits → text logits: {', '.join(AGGREGATIONS)}; empty = berth.json's",
+        "windows",
     )
 
     def __post_init__(self) -> None:

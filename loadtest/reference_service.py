@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from berth_args import arg, parse_config
+from berth_args import option, parse_config
 
 
 def make_handler(predictor):
@@ -56,7 +56,7 @@ def make_handler(predictor):
 
 @dataclass
 class ReferenceServiceConfig:
-    checkpoint: str = field(metadata=arg("runs/<run>/model"))
+    checkpoint: str = option(help="runs/<run>/model")
     host: str = "127.0.0.1"
     port: int = 8080
 

