@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth_args import ConfigParser, option
+from berth_args import build_parser, option
 from serving.server import TritonServer, TritonServerError
 
 
@@ -64,17 +64,14 @@ class ServeConfig:
     )
 
 
-def build_parser() -> ConfigParser:
-    return ConfigParser(
-        ServeConfig,
-        prog="python -m serving",
-        description="Run the pip `tritonserver` (nvidia-pytriton) on a berth model "
-        "repository, with the Python backend and berth's Python-based onnxruntime backend.",
-    )
+DESCRIPTION = (
+    "Run the pip `tritonserver` (nvidia-pytriton) on a berth model repository, with the "
+    "Python backend and berth's Python-based onnxruntime backend."
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
-    parser = build_parser()
+    parser = build_parser(ServeConfig, "python -m serving", DESCRIPTION)
     cfg = parser.parse_config(argv)
     if cfg.repository_poll_secs < 1:
         parser.error("--repository-poll-secs must be >= 1")
