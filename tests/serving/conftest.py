@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import onnx
 import pytest
 from onnx import TensorProto, helper
+
+from tests.serving import fake_pb_utils
+
+
+@pytest.fixture
+def triton_model(monkeypatch):
+    """`triton_model(module, version_dir, config=None, **parameters)`: `module`'s Triton
+    Python model initialised in-process as Triton does, for the model version in
+    `version_dir`, with pb_utils faked. `config` is the model config; `parameters`, if
+    any, its string parameters."""
+
+    def initialize(module, version_dir: Path, config: dict | None = None, **parameters: str):
+        monkeypatch.setattr(module, "pb_utils", fake_pb_utils)
+        config = dict(config or {})
+        if parameters:
+            config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
+        model = module.TritonPythonModel()
+        model.initialize(
+            {
+                "model_config": json.dumps(config),
+                "model_repository": str(version_dir.parent),
+                "model_version": version_dir.name,
+            }
+        )
+        return model
+
+    return initialize
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ training's own aggregation (the published `berth_encoding.py`)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from serving.aggregate_model import model as aggregate_model
 from tests.serving import fake_pb_utils
+from training.checkpoint import MULTI_LABEL
 from training.encoding import aggregate, probabilities
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,20 +29,6 @@ def version_dir(tmp_path) -> Path:
     return d
 
 
-def load(version_dir, monkeypatch, **params) -> aggregate_model.TritonPythonModel:
-    monkeypatch.setattr(aggregate_model, "pb_utils", fake_pb_utils)
-    config = {"parameters": {k: {"string_value": v} for k, v in params.items()}}
-    model = aggregate_model.TritonPythonModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(version_dir.parent),
-            "model_version": "1",
-        }
-    )
-    return model
-
-
 @pytest.mark.parametrize("method", ["mean", "max", "weighted", "mean_prob"])
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_served_aggregation_is_trainings(version_dir, method, multi_label):
@@ -55,8 +41,10 @@ def test_served_aggregation_is_trainings(version_dir, method, multi_label):
     np.testing.assert_allclose(probs, probabilities(expected, multi_label), rtol=1e-6)
 
 
-def test_requests_are_answered_one_row_per_text_and_a_bad_one_fails_alone(version_dir, monkeypatch):
-    model = load(version_dir, monkeypatch, aggregation="mean", problem_type="")
+def test_requests_are_answered_one_row_per_text_and_a_bad_one_fails_alone(
+    version_dir, triton_model
+):
+    model = triton_model(aggregate_model, version_dir, aggregation="mean", problem_type="")
     requests = [
         fake_pb_utils.InferenceRequest(logits=LOGITS.astype(np.float32), windows=WINDOWS),
         fake_pb_utils.InferenceRequest(logits=LOGITS[:1].astype(np.float32), windows=WINDOWS),
@@ -74,10 +62,8 @@ def test_requests_are_answered_one_row_per_text_and_a_bad_one_fails_alone(versio
     assert row.sum() == pytest.approx(1.0, abs=1e-6)
 
 
-def test_multi_label_probabilities_are_sigmoids(version_dir, monkeypatch):
-    model = load(
-        version_dir, monkeypatch, aggregation="max", problem_type="multi_label_classification"
-    )
+def test_multi_label_probabilities_are_sigmoids(version_dir, triton_model):
+    model = triton_model(aggregate_model, version_dir, aggregation="max", problem_type=MULTI_LABEL)
     (response,) = model.execute(
         [fake_pb_utils.InferenceRequest(logits=LOGITS.astype(np.float32), windows=WINDOWS)]
     )

@@ -13,19 +13,6 @@ from serving.onnxruntime_backend import model as ort_backend
 from tests.serving import fake_pb_utils
 
 
-def load(config: dict, repository) -> ort_backend.TritonPythonModel:
-    """Initialize the backend as Triton does: version 1 of a model in `repository`."""
-    model = ort_backend.TritonPythonModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(repository),
-            "model_version": "1",
-        }
-    )
-    return model
-
-
 class RecordingSession:
     def __init__(self) -> None:
         self.calls = []
@@ -105,8 +92,7 @@ def test_plan_ragged_is_optimal_for_its_cost_model():
         assert cost(groups) == pytest.approx(best)
 
 
-def test_backend_model_in_process(tiny_onnx, monkeypatch):
-    monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
+def test_backend_model_in_process(tiny_onnx, triton_model):
     config = {
         "input": [
             {"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1]},
@@ -118,7 +104,7 @@ def test_backend_model_in_process(tiny_onnx, monkeypatch):
         ],
         "parameters": {"intra_op_thread_count": {"string_value": "1"}},
     }
-    model = load(config, tiny_onnx)
+    model = triton_model(ort_backend, tiny_onnx / "1", config)
     requests = [
         fake_pb_utils.InferenceRequest(
             input_ids=np.array([[1, 2, 3]], np.int64),
@@ -142,17 +128,16 @@ def test_backend_model_in_process(tiny_onnx, monkeypatch):
     assert responses[0].output_tensors["logits"].dtype == np.float32
 
 
-def test_missing_graph_input_is_reported(tiny_onnx):
+def test_missing_graph_input_is_reported(tiny_onnx, triton_model):
     config = {
         "input": [{"name": "token_type_ids", "data_type": "TYPE_INT64", "dims": [-1]}],
         "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}],
     }
     with pytest.raises(ValueError, match="token_type_ids"):
-        load(config, tiny_onnx)
+        triton_model(ort_backend, tiny_onnx / "1", config)
 
 
-def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
-    monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
+def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, triton_model):
     config = {
         "input": [
             {"name": n, "data_type": "TYPE_INT64", "dims": [-1], "allow_ragged_batch": True}
@@ -164,7 +149,7 @@ def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
         ],
         "parameters": {"ragged_run_cost_tokens": {"string_value": "1000"}},
     }
-    model = load(config, tiny_onnx)
+    model = triton_model(ort_backend, tiny_onnx / "1", config)
     assert model.ragged == {"input_ids", "attention_mask"}
     requests = [
         fake_pb_utils.InferenceRequest(
@@ -185,10 +170,9 @@ def test_backend_model_with_ragged_inputs_in_process(tiny_onnx, monkeypatch):
     ]
 
 
-def test_window_mode_aggregates_each_requests_windows_in_process(tiny_onnx, monkeypatch):
+def test_window_mode_aggregates_each_requests_windows_in_process(tiny_onnx, triton_model):
     """A `windows` input (not a graph input) makes the classifier step answer one row per
     text: the mean of its windows' logits, probabilities recomputed from them."""
-    monkeypatch.setattr(ort_backend, "pb_utils", fake_pb_utils)
     config = {
         "input": [
             {"name": n, "data_type": "TYPE_INT64", "dims": [-1], "allow_ragged_batch": True}
@@ -204,7 +188,7 @@ def test_window_mode_aggregates_each_requests_windows_in_process(tiny_onnx, monk
             "problem_type": {"string_value": "multi_label_classification"},
         },
     }
-    model = load(config, tiny_onnx)
+    model = triton_model(ort_backend, tiny_onnx / "1", config)
     assert model.windows.encoding.__name__ == "training.encoding"  # no published copy here
     requests = [
         fake_pb_utils.InferenceRequest(  # text 0: windows 1 and 3; text 1: window 6
@@ -277,7 +261,7 @@ def test_disabled_optimizers_parameter_reaches_onnxruntime(tmp_path, parameter, 
     assert ("LayerNormalization" in ops) is not fused
 
 
-def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatch):
+def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatch, triton_model):
     import onnxruntime as ort
 
     seen = {}
@@ -293,16 +277,16 @@ def test_backend_passes_disabled_optimizers_to_its_session(tiny_onnx, monkeypatc
         "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}],
         "parameters": {"disabled_optimizers": {"string_value": "SkipLayerNormFusion,GeluFusion"}},
     }
-    load(config, tiny_onnx)
+    triton_model(ort_backend, tiny_onnx / "1", config)
     assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion"]
     # export's measured choice for this graph, in its version directory, adds to them
     (tiny_onnx / "1" / "session.json").write_text(
         json.dumps({"disabled_optimizers": ["GeluFusion", "AttentionFusion"]})
     )
-    load(config, tiny_onnx)
+    triton_model(ort_backend, tiny_onnx / "1", config)
     assert seen["disabled_optimizers"] == ["SkipLayerNormFusion", "GeluFusion", "AttentionFusion"]
     del config["parameters"]
-    load(config, tiny_onnx)
+    triton_model(ort_backend, tiny_onnx / "1", config)
     assert seen["disabled_optimizers"] == ["GeluFusion", "AttentionFusion"]
 
 

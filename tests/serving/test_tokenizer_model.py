@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -87,22 +86,9 @@ def test_per_request_padding_pads_each_request_to_its_own_length(version_dir):
         tokenizer_model.Tokenization(version_dir, padding="ragged")
 
 
-def test_triton_model_end_to_end_in_process(version_dir, monkeypatch):
-    monkeypatch.setattr(tokenizer_model, "pb_utils", fake_pb_utils)
-    config = {
-        "parameters": {
-            "max_length": {"string_value": "32"},
-            "truncation": {"string_value": "head"},
-            "bucket": {"string_value": "8"},
-        }
-    }
-    model = tokenizer_model.TritonPythonModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(version_dir.parent),
-            "model_version": "1",
-        }
+def test_triton_model_end_to_end_in_process(version_dir, triton_model):
+    model = triton_model(
+        tokenizer_model, version_dir, max_length="32", truncation="head", bucket="8"
     )
     texts = np.array([[t.encode()] for t in TEXTS[:3]], dtype=object)
     responses = model.execute(
@@ -146,17 +132,14 @@ def test_windows_are_rows_with_their_text_and_weight(version_dir, padding):
     assert [len(w) for _, _, w in outputs] == [1 + 3, 2, 1]  # 70 words: capped at 3
 
 
-def test_window_mode_end_to_end_in_process(version_dir, monkeypatch):
-    monkeypatch.setattr(tokenizer_model, "pb_utils", fake_pb_utils)
-    params = {"max_length": "32", "bucket": "8", "window_stride": "24", "max_windows": "4"}
-    config = {"parameters": {k: {"string_value": v} for k, v in params.items()}}
-    model = tokenizer_model.TritonPythonModel()
-    model.initialize(
-        {
-            "model_config": json.dumps(config),
-            "model_repository": str(version_dir.parent),
-            "model_version": "1",
-        }
+def test_window_mode_end_to_end_in_process(version_dir, triton_model):
+    model = triton_model(
+        tokenizer_model,
+        version_dir,
+        max_length="32",
+        bucket="8",
+        window_stride="24",
+        max_windows="4",
     )
     texts = np.array([[b"short"], [("word " * 50).encode()]], dtype=object)
     (response,) = model.execute([fake_pb_utils.InferenceRequest(TEXT=texts)])
