@@ -115,7 +115,7 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from training.train import RunDirError
+    from training.rundir import RunDirError
 
     command = SUBCOMMANDS.get(argv[0]) if argv else None
     try:

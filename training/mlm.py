@@ -23,8 +23,6 @@ from training.data import (
 )
 from training.encoding import encode
 from training.rundir import (
-    RunDirError,
-    distributed_state,
     last_checkpoint,
     prepare_run_dir,
     publish_model,
@@ -174,12 +172,9 @@ def pretrain(config: MLMConfig) -> MLMResult:
         set_seed,
     )
 
-    if config.overwrite and config.resume:
-        raise RunDirError("--overwrite and --resume exclude each other: pick one")
     model_name = config.model or default_model()
     run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config.data)}")
-    state = distributed_state()
-    prepare_run_dir(run_dir, config.overwrite, config.resume, state, MLM_OUTPUTS)
+    state = prepare_run_dir(run_dir, config.overwrite, config.resume, MLM_OUTPUTS)
 
     source, train_split, eval_split = mlm_splits(config)
     say(state, f"MLM on {source}: {len(train_split)} train / {len(eval_split)} eval texts")

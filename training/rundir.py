@@ -36,10 +36,12 @@ def last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def prepare_run_dir(
-    run_dir: Path, overwrite: bool, resume: bool, state, outputs: Iterable[str]
-) -> None:
-    """Refuse to clobber an existing run; with --overwrite remove its `outputs` (only)."""
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool, outputs: Iterable[str]):
+    """Claim `run_dir` for this run and return the distributed state: refuse to clobber
+    an existing run; with --overwrite remove its `outputs` (only)."""
+    if overwrite and resume:
+        raise RunDirError("--overwrite and --resume exclude each other: pick one")
+    state = distributed_state()
     existing = [
         name for name in ("model", "metrics.json", "checkpoints") if (run_dir / name).exists()
     ]
@@ -65,6 +67,7 @@ def prepare_run_dir(
                 elif path.exists():
                     path.unlink()
     state.wait_for_everyone()
+    return state
 
 
 def publish_model(trainer, run_dir: Path, state, complete: Callable[[Path], None]) -> Path:

@@ -44,8 +44,6 @@ from training.metrics import classification_metrics, predictions, tune_threshold
 from training.optim import build_optimizer
 from training.predict import probabilities
 from training.rundir import (
-    RunDirError,
-    distributed_state,
     last_checkpoint,
     prepare_run_dir,
     publish_model,
@@ -199,8 +197,6 @@ class TrainConfig(DataSpec):
         if self.max_length < 8:
             raise DataError(f"--max-length {self.max_length}: use at least 8")
         self._validate_windows()
-        if self.overwrite and self.resume:
-            raise RunDirError("--overwrite and --resume exclude each other: pick one")
 
     def _validate_windows(self) -> None:
         if self.max_windows is not None and self.max_windows < 1:
@@ -492,8 +488,7 @@ def start(config: TrainConfig, model_name: str | None = None, outputs=RUN_OUTPUT
     config.validate()
     model_name = model_name or config.model or default_model()
     run_dir = Path(config.output_dir or Path("runs") / dataset_name(config))
-    state = distributed_state()
-    prepare_run_dir(run_dir, config.overwrite, config.resume, state, outputs)
+    state = prepare_run_dir(run_dir, config.overwrite, config.resume, outputs)
     data = load_data(config)
     metric = _check_metric(config, data.multi_label)
     say(

@@ -18,7 +18,8 @@ from training.cli import main
 from training.data import offline_rows
 from training.metrics import tune_thresholds
 from training.predict import Predictor
-from training.train import DataError, RunDirError, TrainConfig, train
+from training.rundir import RunDirError
+from training.train import DataError, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
