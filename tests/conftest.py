@@ -39,26 +39,49 @@ def minilm_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_base_model(tmp_path_factory, minilm_dir) -> Path:
-    """A tiny, randomly initialised BERT with MiniLM's uncased vocabulary and tokenizer.
+def make_tiny_bert(tmp_path_factory, minilm_dir):
+    """`make_tiny_bert(layers, seed)`: a tiny BERT of that many layers, randomly
+    initialised from `seed`, with MiniLM's uncased vocabulary and tokenizer."""
+
+    def make(layers: int, seed: int) -> Path:
+        import torch
+        from transformers import BertConfig, BertModel
+
+        torch.manual_seed(seed)
+        out = tmp_path_factory.mktemp(f"tiny-bert-{layers}")
+        # BertConfig's own vocabulary size (30522, MiniLM's) and 512 positions
+        config = BertConfig(
+            hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64
+        )
+        BertModel(config).save_pretrained(out, safe_serialization=True)
+        for name in TOKENIZER_FILES:
+            if (minilm_dir / name).exists():
+                shutil.copy(minilm_dir / name, out / name)
+        return out
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(make_tiny_bert) -> Path:
+    """A tiny, randomly initialised 2-layer BERT with MiniLM's uncased vocabulary and
+    tokenizer.
 
     Seconds to fine-tune on two cores; a stand-in for any hub checkpoint.
     """
-    import torch
-    from transformers import BertConfig, BertModel
+    return make_tiny_bert(layers=2, seed=0)
 
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-bert")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    BertModel(config).save_pretrained(out, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (minilm_dir / name).exists():
-            shutil.copy(minilm_dir / name, out / name)
-    return out
+
+@pytest.fixture(scope="session")
+def bbc_windows_config(tiny_base_model):
+    """`bbc_windows_config(output_dir, **fields)`: a TrainConfig that fine-tunes
+    `tiny_base_model` into `output_dir` on BBC articles (hundreds of tokens), each read as
+    up to 3 windows of 32 tokens; `fields` add to that or override it."""
+    from training.train import TrainConfig
+
+    def make(output_dir, **fields):
+        windows = {"dataset": "bbc_news", "max_length": 32, "max_windows": 3}
+        model = {"model": str(tiny_base_model), "output_dir": str(output_dir)}
+        return TrainConfig(**model, **(windows | fields))
+
+    return make

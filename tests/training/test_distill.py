@@ -28,25 +28,9 @@ FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
 
 
 @pytest.fixture(scope="module")
-def deep_base_model(tmp_path_factory, minilm_dir) -> Path:
+def deep_base_model(make_tiny_bert) -> Path:
     """Like `tiny_base_model`, with 4 layers so that a student can keep some of them."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(1)
-    out = tmp_path_factory.mktemp("tiny-bert-4")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    BertModel(config).save_pretrained(out, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
-        if (minilm_dir / name).exists():
-            shutil.copy(minilm_dir / name, out / name)
-    return out
+    return make_tiny_bert(layers=4, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 from training.data import Split
 from training.encoding import AGGREGATIONS, aggregate
-from training.train import DataError, PadCollator, TrainConfig
+from training.train import DataError, PadCollator
 from training.window_loss import TextWindows, aggregate_logits, text_loss
 
 
@@ -59,21 +59,15 @@ def test_the_loss_is_cross_entropy_of_the_aggregate_and_reaches_every_window():
     assert model.weight.grad.abs().sum() > 0
 
 
-def test_a_training_set_is_one_item_per_text_and_collates_every_window(tmp_path, tiny_base_model):
+def test_a_training_set_is_one_item_per_text_and_collates_every_window(
+    tmp_path, bbc_windows_config
+):
     from training.train import start
 
-    session = start(
-        TrainConfig(
-            dataset="bbc_news",
-            model=str(tiny_base_model),
-            output_dir=str(tmp_path / "run"),
-            max_length=32,
-            max_windows=3,
-            window_loss="text",
-            max_train_samples=8,
-            max_eval_samples=4,
-        )
+    config = bbc_windows_config(
+        tmp_path / "run", window_loss="text", max_train_samples=8, max_eval_samples=4
     )
+    session = start(config)
     long_text = " ".join(session.data.train.texts[0].split()[:200])
     split = Split(["short text", long_text], session.data.labels[:2], ["a", "b"])
     dataset = session.dataset(split, training=True)
@@ -87,26 +81,14 @@ def test_a_training_set_is_one_item_per_text_and_collates_every_window(tmp_path,
     assert len(session.dataset(split)) == 4
 
 
-def test_training_with_the_aggregated_loss_learns(tmp_path, tiny_base_model):
+def test_training_with_the_aggregated_loss_learns(tmp_path, bbc_windows_config):
     from training.train import train
 
+    # 16 texts learnt fast: a high learning rate from the first step, every epoch run
+    fast = {"epochs": 8, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.0, "patience": 0}
+    sizes = {"max_train_samples": 16, "max_eval_samples": 8}
     result = train(
-        TrainConfig(
-            dataset="bbc_news",
-            model=str(tiny_base_model),
-            output_dir=str(tmp_path / "run"),
-            max_length=32,
-            window_stride=24,
-            max_windows=3,
-            window_loss="text",
-            epochs=8,
-            batch_size=8,
-            lr=3e-3,
-            warmup_ratio=0.0,
-            max_train_samples=16,
-            max_eval_samples=8,
-            patience=0,
-        )
+        bbc_windows_config(tmp_path / "run", window_stride=24, window_loss="text", **fast, **sizes)
     )
     losses = [entry["loss"] for entry in result.metrics["train_log"] if "loss" in entry]
     assert len(losses) >= 2 and all(np.isfinite(losses))

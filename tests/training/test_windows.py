@@ -202,25 +202,15 @@ def test_training_defaults_to_windows_except_with_head_tail():
 
 
 @pytest.fixture(scope="module")
-def windowed_run(tmp_path_factory, tiny_base_model):
+def windowed_run(tmp_path_factory, bbc_windows_config):
     """BBC articles (hundreds of tokens) as up to 3 windows of 32 tokens."""
     from training.train import train
 
+    run_dir = tmp_path_factory.mktemp("windows") / "run"
+    one_epoch = {"epochs": 1, "batch_size": 16, "lr": 1e-3}
+    sizes = {"max_train_samples": 60, "max_eval_samples": 20}
     return train(
-        TrainConfig(
-            dataset="bbc_news",
-            model=str(tiny_base_model),
-            output_dir=str(tmp_path_factory.mktemp("windows") / "run"),
-            max_length=32,
-            window_stride=24,
-            max_windows=3,
-            aggregation="max",
-            epochs=1,
-            batch_size=16,
-            lr=1e-3,
-            max_train_samples=60,
-            max_eval_samples=20,
-        )
+        bbc_windows_config(run_dir, window_stride=24, aggregation="max", **one_epoch, **sizes)
     )
 
 
@@ -247,21 +237,11 @@ def test_the_predictor_reproduces_the_per_text_test_metrics(windowed_run):
     assert accuracy == pytest.approx(windowed_run.metrics["test"]["accuracy"])
 
 
-def test_a_long_text_trains_on_every_window(tmp_path, tiny_base_model):
+def test_a_long_text_trains_on_every_window(tmp_path, bbc_windows_config):
     from training.data import Split
     from training.train import start
 
-    session = start(
-        TrainConfig(
-            dataset="bbc_news",
-            model=str(tiny_base_model),
-            output_dir=str(tmp_path / "run"),
-            max_length=32,
-            max_windows=3,
-            max_train_samples=8,
-            max_eval_samples=4,
-        )
-    )
+    session = start(bbc_windows_config(tmp_path / "run", max_train_samples=8, max_eval_samples=4))
     split = Split(["short text", numbered(200)], [session.data.labels[0]] * 2, ["a", "b"])
     dataset = session.dataset(split)
     assert len(dataset) == 1 + 3 and dataset.windows.text.tolist() == [0, 1, 1, 1]
