@@ -266,13 +266,6 @@ class ExportConfig:
             changes["aggregation"] = self.aggregation
         return dataclasses.replace(berth, **changes) if changes else berth
 
-    def settings(self, int8_disabled_optimizers: tuple[str, ...] = ()) -> ServingSettings:
-        """The serving settings, with the int8 session optimizers export measured off."""
-        if not int8_disabled_optimizers:
-            return self.serving
-        disabled = {**self.serving.disabled_optimizers, "int8": tuple(int8_disabled_optimizers)}
-        return dataclasses.replace(self.serving, disabled_optimizers=disabled)
-
     def record(self) -> dict:
         """The configuration as the report records it: one flat dict, paths as strings."""
         flat = dataclasses.asdict(self)
@@ -756,7 +749,7 @@ def publish_variants(
         published,
         cfg.default_variant,
         cfg.gpu_variant,
-        cfg.settings(),
+        cfg.serving,
     )
     texts = {rel: render(c) for rel, c in configs.items()}
     publish_files = {v: files[v] for v in published}

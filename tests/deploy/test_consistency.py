@@ -163,7 +163,7 @@ def test_cpu_overlay_needs_a_no_ragged_export():
     from export.triton_config import ClassifierModel
 
     def ragged(argv: list[str]) -> list[bool]:
-        settings = parse_args(["--checkpoint", "runs/x/model", *argv]).settings()
+        settings = parse_args(["--checkpoint", "runs/x/model", *argv]).serving
         config = ClassifierModel("m_onnx_int8", "int8", 2, settings).config()
         return [t.allow_ragged_batch for t in config.input]
 

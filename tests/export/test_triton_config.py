@@ -61,14 +61,14 @@ def test_the_demo_export_writes_the_committed_configs_whatever_the_cpu_measured(
     into the settings the configs are rendered from."""
     cfg = parse_args(["--checkpoint", "unused", "--name", DEMO_NAME])
     assert cfg.optimize == "auto"
-    assert cfg.settings() == DEMO_SETTINGS == ServingSettings()
+    assert cfg.serving == DEMO_SETTINGS == ServingSettings()
     published = repository_configs(
         DEMO_NAME,
         DEMO_BERTH,
         cfg.variant_list,
         cfg.default_variant,
         cfg.gpu_variant,
-        cfg.settings(),
+        cfg.serving,
     )
     assert published == demo_configs()
     int8 = params(published[f"{DEMO_NAME}_onnx_int8/config.pbtxt"])
