@@ -16,7 +16,8 @@ are those of the holder's default instance) and parse back into one instance of 
 
 `arg(positional=True)` makes the field a positional argument instead of a flag.
 `option(default, help, group, ...)` declares such a field in one call: its default (or
-`factory=`) and `arg(help, group, ...)` as its metadata.
+`factory=`) and `arg(help, group, ...)` as its metadata. `@groups({...})` on a class
+files its fields in argument groups by position, as sections of the class.
 
 Standard library only: serving and loadtest import it without torch or transformers.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +83,28 @@ def option(
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def groups(starts: Mapping[str, str | None]) -> Callable[[type], type]:
+    """Class decorator (above `@dataclass`) that files the class's own fields in argument
+    groups by position: each group runs from the field `starts` names to the next one
+    named (None: argparse's own "options"), so no `option(...)` repeats its group. A
+    field given its own group keeps it."""
+
+    def apply(cls: type) -> type:
+        declared = list(inspect.get_annotations(cls))
+        unknown = set(starts) - set(declared)
+        if unknown:
+            raise TypeError(f"{cls.__name__} declares no field {sorted(unknown)}")
+        group = None
+        for name in declared:
+            group = starts.get(name, group)
+            f = cls.__dataclass_fields__.get(name)
+            if f is not None and "group" not in f.metadata and group is not None:
+                f.metadata = types.MappingProxyType({**f.metadata, "group": group})
+        return cls
+
+    return apply
 
 
 @dataclasses.dataclass(frozen=True)

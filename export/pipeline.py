@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from berth_args import ConfigParser, arg, option
+from berth_args import ConfigParser, arg, groups, option
 from export import onnx_export
 from export.evaluate import (
     OnnxClassifier,
@@ -115,89 +115,80 @@ SERVING_FLAGS: dict[str, dict] = {
 }
 
 
+@groups(
+    {
+        "checkpoint": "input",
+        "name": "output",
+        "variants": "variants",
+        "eval_file": "gates",
+        "threads": "measure",
+        "max_windows": "windows",
+    }
+)
 @dataclass
 class ExportConfig:
     checkpoint: Path = option(
-        Path("runs/sentiment/model"), "berth checkpoint directory (runs/<run>/model)", "input"
+        Path("runs/sentiment/model"), "berth checkpoint directory (runs/<run>/model)"
     )
     name: str = option(
         "sentiment",
         "model name: the ensemble is <name>, its members <name>_tokenizer and "
         "<name>_onnx_<variant>",
-        "output",
     )
     model_repository: Path = option(
-        Path("model_repository"), "Triton model repository to publish into", "output"
+        Path("model_repository"), "Triton model repository to publish into"
     )
     output_dir: Path | None = option(
         None,
         "where ONNX files and export_report.{json,md} go; empty = <checkpoint>/../export",
-        "output",
     )
-    no_publish: bool = option(
-        False, "export, check and report only; leave the repository alone", "output"
-    )
+    no_publish: bool = option(False, "export, check and report only; leave the repository alone")
     keep_versions: int = option(
-        2, "version directories kept per model after publishing (0 = keep all)", "output"
+        2, "version directories kept per model after publishing (0 = keep all)"
     )
-    variants: str = option(
-        "fp32,fp16,int8", "comma-separated variants to build: fp32,fp16,int8", "variants"
-    )
-    default_variant: str = option(
-        "int8", "variant the ensemble's config.pbtxt (CPU) uses", "variants"
-    )
-    gpu_variant: str = option("fp16", "variant the ensemble's configs/gpu.pbtxt uses", "variants")
-    opset: int = option(17, "ONNX opset (17 or newer)", "variants")
+    variants: str = option("fp32,fp16,int8", "comma-separated variants to build: fp32,fp16,int8")
+    default_variant: str = option("int8", "variant the ensemble's config.pbtxt (CPU) uses")
+    gpu_variant: str = option("fp16", "variant the ensemble's configs/gpu.pbtxt uses")
+    opset: int = option(17, "ONNX opset (17 or newer)")
     optimize: str = option(
         "auto",
         "onnxruntime.transformers fusions: auto (measure, keep if >=5%% faster), on, off",
-        "variants",
     )
     eval_file: Path | None = option(
-        None, "held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl", "gates"
+        None, "held-out JSONL split; empty = <checkpoint>/../splits/test.jsonl"
     )
-    max_eval_samples: int = option(
-        2000, "score variants on at most this many rows (0 = all)", "gates"
-    )
+    max_eval_samples: int = option(2000, "score variants on at most this many rows (0 = all)")
     max_accuracy_drop: float = option(
         1.0,
         "refuse a variant losing more than this many points "
         "(accuracy; multi-label: micro F1) against fp32",
-        "gates",
     )
-    parity_samples: int = option(
-        256, "held-out texts for the PyTorch-vs-ONNX parity check", "gates"
-    )
+    parity_samples: int = option(256, "held-out texts for the PyTorch-vs-ONNX parity check")
     parity_tolerance: float = option(
-        1e-3, "max |Δlogit| allowed for fp32 (argmax must be identical)", "gates"
+        1e-3,
+        "max |Δlogit| allowed for fp32 (argmax must be identical)",
     )
     skip_refused: bool = option(
         False,
         "publish the variants that passed instead of refusing the whole "
         "export (the default and GPU variants must pass)",
-        "gates",
     )
-    threads: int = option(
-        0, "onnxruntime intra-op threads for scoring and latency (0 = all cores)", "measure"
-    )
-    latency_runs: int = option(30, "timed runs per latency figure", "measure")
+    threads: int = option(0, "onnxruntime intra-op threads for scoring and latency (0 = all cores)")
+    latency_runs: int = option(30, "timed runs per latency figure")
     serving: ServingSettings = option(factory=ServingSettings, fields=SERVING_FLAGS)
     max_windows: int | None = option(
         None,
         "serve long texts as up to this many windows of max_length tokens (1 = one "
         "window, truncated); empty = as the checkpoint's berth.json says",
-        "windows",
     )
     window_stride: int | None = option(
         None,
         "content tokens between window starts; empty = berth.json's, or 3/4 of "
         "max_length when berth.json has none",
-        "windows",
     )
     aggregation: str | None = option(
         None,
         f"window logits → text logits: {', '.join(AGGREGATIONS)}; empty = berth.json's",
-        "windows",
     )
 
     def __post_init__(self) -> None:

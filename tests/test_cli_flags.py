@@ -21,7 +21,7 @@ from unittest import mock
 
 import pytest
 
-from berth_args import ConfigParser, arg
+from berth_args import ConfigParser, arg, groups, option
 
 GOLDEN = Path(__file__).parent / "data" / "cli_flags.json"
 
@@ -200,3 +200,40 @@ def test_config_parser_types():
         parser.parse_args(["--hidden", "x"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "c"])
+
+
+@groups({"first": "one", "third": "two", "fifth": None})
+@dataclasses.dataclass
+class _Sectioned:
+    first: int = option(1)
+    second: int = option(2, group="own")
+    third: int = option(3)
+    fourth: int = option(4)
+    fifth: int = option(5)
+
+
+@dataclasses.dataclass
+class _SectionedChild(_Sectioned):
+    sixth: int = option(6, group="child")
+
+
+def _groups_of(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    return {
+        g.title: [a.dest for a in g._group_actions if a.dest != "help"]
+        for g in parser._action_groups
+        if g._group_actions
+    }
+
+
+def test_groups_file_fields_by_position():
+    """berth_args.groups: a section runs to the next named field (None: no group), an
+    explicit group wins, a subclass keeps its base's sections, and a misspelt field name
+    fails when the class is defined."""
+    got = _groups_of(ConfigParser(_SectionedChild, prog="t"))
+    assert got["one"] == ["first"]
+    assert got["own"] == ["second"]
+    assert got["two"] == ["third", "fourth"]
+    assert got["child"] == ["sixth"]
+    assert "fifth" in got["options"]
+    with pytest.raises(TypeError, match=r"declares no field \['thrid'\]"):
+        groups({"thrid": "x"})(_Sectioned)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from berth_args import option
+from berth_args import groups, option
 from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
 
 OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news", "imdb_reviews")
@@ -624,6 +624,7 @@ def _class_names(ds, column: str):
     return None
 
 
+@groups({"dataset": "data", "trust_remote_code": "model", "seed": "run"})
 @dataclass
 class DataSpec:
     """The data flags every training stage shares and what `load_data` needs:
@@ -633,71 +634,61 @@ class DataSpec:
         "rotten_tomatoes",
         "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
         f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
-        "data",
     )
     dataset_config: str | None = option(
-        None, "configuration name of a Hub dataset (e.g. `sst2` for glue)", "data"
+        None, "configuration name of a Hub dataset (e.g. `sst2` for glue)"
     )
     train_file: str | None = option(
         None,
         "local training data: .csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2)",
-        "data",
     )
     validation_file: str | None = option(
-        None, "local validation data (default: carved from the training data)", "data"
+        None, "local validation data (default: carved from the training data)"
     )
-    test_file: str | None = option(
-        None, "local test data (default: carved from the training data)", "data"
-    )
-    text_column: str = option("text", "column with the text", "data")
+    test_file: str | None = option(None, "local test data (default: carved from the training data)")
+    text_column: str = option("text", "column with the text")
     label_column: str = option(
         "label",
         "column with the label; for multi-label a list, or a string of labels joined by "
         "--label-delimiter",
-        "data",
     )
     labels: list[str] | None = option(
         None,
         "the label names, in output order (default: the sorted training labels, or the "
         "dataset's ClassLabel names); any other label is an error",
-        "data",
     )
     label_delimiter: str = option(
         DEFAULT_LABEL_DELIMITER,
         "separator of several labels in one string cell (multi-label); a label column "
         "containing it is detected as multi-label",
-        "data",
     )
     problem_type: str = option(
         "auto",
         "auto detects multi-label from list-valued (or delimited) labels, else single-label",
-        "data",
         choices=PROBLEM_CHOICES,
     )
     validation_fraction: float = option(
         0.1,
         "share of the training data carved (stratified, seeded) as validation when there is "
         "no validation split",
-        "data",
     )
     test_fraction: float = option(
-        0.1, "share of the training data carved as the test split when there is none", "data"
+        0.1, "share of the training data carved as the test split when there is none"
     )
     max_train_samples: int | None = option(
-        None, "train on a seeded random slice of this many examples", "data"
+        None, "train on a seeded random slice of this many examples"
     )
     max_eval_samples: int | None = option(
-        None, "evaluate on slices of this many validation and test examples", "data"
+        None, "evaluate on slices of this many validation and test examples"
     )
     trust_remote_code: bool = option(
-        False, "allow custom model/dataset code from the Hub (off by default)", "model"
+        False, "allow custom model/dataset code from the Hub (off by default)"
     )
-    seed: int = option(42, "random seed (splits, init, order)", "run")
+    seed: int = option(42, "random seed (splits, init, order)")
     split_seed: int | None = option(
         None,
         "seed for carving and sampling the splits alone (default: --seed); fixes the "
         "split while --seed varies",
-        "run",
     )
 
 

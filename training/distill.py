@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from berth_args import option
+from berth_args import groups, option
 from training.checkpoint import BerthConfig
 from training.data import (
     OFFLINE_CORPORA,
@@ -62,6 +62,14 @@ INHERITED_DATA = tuple(
 )
 
 
+@groups(
+    {
+        "dataset": "data",
+        "max_length": "model",
+        "group_by_length": "optimisation",
+        "teacher": "distill",
+    }
+)
 @dataclass
 class DistillConfig(TrainConfig):
     """`python -m training` plus the teacher, the student and the distillation loss."""
@@ -70,66 +78,50 @@ class DistillConfig(TrainConfig):
         None,
         "labelled data as for `python -m training` (default: the teacher run's own data "
         "and split, read from its metrics.json)",
-        "data",
     )
-    max_length: int | None = option(
-        None, "maximum tokens per text (default: the teacher's)", "model"
-    )
+    max_length: int | None = option(None, "maximum tokens per text (default: the teacher's)")
     group_by_length: bool = option(
         True,
         "batch rows of similar length together: unlabelled windows are long, snippets "
         "short, and mixed batches would pad every snippet to the window length",
-        "optimisation",
     )
-    teacher: str = option(
-        "", "the teacher: a berth checkpoint directory (runs/<run>/model)", "distill"
-    )
+    teacher: str = option("", "the teacher: a berth checkpoint directory (runs/<run>/model)")
     student: str | None = option(
         None,
         "start the student from this checkpoint (a Hub id or directory; same vocabulary "
         "as the teacher) instead of the teacher's own layers",
-        "distill",
     )
-    student_layers: int = option(3, "encoder layers the student keeps from the teacher", "distill")
+    student_layers: int = option(3, "encoder layers the student keeps from the teacher")
     keep_layers: list[int] | None = option(
         None,
         "exactly which teacher layers to keep (0-based); default: try a few spreads for "
         "--selection-steps each and keep the one closest to the teacher on validation",
-        "distill",
     )
-    selection_steps: int = option(
-        60, "training steps per candidate layer set when choosing layers", "distill"
-    )
-    temperature: float = option(2.0, "softmax/sigmoid temperature of the soft targets", "distill")
-    alpha: float = option(
-        0.7, "weight of the soft-target loss; 1 - alpha goes to the hard labels", "distill"
-    )
+    selection_steps: int = option(60, "training steps per candidate layer set when choosing layers")
+    temperature: float = option(2.0, "softmax/sigmoid temperature of the soft targets")
+    alpha: float = option(0.7, "weight of the soft-target loss; 1 - alpha goes to the hard labels")
     unlabelled_corpus: list[str] | None = option(
         None,
         "offline corpora whose texts (labels dropped) the teacher labels for the student, "
         "e.g. imdb_reviews; see --dataset for the names",
-        "distill",
     )
     unlabelled_windows: int = option(
         2,
         "windows of --max-length tokens taken from a long unlabelled text (spread over "
         "it, first and last included)",
-        "distill",
     )
     unlabelled_file: list[str] | None = option(
         None,
         "files of unlabelled text (.txt one per line, or any data file with "
         "--text-column) that the teacher labels for the student",
-        "distill",
     )
     offline_unlabelled: bool = option(
         True,
         "add the unlabelled text that ships with an offline corpus (rotten_tomatoes: its "
         "plot summaries); --no-offline-unlabelled turns it off",
-        "distill",
     )
     max_unlabelled: int | None = option(
-        None, "use at most this many unlabelled texts (seeded sample)", "distill"
+        None, "use at most this many unlabelled texts (seeded sample)"
     )
 
     def validate(self) -> None:

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from berth_args import arg, option
+from berth_args import arg, groups, option
 from training.data import (
     OFFLINE_CORPORA,
     DataError,
@@ -62,6 +62,7 @@ MLM_DATA_FLAGS = {
 }
 
 
+@groups({"model": "model", "mlm_probability": "optimisation", "output_dir": "run"})
 @dataclass
 class MLMConfig:
     """Everything `python -m training mlm` accepts: its data (a DataSpec, the flags
@@ -73,28 +74,23 @@ class MLMConfig:
     model: str | None = option(
         None,
         "base model: Hub id or local directory (default: the packaged all-MiniLM-L6-v2)",
-        "model",
     )
-    max_length: int = option(128, "maximum tokens per text", "model")
-    mlm_probability: float = option(0.15, "share of tokens masked", "optimisation")
-    epochs: float = option(1, "training epochs", "optimisation")
-    batch_size: int = option(32, "batch size per device", "optimisation")
-    gradient_accumulation_steps: int = option(
-        1, "accumulate gradients over this many batches", "optimisation"
-    )
-    lr: float = option(5e-5, "peak learning rate", "optimisation")
-    weight_decay: float = option(0.01, "AdamW weight decay", "optimisation")
-    warmup_ratio: float = option(0.06, "share of steps in linear warmup", "optimisation")
-    max_grad_norm: float = option(1.0, "gradient clipping norm", "optimisation")
-    precision: str = option(
-        "auto", "auto = bf16/fp16 on CUDA, fp32 on CPU", "optimisation", choices=PRECISIONS
-    )
-    output_dir: str | None = option(None, "run directory (default: runs/mlm-<dataset name>)", "run")
-    overwrite: bool = option(False, "replace the outputs of an existing run directory", "run")
+    max_length: int = option(128, "maximum tokens per text")
+    mlm_probability: float = option(0.15, "share of tokens masked")
+    epochs: float = option(1, "training epochs")
+    batch_size: int = option(32, "batch size per device")
+    gradient_accumulation_steps: int = option(1, "accumulate gradients over this many batches")
+    lr: float = option(5e-5, "peak learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_ratio: float = option(0.06, "share of steps in linear warmup")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    precision: str = option("auto", "auto = bf16/fp16 on CUDA, fp32 on CPU", choices=PRECISIONS)
+    output_dir: str | None = option(None, "run directory (default: runs/mlm-<dataset name>)")
+    overwrite: bool = option(False, "replace the outputs of an existing run directory")
     resume: bool = option(
-        False, "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
+        False, "resume from the last Trainer checkpoint in <output-dir>/checkpoints"
     )
-    report_to: str = option("none", "experiment trackers (none, tensorboard, wandb, ...)", "run")
+    report_to: str = option("none", "experiment trackers (none, tensorboard, wandb, ...)")
 
     def record(self) -> dict:
         """The configuration as metrics.json records it: one flat dict."""

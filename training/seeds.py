@@ -20,21 +20,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from berth_args import option
+from berth_args import groups, option
 from training.data import DataError
 
 # set by this command for every run; passing them after `--` would contradict it
 OWNED_FLAGS = ("--seed", "--split-seed", "--output-dir")
 
 
+@groups({"seeds": "seeds"})
 @dataclass
 class SeedsConfig:
-    seeds: list[int] = option(
-        factory=lambda: [42, 43, 44], help="seeds for init and data order", group="seeds"
-    )
-    split_seed: int = option(42, "seed of the split every run shares (--split-seed)", "seeds")
-    output_dir: str = option("runs/seeds", "runs go to <output-dir>/seed-<S>", "seeds")
-    parallel: int = option(1, "runs at a time (a GPU fits several small ones)", "seeds")
+    seeds: list[int] = option(factory=lambda: [42, 43, 44], help="seeds for init and data order")
+    split_seed: int = option(42, "seed of the split every run shares (--split-seed)")
+    output_dir: str = option("runs/seeds", "runs go to <output-dir>/seed-<S>")
+    parallel: int = option(1, "runs at a time (a GPU fits several small ones)")
 
 
 @dataclass

