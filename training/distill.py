@@ -49,7 +49,9 @@ from training.train import (
     evaluate,
     finish,
     fit,
+    optimisation_arguments,
     run_metrics,
+    sampling_strategy,
     start,
 )
 
@@ -439,22 +441,21 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
     scores = {}
     for candidate in layer_candidates(total, config.student_layers):
         with tempfile.TemporaryDirectory() as workdir:
+            # the full run's optimisation and batching (length-grouped batches pad
+            # snippets far less: 2.5x faster steps than random ones beside windows)
             args = TrainingArguments(
                 output_dir=workdir,
+                **{
+                    **optimisation_arguments(config, config.eval_batch_size),
+                    "report_to": "none",
+                    "disable_tqdm": True,
+                },
                 max_steps=config.selection_steps,
-                per_device_train_batch_size=config.batch_size,
-                per_device_eval_batch_size=config.eval_batch_size,
-                learning_rate=config.lr,
-                warmup_steps=config.warmup_ratio,
-                weight_decay=config.weight_decay,
                 save_strategy="no",
                 eval_strategy="no",
                 logging_strategy="no",
-                report_to="none",
                 seed=config.seed,
-                remove_unused_columns=False,
-                disable_tqdm=True,
-                dataloader_pin_memory=torch.cuda.is_available(),
+                train_sampling_strategy=sampling_strategy(config),
             )
             trainer = trainer_class(
                 model=keep_layers(teacher_model, candidate),

@@ -569,8 +569,12 @@ def training_arguments(session: Session):
         save_total_limit=config.save_total_limit,
         seed=config.seed,
         dataloader_num_workers=config.num_workers,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        train_sampling_strategy=sampling_strategy(config),
     )
+
+
+def sampling_strategy(config) -> str:
+    return "group_by_length" if config.group_by_length else "random"
 
 
 def build_trainer(session, model, train_set, val_set, berth: BerthConfig, trainer_class=None):
