@@ -94,6 +94,11 @@ class DistillConfig(TrainConfig):
         "as the teacher) instead of the teacher's own layers",
     )
     student_layers: int = option(3, "encoder layers the student keeps from the teacher")
+    student_ffn_size: int | None = option(
+        None,
+        "feed-forward units the student keeps per layer, those with the largest weights "
+        "(default: all; fewer make a narrower, faster student)",
+    )
     keep_layers: list[int] | None = option(
         None,
         "exactly which teacher layers to keep (0-based); default: try a few spreads for "
@@ -142,6 +147,8 @@ class DistillConfig(TrainConfig):
             raise DataError(f"--unlabelled-windows {self.unlabelled_windows}: use at least 1")
         if self.student_layers < 1:
             raise DataError(f"--student-layers {self.student_layers}: use at least 1")
+        if self.student_ffn_size is not None and self.student_ffn_size < 1:
+            raise DataError(f"--student-ffn-size {self.student_ffn_size}: use at least 1")
         super().validate()
 
 
@@ -216,6 +223,42 @@ def keep_layers(teacher_model, keep: list[int]):
     if getattr(student.config, "layer_types", None):
         student.config.layer_types = [student.config.layer_types[i] for i in keep]
     return student
+
+
+def feed_forward_pairs(model) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
+    """Each layer's feed-forward (in, out) Linear pair: BERT-style `intermediate.dense`
+    and `output.dense`."""
+    pairs = []
+    for layer in encoder_layers(model):
+        inner = getattr(getattr(layer, "intermediate", None), "dense", None)
+        outer = getattr(getattr(layer, "output", None), "dense", None)
+        if not (isinstance(inner, torch.nn.Linear) and isinstance(outer, torch.nn.Linear)):
+            raise DataError(
+                f"--student-ffn-size: {type(model).__name__} has no BERT-style feed-forward "
+                "(intermediate.dense, output.dense) to narrow"
+            )
+        pairs.append((inner, outer))
+    return pairs
+
+
+def narrow_feed_forward(model, size: int):
+    """Keep `size` feed-forward units in every layer: those whose input and output
+    weights have the largest norms (their product), in their original order. The two
+    thirds of a BERT layer's multiply-adds that sit in the feed-forward shrink with it;
+    distillation then recovers what the dropped units carried."""
+    from transformers.pytorch_utils import prune_linear_layer
+
+    current = model.config.intermediate_size
+    if size >= current:
+        raise DataError(f"--student-ffn-size {size}: the model has only {current} units")
+    layers = encoder_layers(model)
+    for i, (inner, outer) in enumerate(feed_forward_pairs(model)):
+        weight = inner.weight.detach().norm(dim=1) * outer.weight.detach().norm(dim=0)
+        keep = weight.topk(size).indices.sort().values
+        layers[i].intermediate.dense = prune_linear_layer(inner, keep, dim=0)
+        layers[i].output.dense = prune_linear_layer(outer, keep, dim=1)
+    model.config.intermediate_size = size
+    return model
 
 
 def layer_candidates(total: int, count: int) -> list[list[int]]:
@@ -457,8 +500,11 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
                 seed=config.seed,
                 train_sampling_strategy=sampling_strategy(config),
             )
+            model = keep_layers(teacher_model, candidate)
+            if config.student_ffn_size:  # try what will be trained
+                narrow_feed_forward(model, config.student_ffn_size)
             trainer = trainer_class(
-                model=keep_layers(teacher_model, candidate),
+                model=model,
                 args=args,
                 train_dataset=data.train,
                 data_collator=PadCollator(session.pad_id, berth.multi_label),
@@ -472,29 +518,39 @@ def choose_layers(session, teacher_model, data: DistillData, trainer_class, bert
     return {"kept": [int(i) for i in best.split(",")], "validation_kl": scores}
 
 
-def build_student(session, teacher_model, data, trainer_class, berth) -> tuple[object, dict]:
-    """The student model and how it was made (recorded in berth.json)."""
+def load_student(config: DistillConfig, berth: BerthConfig):
+    """--student: a smaller checkpoint with the teacher's labels and head shape."""
     from transformers import AutoModelForSequenceClassification
 
+    student = AutoModelForSequenceClassification.from_pretrained(
+        config.student,
+        num_labels=len(berth.labels),
+        id2label=berth.id2label,
+        label2id={name: i for i, name in enumerate(berth.labels)},
+        problem_type=berth.problem_type,
+        use_safetensors=True,
+        **({"trust_remote_code": True} if config.trust_remote_code else {}),
+    )
+    check_positions(student, config.max_length)
+    return student
+
+
+def build_student(session, teacher_model, data, trainer_class, berth) -> tuple[object, dict]:
+    """The student model and how it was made (recorded in berth.json)."""
     config: DistillConfig = session.config
     if config.student:
-        student = AutoModelForSequenceClassification.from_pretrained(
-            config.student,
-            num_labels=len(berth.labels),
-            id2label=berth.id2label,
-            label2id={name: i for i, name in enumerate(berth.labels)},
-            problem_type=berth.problem_type,
-            use_safetensors=True,
-            **({"trust_remote_code": True} if config.trust_remote_code else {}),
-        )
-        check_positions(student, config.max_length)
-        return student, {"student": config.student}
-    if config.keep_layers:
-        choice = {"kept": list(config.keep_layers)}
+        student, origin = load_student(config, berth), {"student": config.student}
     else:
-        choice = choose_layers(session, teacher_model, data, trainer_class, berth)
-    session.say(f"student keeps teacher layers {choice['kept']}")
-    return keep_layers(teacher_model, choice["kept"]), {"layers": choice}
+        if config.keep_layers:
+            choice = {"kept": list(config.keep_layers)}
+        else:
+            choice = choose_layers(session, teacher_model, data, trainer_class, berth)
+        session.say(f"student keeps teacher layers {choice['kept']}")
+        student, origin = keep_layers(teacher_model, choice["kept"]), {"layers": choice}
+    if config.student_ffn_size:
+        narrow_feed_forward(student, config.student_ffn_size)
+        origin["ffn_size"] = config.student_ffn_size
+    return student, origin
 
 
 def distill(config: DistillConfig) -> TrainResult:

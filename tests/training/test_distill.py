@@ -19,6 +19,7 @@ from training.distill import (
     distillation_loss,
     keep_layers,
     layer_candidates,
+    narrow_feed_forward,
     pick_unlabelled,
 )
 from training.predict import Predictor
@@ -129,6 +130,29 @@ def test_kept_layers_are_the_teachers_weights(teacher):
         keep_layers(model, [3, 1])
 
 
+def test_narrowing_drops_the_units_that_carry_nothing(teacher):
+    """Units whose output weights are zero contribute nothing, have the smallest
+    importance, and go first: the narrowed model answers exactly as the full one."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(teacher.checkpoint).eval()
+    idle = torch.arange(0, 64, 3)  # 22 of the 64 units
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            layer.output.dense.weight[:, idle] = 0.0
+    inputs = {"input_ids": torch.tensor([[101, 2307, 3185, 102], [101, 6659, 102, 0]])}
+    inputs["attention_mask"] = (inputs["input_ids"] > 0).long()
+    with torch.no_grad():
+        full = model(**inputs).logits
+        narrow = narrow_feed_forward(model, 64 - len(idle))
+        assert narrow.config.intermediate_size == 42
+        assert narrow.bert.encoder.layer[1].intermediate.dense.weight.shape == (42, 32)
+        assert narrow.bert.encoder.layer[1].output.dense.weight.shape == (32, 42)
+        torch.testing.assert_close(narrow(**inputs).logits, full)
+    with pytest.raises(DataError, match="only 42 units"):
+        narrow_feed_forward(model, 42)
+
+
 def test_layer_candidates_cover_the_depth():
     assert layer_candidates(6, 3) == [[0, 2, 4], [1, 3, 5], [0, 2, 5], [0, 1, 2]]
     assert layer_candidates(12, 4)[0] == [0, 3, 6, 9]
@@ -192,6 +216,7 @@ def multi_label_student(tmp_path_factory, deep_base_model):
             teacher=str(teacher.checkpoint),
             output_dir=str(tmp_path / "student"),
             keep_layers=[0, 3],
+            student_ffn_size=24,
             epochs=1,
             batch_size=16,
             lr=1e-3,
@@ -203,6 +228,9 @@ def test_multi_label_student_retunes_thresholds(multi_label_student):
     berth = BerthConfig.load(multi_label_student.checkpoint)
     assert berth.problem_type == MULTI_LABEL and len(berth.thresholds) == 3
     assert berth.distillation["layers"] == {"kept": [0, 3]}
+    assert berth.distillation["ffn_size"] == 24
+    config = json.loads((multi_label_student.checkpoint / "config.json").read_text())
+    assert config["intermediate_size"] == 24 and config["num_hidden_layers"] == 2
     assert "teacher_agreement" in multi_label_student.metrics
 
 
