@@ -225,10 +225,17 @@ def keep_layers(teacher_model, keep: list[int]):
     return student
 
 
-def feed_forward_pairs(model) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
-    """Each layer's feed-forward (in, out) Linear pair: BERT-style `intermediate.dense`
-    and `output.dense`."""
-    pairs = []
+def narrow_feed_forward(model, size: int):
+    """Keep `size` feed-forward units in every layer (BERT-style `intermediate.dense`
+    and `output.dense`): those whose input and output weights have the largest norms
+    (their product), in their original order. The two thirds of a BERT layer's
+    multiply-adds that sit in the feed-forward shrink with it; distillation then
+    recovers what the dropped units carried."""
+    from transformers.pytorch_utils import prune_linear_layer
+
+    current = model.config.intermediate_size
+    if size >= current:
+        raise DataError(f"--student-ffn-size {size}: the model has only {current} units")
     for layer in encoder_layers(model):
         inner = getattr(getattr(layer, "intermediate", None), "dense", None)
         outer = getattr(getattr(layer, "output", None), "dense", None)
@@ -237,26 +244,10 @@ def feed_forward_pairs(model) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
                 f"--student-ffn-size: {type(model).__name__} has no BERT-style feed-forward "
                 "(intermediate.dense, output.dense) to narrow"
             )
-        pairs.append((inner, outer))
-    return pairs
-
-
-def narrow_feed_forward(model, size: int):
-    """Keep `size` feed-forward units in every layer: those whose input and output
-    weights have the largest norms (their product), in their original order. The two
-    thirds of a BERT layer's multiply-adds that sit in the feed-forward shrink with it;
-    distillation then recovers what the dropped units carried."""
-    from transformers.pytorch_utils import prune_linear_layer
-
-    current = model.config.intermediate_size
-    if size >= current:
-        raise DataError(f"--student-ffn-size {size}: the model has only {current} units")
-    layers = encoder_layers(model)
-    for i, (inner, outer) in enumerate(feed_forward_pairs(model)):
         weight = inner.weight.detach().norm(dim=1) * outer.weight.detach().norm(dim=0)
         keep = weight.topk(size).indices.sort().values
-        layers[i].intermediate.dense = prune_linear_layer(inner, keep, dim=0)
-        layers[i].output.dense = prune_linear_layer(outer, keep, dim=1)
+        layer.intermediate.dense = prune_linear_layer(inner, keep, dim=0)
+        layer.output.dense = prune_linear_layer(outer, keep, dim=1)
     model.config.intermediate_size = size
     return model
 
