@@ -107,6 +107,12 @@ class DistillConfig(TrainConfig):
     selection_steps: int = option(60, "training steps per candidate layer set when choosing layers")
     temperature: float = option(2.0, "softmax/sigmoid temperature of the soft targets")
     alpha: float = option(0.7, "weight of the soft-target loss; 1 - alpha goes to the hard labels")
+    hidden_weight: float = option(
+        0.0,
+        "weight of the intermediate-layer loss: after each student layer its normalised "
+        "first-token state copies the teacher's after the layer it stands for (Patient "
+        "KD); needs the teacher's hidden size; 0 turns it off",
+    )
     unlabelled_corpus: list[str] | None = option(
         None,
         "offline corpora whose texts (labels dropped) the teacher labels for the student, "
@@ -143,6 +149,8 @@ class DistillConfig(TrainConfig):
             raise DataError(f"--temperature {self.temperature}: use a value above 0")
         if not 0 <= self.alpha <= 1:
             raise DataError(f"--alpha {self.alpha}: use a value in [0, 1]")
+        if self.hidden_weight < 0:
+            raise DataError(f"--hidden-weight {self.hidden_weight}: use a value of 0 or more")
         if self.unlabelled_windows < 1:
             raise DataError(f"--unlabelled-windows {self.unlabelled_windows}: use at least 1")
         if self.student_layers < 1:
@@ -346,9 +354,16 @@ class DistillData:
     unlabelled_rows: int
 
 
-def with_teacher(dataset: EncodedDataset, logits: np.ndarray, labelled: bool) -> EncodedDataset:
+def with_teacher(
+    dataset: EncodedDataset, predictor: Predictor, labelled: bool, cls_states: bool = False
+) -> EncodedDataset:
+    """The teacher's logits on exactly each row's tokens (and, for the intermediate-layer
+    loss, its first-token states after every layer) ride along with the row."""
+    logits, states = predictor.window_outputs(dataset.input_ids, cls_states=cls_states)
     dataset.extras["teacher_logits"] = logits.tolist()
     dataset.extras["has_label"] = [1.0 if labelled else 0.0] * len(dataset)
+    if states is not None:
+        dataset.extras["teacher_cls"] = list(states)
     return dataset
 
 
@@ -362,7 +377,7 @@ def unlabelled_rows(session: Session, predictor: Predictor, texts: list[str]) ->
     )
     placeholder = [0.0] * len(session.data.labels) if session.data.multi_label else 0
     dataset = EncodedDataset(windows.ids, [placeholder] * len(windows))
-    return with_teacher(dataset, predictor.window_logits(windows.ids), labelled=False)
+    return with_teacher(dataset, predictor, labelled=False, cls_states=config.hidden_weight > 0)
 
 
 def concat(a: EncodedDataset, b: EncodedDataset) -> EncodedDataset:
@@ -377,7 +392,9 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
     sets = {}
     for name in ("train", "validation", "test"):
         dataset = session.dataset(getattr(data, name))
-        sets[name] = with_teacher(dataset, predictor.window_logits(dataset.input_ids), True)
+        # only training rows carry states: evaluation scores the logits alone
+        cls_states = name == "train" and session.config.hidden_weight > 0
+        sets[name] = with_teacher(dataset, predictor, True, cls_states)
     extra = unlabelled_rows(session, predictor, unlabelled)
     return DistillData(
         concat(sets["train"], extra),
@@ -426,22 +443,47 @@ def distillation_loss(
     return alpha * t * t * soft + (1 - alpha) * hard
 
 
-def _distill_trainer_class(temperature: float, alpha: float, multi_label: bool):
+def teacher_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """The teacher layer each student layer stands for: spread evenly, last to last
+    (3 of 6 → 1, 3, 5)."""
+    return [(j + 1) * teacher_layers // student_layers - 1 for j in range(student_layers)]
+
+
+def hidden_state_loss(student_states: tuple, teacher_cls: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the student's normalised first-token state after
+    each layer and the teacher's after the layer it stands for (Sun et al., 2019).
+
+    `student_states`: the model's `hidden_states` (embeddings first); `teacher_cls`:
+    [batch, teacher layers, hidden]."""
+    count = len(student_states) - 1
+    student = torch.stack([h[:, 0] for h in student_states[1:]], dim=1)
+    teacher = teacher_cls[:, teacher_layer_map(count, teacher_cls.shape[1])]
+    normalize = torch.nn.functional.normalize
+    return (normalize(student, dim=-1) - normalize(teacher, dim=-1)).pow(2).sum(-1).mean()
+
+
+def _distill_trainer_class(
+    temperature: float, alpha: float, multi_label: bool, hidden_weight: float = 0.0
+):
     base = _trainer_class()
 
     class DistillTrainer(base):
-        """berth's Trainer with the distillation loss; the teacher's logits come with
-        each batch (computed once, before training)."""
+        """berth's Trainer with the distillation loss; the teacher's logits (and, on
+        training rows, its first-token states) come with each batch, computed once
+        before training."""
 
         def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
             inputs = dict(inputs)
             labels = inputs.pop("labels")
             teacher = inputs.pop("teacher_logits")
             has_label = inputs.pop("has_label")
-            outputs = model(**inputs)
+            teacher_cls = inputs.pop("teacher_cls", None)
+            outputs = model(**inputs, output_hidden_states=teacher_cls is not None)
             loss = distillation_loss(
                 outputs.logits, teacher, labels, has_label, temperature, alpha, multi_label
             )
+            if teacher_cls is not None and hidden_weight > 0:
+                loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, teacher_cls)
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
@@ -526,11 +568,22 @@ def load_student(config: DistillConfig, berth: BerthConfig):
     return student
 
 
+def check_hidden_size(config: DistillConfig, student, teacher_model) -> None:
+    ours, theirs = student.config.hidden_size, teacher_model.config.hidden_size
+    if config.hidden_weight > 0 and ours != theirs:
+        raise DataError(
+            f"--hidden-weight {config.hidden_weight}: the student's hidden size ({ours}) is "
+            f"not the teacher's ({theirs}), so its layers cannot copy the teacher's states; "
+            "use --hidden-weight 0"
+        )
+
+
 def build_student(session, teacher_model, data, trainer_class, berth) -> tuple[object, dict]:
     """The student model and how it was made (recorded in berth.json)."""
     config: DistillConfig = session.config
     if config.student:
         student, origin = load_student(config, berth), {"student": config.student}
+        check_hidden_size(config, student, teacher_model)
     else:
         if config.keep_layers:
             choice = {"kept": list(config.keep_layers)}
@@ -573,7 +626,9 @@ def distill(config: DistillConfig) -> TrainResult:
     del predictor
 
     berth = session.contract()
-    trainer_class = _distill_trainer_class(config.temperature, config.alpha, berth.multi_label)
+    trainer_class = _distill_trainer_class(
+        config.temperature, config.alpha, berth.multi_label, config.hidden_weight
+    )
     teacher_model = AutoModelForSequenceClassification.from_pretrained(
         teacher_dir, use_safetensors=True
     )

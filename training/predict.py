@@ -80,21 +80,38 @@ class Predictor:
         rows = self.window_logits(windows.ids, batch_size)
         return aggregate(rows, windows.text, windows.weight, c.aggregation, c.multi_label)
 
-    @torch.inference_mode()
     def window_logits(self, encoded: list[list[int]], batch_size: int = 32) -> np.ndarray:
-        """Logits of token-id rows, in order; batches are formed in length order, so that
-        they carry little padding."""
+        """Logits of token-id rows, in order."""
+        return self.window_outputs(encoded, batch_size)[0]
+
+    @torch.inference_mode()
+    def window_outputs(
+        self, encoded: list[list[int]], batch_size: int = 32, cls_states: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits of token-id rows, in order, and with `cls_states` each row's first-token
+        state after every layer (rows × layers × hidden: what a distilled student's
+        intermediate layers copy). Batches are formed in length order, so that they carry
+        little padding."""
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out = np.zeros((len(encoded), len(self.config.labels)), dtype=np.float32)
+        states = None
+        if cls_states:
+            model = self.model.config
+            shape = (len(encoded), model.num_hidden_layers, model.hidden_size)
+            states = np.zeros(shape, dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             ids, mask = pad([encoded[i] for i in rows], self.pad_id)
             result = self.model(
                 input_ids=torch.from_numpy(ids).to(self.device),
                 attention_mask=torch.from_numpy(mask).to(self.device),
+                output_hidden_states=cls_states,
             )
             out[rows] = result.logits.float().cpu().numpy()
-        return out
+            if cls_states:
+                cls = torch.stack([h[:, 0] for h in result.hidden_states[1:]], dim=1)
+                states[rows] = cls.float().cpu().numpy()
+        return out, states
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return probabilities(self.logits(texts, batch_size), self.config.multi_label)

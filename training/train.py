@@ -305,8 +305,8 @@ class PadCollator:
         for key in features[0]:
             if key == "input_ids":
                 continue
-            dtype = torch.long if key == "labels" and not self.multi_label else torch.float32
-            batch[key] = torch.tensor([f[key] for f in features], dtype=dtype)
+            dtype = np.int64 if key == "labels" and not self.multi_label else np.float32
+            batch[key] = torch.from_numpy(np.asarray([f[key] for f in features], dtype=dtype))
         return batch
 
 

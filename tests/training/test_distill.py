@@ -15,12 +15,15 @@ from training.cli import main
 from training.data import DataError
 from training.distill import (
     DistillConfig,
+    _distill_trainer_class,
     distill,
     distillation_loss,
+    hidden_state_loss,
     keep_layers,
     layer_candidates,
     narrow_feed_forward,
     pick_unlabelled,
+    teacher_layer_map,
 )
 from training.predict import Predictor
 from training.train import TrainConfig, train
@@ -65,6 +68,7 @@ def student(tmp_path_factory, teacher):
         max_unlabelled=40,
         unlabelled_corpus=["bbc_news"],
         unlabelled_file=[str(unlabelled)],
+        hidden_weight=1.0,
         batch_size=16,
         eval_batch_size=64,
         lr=1e-3,
@@ -151,6 +155,80 @@ def test_narrowing_drops_the_units_that_carry_nothing(teacher):
         torch.testing.assert_close(narrow(**inputs).logits, full)
     with pytest.raises(DataError, match="only 42 units"):
         narrow_feed_forward(model, 42)
+
+
+def test_hidden_state_loss_maps_student_layers_onto_the_teachers():
+    assert teacher_layer_map(3, 6) == [1, 3, 5] and teacher_layer_map(2, 4) == [1, 3]
+    assert teacher_layer_map(4, 6) == [0, 2, 3, 5] and teacher_layer_map(6, 6) == list(range(6))
+    torch.manual_seed(0)
+    teacher = torch.randn(5, 4, 8)  # batch, teacher layers, hidden
+    tokens = torch.randn(5, 3, 8)  # what follows the first token: ignored
+    copy = (
+        [torch.randn(5, 4, 8)]
+        + [  # embeddings first, then layers 1 and 3, scaled
+            torch.cat([3.0 * teacher[:, i : i + 1], tokens], dim=1) for i in (1, 3)
+        ]
+    )
+    assert hidden_state_loss(tuple(copy), teacher) == pytest.approx(0.0, abs=1e-6)
+    wrong = [copy[0], copy[2], copy[1]]  # the layers swapped
+    assert hidden_state_loss(tuple(wrong), teacher) > 0.5
+
+
+def test_trainer_adds_the_weighted_hidden_loss_on_rows_that_carry_states(teacher):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(teacher.checkpoint).eval()
+    student = keep_layers(model, [0, 2])
+    ids = torch.tensor([[101, 2307, 3185, 102], [101, 6659, 102, 0]])
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": (ids > 0).long(),
+        "labels": torch.tensor([1, 0]),
+        "teacher_logits": torch.tensor([[0.5, 1.0], [2.0, -1.0]]),
+        "has_label": torch.tensor([1.0, 0.0]),
+    }
+    with torch.no_grad():
+        states = model(ids, attention_mask=inputs["attention_mask"], output_hidden_states=True)
+        teacher_cls = torch.stack([h[:, 0] for h in states.hidden_states[1:]], dim=1)
+        plain = _distill_trainer_class(2.0, 0.7, False, 3.0).compute_loss(None, student, inputs)
+        mine = student(ids, attention_mask=inputs["attention_mask"], output_hidden_states=True)
+        with_states = _distill_trainer_class(2.0, 0.7, False, 3.0).compute_loss(
+            None, student, {**inputs, "teacher_cls": teacher_cls}
+        )
+    targets = inputs["teacher_logits"], inputs["labels"], inputs["has_label"]
+    expected = distillation_loss(mine.logits, *targets, 2.0, 0.7, False)
+    assert plain == pytest.approx(expected.item(), rel=1e-5)
+    extra = 3.0 * hidden_state_loss(mine.hidden_states, teacher_cls)
+    assert extra > 0 and with_states == pytest.approx((expected + extra).item(), rel=1e-5)
+
+
+def test_student_copies_the_teachers_states(student, teacher):
+    """The intermediate-layer loss brought the student's first-token states nearer the
+    teacher's than those of the layers it started from."""
+    from transformers import AutoModelForSequenceClassification
+
+    texts = [
+        json.loads(line)["text"]
+        for line in (student.run_dir / "splits" / "validation.jsonl").read_text().splitlines()
+    ]
+    reference = Predictor(teacher.checkpoint)
+    ids = reference.encode(texts)
+    _, teacher_cls = reference.window_outputs(ids, cls_states=True)
+    assert BerthConfig.load(student.checkpoint).distillation["settings"]["hidden_weight"] == 1.0
+    kept = BerthConfig.load(student.checkpoint).distillation["layers"]["kept"]
+    full = AutoModelForSequenceClassification.from_pretrained(teacher.checkpoint)
+
+    def distance(model) -> float:
+        predictor = Predictor(student.checkpoint)
+        predictor.model = model.eval()
+        _, states = predictor.window_outputs(ids, cls_states=True)
+        return hidden_state_loss(
+            (None, *torch.from_numpy(states).unsqueeze(2).unbind(1)),
+            torch.from_numpy(teacher_cls),
+        ).item()
+
+    trained = AutoModelForSequenceClassification.from_pretrained(student.checkpoint)
+    assert distance(trained) < 0.5 * distance(keep_layers(full, kept))
 
 
 def test_layer_candidates_cover_the_depth():
