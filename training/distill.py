@@ -35,7 +35,7 @@ from training.data import (
 )
 from training.encoding import encode_windows
 from training.metrics import agreement
-from training.predict import Predictor
+from training.predict import Predictor, first_token_states
 from training.train import (
     EncodedDataset,
     PadCollator,
@@ -455,9 +455,8 @@ def hidden_state_loss(student_states: tuple, teacher_cls: torch.Tensor) -> torch
 
     `student_states`: the model's `hidden_states` (embeddings first); `teacher_cls`:
     [batch, teacher layers, hidden]."""
-    count = len(student_states) - 1
-    student = torch.stack([h[:, 0] for h in student_states[1:]], dim=1)
-    teacher = teacher_cls[:, teacher_layer_map(count, teacher_cls.shape[1])]
+    student = first_token_states(student_states)
+    teacher = teacher_cls[:, teacher_layer_map(student.shape[1], teacher_cls.shape[1])]
     normalize = torch.nn.functional.normalize
     return (normalize(student, dim=-1) - normalize(teacher, dim=-1)).pow(2).sum(-1).mean()
 

@@ -45,6 +45,12 @@ def decide(probs: np.ndarray, config: BerthConfig) -> list[dict]:
     return client_decide(probs, config)
 
 
+def first_token_states(hidden_states: tuple) -> torch.Tensor:
+    """[batch, layers, hidden]: the first token's state after every layer, from a model's
+    `hidden_states` (embeddings first, dropped)."""
+    return torch.stack([h[:, 0] for h in hidden_states[1:]], dim=1)
+
+
 class Predictor:
     """Runs a berth checkpoint in PyTorch, eager, fp32, reading long texts as its
     `berth.json` says (one window, or windows whose logits are aggregated). `config`
@@ -96,8 +102,8 @@ class Predictor:
         out = np.zeros((len(encoded), len(self.config.labels)), dtype=np.float32)
         states = None
         if cls_states:
-            model = self.model.config
-            shape = (len(encoded), model.num_hidden_layers, model.hidden_size)
+            layers, hidden = self.model.config.num_hidden_layers, self.model.config.hidden_size
+            shape = (len(encoded), layers, hidden)
             states = np.zeros(shape, dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -109,8 +115,7 @@ class Predictor:
             )
             out[rows] = result.logits.float().cpu().numpy()
             if cls_states:
-                cls = torch.stack([h[:, 0] for h in result.hidden_states[1:]], dim=1)
-                states[rows] = cls.float().cpu().numpy()
+                states[rows] = first_token_states(result.hidden_states).float().cpu().numpy()
         return out, states
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

@@ -25,7 +25,7 @@ from training.distill import (
     pick_unlabelled,
     teacher_layer_map,
 )
-from training.predict import Predictor
+from training.predict import Predictor, first_token_states
 from training.train import TrainConfig, train
 
 FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
@@ -189,7 +189,7 @@ def test_trainer_adds_the_weighted_hidden_loss_on_rows_that_carry_states(teacher
     }
     with torch.no_grad():
         states = model(ids, attention_mask=inputs["attention_mask"], output_hidden_states=True)
-        teacher_cls = torch.stack([h[:, 0] for h in states.hidden_states[1:]], dim=1)
+        teacher_cls = first_token_states(states.hidden_states)
         plain = _distill_trainer_class(2.0, 0.7, False, 3.0).compute_loss(None, student, inputs)
         mine = student(ids, attention_mask=inputs["attention_mask"], output_hidden_states=True)
         with_states = _distill_trainer_class(2.0, 0.7, False, 3.0).compute_loss(
