@@ -17,6 +17,7 @@ import math
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from training.encoding import encode_windows
 from training.metrics import agreement
 from training.predict import Predictor, first_token_states
 from training.train import (
+    METRICS,
     EncodedDataset,
     PadCollator,
     Session,
@@ -82,6 +84,14 @@ class DistillConfig(TrainConfig):
         "and split, read from its metrics.json)",
     )
     max_length: int | None = option(None, "maximum tokens per text (default: the teacher's)")
+    extra_metrics: ClassVar[tuple[str, ...]] = ("teacher_agreement",)
+    metric: str | None = option(
+        None,
+        "validation metric for early stopping and the best checkpoint (default: accuracy; "
+        "micro_f1 for multi-label; teacher_agreement: the share of texts decided as the "
+        "teacher decides them)",
+        choices=(*METRICS, *extra_metrics),
+    )
     group_by_length: bool = option(
         True,
         "batch rows of similar length together: unlabelled windows are long, snippets "
@@ -635,7 +645,17 @@ def distill(config: DistillConfig) -> TrainResult:
     berth.distillation = distillation_record(config, teacher_dir, teacher_model, origin, data)
     del teacher_model
 
-    trainer = build_trainer(session, student, data.train, data.validation, berth, trainer_class)
+    trainer = build_trainer(
+        session,
+        student,
+        data.train,
+        data.validation,
+        berth,
+        trainer_class,
+        extra_metrics=lambda logits: {
+            "teacher_agreement": agreement(logits, data.teacher_validation, berth, teacher)
+        },
+    )
     fitted = fit(session, trainer)
     result = evaluate(trainer, berth, data.validation, data.test)
     metrics = run_metrics(session, trainer, fitted, berth, result)

@@ -103,12 +103,16 @@ def plot_training_curves(
     loss_ax.set_ylabel("loss")
     loss_ax.set_title("Loss")
     loss_ax.legend()
-    xs, ys = series(f"eval_{metric}")
-    if xs:
-        metric_ax.plot(xs, ys, marker="o", color="tab:green")
+    # a student's runs also draw its agreement with the teacher, whatever selects
+    for name in dict.fromkeys([metric, "teacher_agreement"]):
+        xs, ys = series(f"eval_{name}")
+        if xs:
+            metric_ax.plot(xs, ys, marker="o", label=name)
     metric_ax.set_xlabel("epoch")
     metric_ax.set_ylabel(metric)
     metric_ax.set_title(f"Validation {metric}")
+    if metric_ax.get_legend_handles_labels()[0]:
+        metric_ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_MAX_WINDOWS = 16
 SINGLE_LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
 MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "accuracy")
+METRICS = tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS))
 RUN_OUTPUTS = (
     "model",
     ".model.tmp",
@@ -74,6 +76,9 @@ RUN_OUTPUTS = (
 class TrainConfig(DataSpec):
     """Everything `python -m training` accepts; each field is one documented flag (the
     data flags are DataSpec's)."""
+
+    # validation metrics a subclass adds to the classification ones (--metric choices)
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
 
     # model
     model: str | None = option(
@@ -149,7 +154,7 @@ class TrainConfig(DataSpec):
         None,
         "validation metric for early stopping and the best checkpoint (default: accuracy; "
         "micro_f1 for multi-label)",
-        choices=tuple(dict.fromkeys(SINGLE_LABEL_METRICS + MULTI_LABEL_METRICS)),
+        choices=METRICS,
     )
     patience: int = option(
         2,
@@ -456,7 +461,7 @@ class Session:
 
 def _check_metric(config: TrainConfig, multi: bool) -> str:
     metric = config.metric or ("micro_f1" if multi else "accuracy")
-    allowed = MULTI_LABEL_METRICS if multi else SINGLE_LABEL_METRICS
+    allowed = (MULTI_LABEL_METRICS if multi else SINGLE_LABEL_METRICS) + config.extra_metrics
     if metric not in allowed:
         raise DataError(f"--metric {metric}: for this problem use one of {', '.join(allowed)}")
     if multi and config.label_smoothing:
@@ -577,7 +582,11 @@ def sampling_strategy(config) -> str:
     return "group_by_length" if config.group_by_length else "random"
 
 
-def build_trainer(session, model, train_set, val_set, berth: BerthConfig, trainer_class=None):
+def build_trainer(
+    session, model, train_set, val_set, berth: BerthConfig, trainer_class=None, extra_metrics=None
+):
+    """The Trainer, evaluating every epoch by the classification metrics per text, plus
+    `extra_metrics(text_logits)` where given (a student's agreement with its teacher)."""
     from transformers import EarlyStoppingCallback
 
     config = session.config
@@ -588,9 +597,7 @@ def build_trainer(session, model, train_set, val_set, berth: BerthConfig, traine
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=PadCollator(session.pad_id, session.data.multi_label),
-        compute_metrics=lambda p: classification_metrics(
-            *per_text(val_set, _logits(p.predictions), p.label_ids, berth), berth
-        ),
+        compute_metrics=validation_metrics(val_set, berth, extra_metrics),
         callbacks=callbacks,
     )
     trainer.layer_lr_decay = config.layer_lr_decay
@@ -598,6 +605,17 @@ def build_trainer(session, model, train_set, val_set, berth: BerthConfig, traine
         berth.aggregation, session.data.multi_label, config.label_smoothing
     )
     return trainer
+
+
+def validation_metrics(val_set, berth: BerthConfig, extra_metrics=None):
+    def compute(prediction) -> dict:
+        logits, labels = per_text(
+            val_set, _logits(prediction.predictions), prediction.label_ids, berth
+        )
+        scores = classification_metrics(logits, labels, berth)
+        return {**scores, **extra_metrics(logits)} if extra_metrics else scores
+
+    return compute
 
 
 @dataclass

@@ -117,6 +117,11 @@ def test_metrics_report_agreement_that_the_predictors_reproduce(student, teacher
         teacher.metrics["test"]["accuracy"]
     )
     assert len(metrics["train_log"]) > len(metrics["history"]) == 2
+    # every evaluation reports it too, and the kept epoch's is the final figure
+    best = next(h for h in metrics["history"] if h["eval_accuracy"] == metrics["best_metric"])
+    assert metrics["teacher_agreement"]["validation"] == pytest.approx(
+        best["eval_teacher_agreement"]
+    )
 
 
 def test_kept_layers_are_the_teachers_weights(teacher):
@@ -295,6 +300,7 @@ def multi_label_student(tmp_path_factory, deep_base_model):
             output_dir=str(tmp_path / "student"),
             keep_layers=[0, 3],
             student_ffn_size=24,
+            metric="teacher_agreement",
             epochs=1,
             batch_size=16,
             lr=1e-3,
@@ -310,6 +316,19 @@ def test_multi_label_student_retunes_thresholds(multi_label_student):
     config = json.loads((multi_label_student.checkpoint / "config.json").read_text())
     assert config["intermediate_size"] == 24 and config["num_hidden_layers"] == 2
     assert "teacher_agreement" in multi_label_student.metrics
+    # chosen by its agreement with the teacher on validation, as asked
+    history = multi_label_student.metrics["history"]
+    assert multi_label_student.metrics["metric"] == "teacher_agreement"
+    assert multi_label_student.metrics["best_metric"] == max(
+        h["eval_teacher_agreement"] for h in history
+    )
+
+
+def test_only_a_student_selects_by_agreement(tmp_path, capsys):
+    args = ["--dataset", "rotten_tomatoes", "--metric", "teacher_agreement"]
+    with pytest.raises(SystemExit):
+        main([*args, "--output-dir", str(tmp_path / "run")])
+    assert "invalid choice: 'teacher_agreement'" in capsys.readouterr().err
 
 
 @pytest.mark.server
