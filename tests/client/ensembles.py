@@ -34,6 +34,9 @@ def publish(
         "--variants", "fp32,int8", "--default-variant", "int8", "--gpu-variant", "int8",
         "--optimize", "off", "--latency-runs", "1", "--max-eval-samples", "64",
         "--parity-samples", "32",
+        # On 64 rows one flipped row is 1.6 points, and int8 flips one on some CPUs
+        # (an Intel Xeon, not an AMD EPYC): these tests are about serving; the gate has its own.
+        "--max-accuracy-drop", "5",
         *(extra_args or []),
     ])  # fmt: skip
     assert code == 0, f"python -m export failed for {name} (exit {code})"

@@ -239,6 +239,7 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
         variants="fp32,int8",
         gpu_variant="fp32",
         max_eval_samples=64,
+        max_accuracy_drop=5.0,  # one row of 64 is 1.6 points; int8 flips one on some CPUs
         parity_samples=16,
         latency_runs=1,
         max_windows=4,
