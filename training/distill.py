@@ -65,6 +65,8 @@ INHERITED_DATA = tuple(
     if f.name not in ("labels", "trust_remote_code", "seed", "split_seed")
 )
 
+SOFT_LOSSES = ("kl", "mse")
+
 
 @groups(
     {
@@ -117,6 +119,13 @@ class DistillConfig(TrainConfig):
     selection_steps: int = option(60, "training steps per candidate layer set when choosing layers")
     temperature: float = option(2.0, "softmax/sigmoid temperature of the soft targets")
     alpha: float = option(0.7, "weight of the soft-target loss; 1 - alpha goes to the hard labels")
+    soft_loss: str = option(
+        "kl",
+        "how the student copies the teacher's outputs: kl (soft targets at --temperature) "
+        "or mse (squared distance between the logits themselves, which a text's window "
+        "logits are averaged over; --temperature does not apply)",
+        choices=SOFT_LOSSES,
+    )
     hidden_weight: float = option(
         0.0,
         "weight of the intermediate-layer loss: after each student layer its normalised "
@@ -428,19 +437,41 @@ def distillation_loss(
     temperature: float,
     alpha: float,
     multi_label: bool,
+    soft_loss: str = "kl",
 ) -> torch.Tensor:
-    """alpha · T² · soft-target loss + (1 − alpha) · hard-label loss (labelled rows only).
+    """alpha · soft-target loss + (1 − alpha) · hard-label loss (labelled rows only).
 
-    Single-label: KL(softmax(t/T) ‖ softmax(s/T)) and cross-entropy; multi-label: binary
-    cross-entropy against sigmoid(t/T) and against the labels. T² keeps the soft term's
-    gradient scale independent of T (Hinton et al., 2015)."""
-    t = temperature
+    Hard labels: cross-entropy (binary cross-entropy for multi-label). Soft targets, kl:
+    T² · KL(softmax(t/T) ‖ softmax(s/T)), or binary cross-entropy against sigmoid(t/T)
+    for multi-label; T² keeps the gradient scale independent of T (Hinton et al., 2015).
+    mse: the logits' squared distance, centred per row for single-label since softmax
+    ignores a shift (Kim et al., 2021)."""
     functional = torch.nn.functional
     if multi_label:
-        soft = functional.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t))
         hard_rows = functional.binary_cross_entropy_with_logits(
             student, labels.float(), reduction="none"
         ).mean(dim=1)
+    else:
+        hard_rows = functional.cross_entropy(student, labels.long(), reduction="none")
+    hard = (hard_rows * has_label).sum() / has_label.sum().clamp(min=1.0)
+    return (
+        alpha * soft_target_loss(student, teacher, temperature, multi_label, soft_loss)
+        + (1 - alpha) * hard
+    )
+
+
+def soft_target_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, multi: bool, kind: str
+) -> torch.Tensor:
+    functional = torch.nn.functional
+    if kind == "mse":
+        if not multi:
+            student = student - student.mean(dim=-1, keepdim=True)
+            teacher = teacher - teacher.mean(dim=-1, keepdim=True)
+        return functional.mse_loss(student, teacher)
+    t = temperature
+    if multi:
+        soft = functional.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t))
     else:
         soft = functional.kl_div(
             functional.log_softmax(student / t, dim=-1),
@@ -448,9 +479,7 @@ def distillation_loss(
             log_target=True,
             reduction="batchmean",
         )
-        hard_rows = functional.cross_entropy(student, labels.long(), reduction="none")
-    hard = (hard_rows * has_label).sum() / has_label.sum().clamp(min=1.0)
-    return alpha * t * t * soft + (1 - alpha) * hard
+    return t * t * soft
 
 
 def teacher_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -472,7 +501,11 @@ def hidden_state_loss(student_states: tuple, teacher_cls: torch.Tensor) -> torch
 
 
 def _distill_trainer_class(
-    temperature: float, alpha: float, multi_label: bool, hidden_weight: float = 0.0
+    temperature: float,
+    alpha: float,
+    multi_label: bool,
+    hidden_weight: float = 0.0,
+    soft_loss: str = "kl",
 ):
     base = _trainer_class()
 
@@ -489,7 +522,14 @@ def _distill_trainer_class(
             teacher_cls = inputs.pop("teacher_cls", None)
             outputs = model(**inputs, output_hidden_states=teacher_cls is not None)
             loss = distillation_loss(
-                outputs.logits, teacher, labels, has_label, temperature, alpha, multi_label
+                outputs.logits,
+                teacher,
+                labels,
+                has_label,
+                temperature,
+                alpha,
+                multi_label,
+                soft_loss,
             )
             if teacher_cls is not None and hidden_weight > 0:
                 loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, teacher_cls)
@@ -636,7 +676,7 @@ def distill(config: DistillConfig) -> TrainResult:
 
     berth = session.contract()
     trainer_class = _distill_trainer_class(
-        config.temperature, config.alpha, berth.multi_label, config.hidden_weight
+        config.temperature, config.alpha, berth.multi_label, config.hidden_weight, config.soft_loss
     )
     teacher_model = AutoModelForSequenceClassification.from_pretrained(
         teacher_dir, use_safetensors=True

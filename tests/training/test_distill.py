@@ -269,6 +269,25 @@ def test_loss_is_cross_entropy_at_alpha_zero_and_ignores_unlabelled_rows():
     assert multi == pytest.approx(4 * entropy.item())
 
 
+def test_mse_soft_loss_matches_logits_up_to_a_shift_for_single_label_only():
+    teacher = torch.tensor([[1.0, -1.0], [4.0, 0.0]])
+    labels = torch.tensor([0, 0])
+    unlabelled = torch.tensor([0.0, 0.0])
+
+    def mse(student, multi=False):
+        target = torch.zeros(2, 2) if multi else labels
+        return distillation_loss(student, teacher, target, unlabelled, 2.0, 1.0, multi, "mse")
+
+    # softmax ignores a shift, so a shifted copy of the teacher is a perfect student
+    assert mse(teacher + 5.0) == pytest.approx(0.0, abs=1e-6)
+    # sigmoid does not: a multi-label student must match each logit itself
+    assert mse(teacher + 5.0, multi=True) == pytest.approx(25.0)
+    # the same probabilities at a confident row count: a logit gap 4 → 2 costs 1 per entry
+    # (centred [2, -2] vs [1, -1]), where KL at T=2 saw only a small difference
+    closer = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
+    assert mse(closer) == pytest.approx(0.5)
+
+
 @pytest.fixture(scope="module")
 def multi_label_student(tmp_path_factory, deep_base_model):
     tmp_path = tmp_path_factory.mktemp("multi")
