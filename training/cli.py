@@ -136,4 +136,8 @@ def _summary(result) -> int:
     agreement = result.metrics.get("teacher_agreement")
     if agreement:
         print(f"agreement with the teacher (test): {agreement['test']:.4f}")
+        if "unlabelled" in agreement:
+            print(
+                f"agreement with the teacher (held-out unlabelled): {agreement['unlabelled']:.4f}"
+            )
     return 0

@@ -34,9 +34,9 @@ from training.data import (
     read_rows,
     rows_to_split,
 )
-from training.encoding import encode_windows
+from training.encoding import aggregate, encode_windows
 from training.metrics import agreement
-from training.predict import Predictor, first_token_states
+from training.predict import Predictor, first_token_states, model_window_outputs
 from training.train import (
     METRICS,
     EncodedDataset,
@@ -86,12 +86,13 @@ class DistillConfig(TrainConfig):
         "and split, read from its metrics.json)",
     )
     max_length: int | None = option(None, "maximum tokens per text (default: the teacher's)")
-    extra_metrics: ClassVar[tuple[str, ...]] = ("teacher_agreement",)
+    extra_metrics: ClassVar[tuple[str, ...]] = ("teacher_agreement", "unlabelled_agreement")
     metric: str | None = option(
         None,
         "validation metric for early stopping and the best checkpoint (default: accuracy; "
-        "micro_f1 for multi-label; teacher_agreement: the share of texts decided as the "
-        "teacher decides them)",
+        "micro_f1 for multi-label; teacher_agreement: the share of validation texts decided "
+        "as the teacher decides them; unlabelled_agreement: the same on the "
+        "--held-out-unlabelled texts)",
         choices=(*METRICS, *extra_metrics),
     )
     group_by_length: bool = option(
@@ -155,6 +156,13 @@ class DistillConfig(TrainConfig):
     max_unlabelled: int | None = option(
         None, "use at most this many unlabelled texts (seeded sample)"
     )
+    held_out_unlabelled: int = option(
+        0,
+        "keep this many more unlabelled texts out of training: every evaluation records "
+        "the student's agreement with the teacher on them, whole texts read as served "
+        "(unlabelled_agreement; --metric unlabelled_agreement keeps the epoch that agrees "
+        "most on text like the unlabelled corpus rather than on the labelled validation)",
+    )
 
     def validate(self) -> None:
         if self.model:
@@ -170,13 +178,23 @@ class DistillConfig(TrainConfig):
             raise DataError(f"--alpha {self.alpha}: use a value in [0, 1]")
         if self.hidden_weight < 0:
             raise DataError(f"--hidden-weight {self.hidden_weight}: use a value of 0 or more")
-        if self.unlabelled_windows < 1:
-            raise DataError(f"--unlabelled-windows {self.unlabelled_windows}: use at least 1")
+        self._validate_unlabelled()
         if self.student_layers < 1:
             raise DataError(f"--student-layers {self.student_layers}: use at least 1")
         if self.student_ffn_size is not None and self.student_ffn_size < 1:
             raise DataError(f"--student-ffn-size {self.student_ffn_size}: use at least 1")
         super().validate()
+
+    def _validate_unlabelled(self) -> None:
+        if self.unlabelled_windows < 1:
+            raise DataError(f"--unlabelled-windows {self.unlabelled_windows}: use at least 1")
+        if self.held_out_unlabelled < 0:
+            raise DataError(f"--held-out-unlabelled {self.held_out_unlabelled}: use 0 or more")
+        if self.metric == "unlabelled_agreement" and not self.held_out_unlabelled:
+            raise DataError(
+                "--metric unlabelled_agreement needs texts to measure it on: pass "
+                "--held-out-unlabelled N"
+            )
 
 
 # --------------------------------------------------------------------------- config
@@ -426,6 +444,59 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
     )
 
 
+@dataclass
+class HeldOut:
+    """Unlabelled texts the student never trains on, decided by the teacher as served
+    (whole texts, windows aggregated): the checkpoint can be chosen on text of the kind
+    the student must copy, where the labelled validation split may be short snippets."""
+
+    texts: list[str]
+    teacher_logits: np.ndarray
+    tokenizer: object
+    pad_id: int
+
+    def agreement(self, model, berth: BerthConfig, teacher: BerthConfig) -> float:
+        windows = berth.encode_windows(self.tokenizer, self.texts)
+        was_training = model.training
+        model.eval()
+        try:
+            rows, _ = model_window_outputs(model, windows.ids, self.pad_id)
+        finally:
+            model.train(was_training)
+        logits = aggregate(rows, windows.text, windows.weight, berth.aggregation, berth.multi_label)
+        return agreement(logits, self.teacher_logits, berth, teacher)
+
+    def scores(self, model, berth: BerthConfig, teacher: BerthConfig) -> dict:
+        """`unlabelled_agreement` for each evaluation's metrics (none without texts)."""
+        if not self.texts:
+            return {}
+        return {"unlabelled_agreement": self.agreement(model, berth, teacher)}
+
+    def final(self, model, berth: BerthConfig, teacher: BerthConfig) -> dict:
+        """The kept checkpoint's figure and the texts' count, for metrics.json."""
+        if not self.texts:
+            return {}
+        return {
+            "unlabelled": self.agreement(model, berth, teacher),
+            "unlabelled_texts": len(self.texts),
+        }
+
+
+def hold_out(session: Session, predictor: Predictor, sources, exclude: set[str]) -> HeldOut:
+    """--held-out-unlabelled texts from the same sources, none trained on or labelled."""
+    count = session.config.held_out_unlabelled
+    texts = pick_unlabelled(sources, exclude, count, session.config.seed + 1) if count else []
+    if count and not texts:
+        raise DataError(
+            "--held-out-unlabelled: every unlabelled text is already used for training; "
+            "lower --max-unlabelled or add --unlabelled-file / --unlabelled-corpus"
+        )
+    if not texts:
+        return HeldOut([], np.zeros((0, 0)), session.tokenizer, session.pad_id)
+    session.say(f"teacher: deciding {len(texts)} held-out unlabelled texts")
+    return HeldOut(texts, predictor.logits(texts), session.tokenizer, session.pad_id)
+
+
 # --------------------------------------------------------------------------- loss
 
 
@@ -667,11 +738,11 @@ def distill(config: DistillConfig) -> TrainResult:
     predictor = Predictor(teacher_dir)
     labelled = {t for s in (session.data.validation, session.data.test) for t in s.texts}
     labelled |= set(session.data.train.texts)
-    unlabelled = pick_unlabelled(
-        unlabelled_texts(config, config.dataset), labelled, config.max_unlabelled, config.seed
-    )
+    sources = unlabelled_texts(config, config.dataset)
+    unlabelled = pick_unlabelled(sources, labelled, config.max_unlabelled, config.seed)
     session.say(f"teacher {teacher_dir}: labelling {len(unlabelled)} unlabelled texts too")
     data = distill_datasets(session, predictor, unlabelled)
+    held_out = hold_out(session, predictor, sources, labelled | set(unlabelled))
     del predictor
 
     berth = session.contract()
@@ -692,14 +763,17 @@ def distill(config: DistillConfig) -> TrainResult:
         data.validation,
         berth,
         trainer_class,
+        # the student being scored is the trainer's model, bound when it exists
         extra_metrics=lambda logits: {
-            "teacher_agreement": agreement(logits, data.teacher_validation, berth, teacher)
+            "teacher_agreement": agreement(logits, data.teacher_validation, berth, teacher),
+            **held_out.scores(trainer.model, berth, teacher),
         },
     )
     fitted = fit(session, trainer)
     result = evaluate(trainer, berth, data.validation, data.test)
     metrics = run_metrics(session, trainer, fitted, berth, result)
     metrics["teacher_agreement"] = agreement_metrics(berth, teacher, data, result)
+    metrics["teacher_agreement"].update(held_out.final(trainer.model, berth, teacher))
     metrics["distillation"] = berth.distillation
     session.say(
         f"agreement with the teacher: validation "

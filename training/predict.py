@@ -90,33 +90,13 @@ class Predictor:
         """Logits of token-id rows, in order."""
         return self.window_outputs(encoded, batch_size)[0]
 
-    @torch.inference_mode()
     def window_outputs(
         self, encoded: list[list[int]], batch_size: int = 32, cls_states: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits of token-id rows, in order, and with `cls_states` each row's first-token
         state after every layer (rows × layers × hidden: what a distilled student's
-        intermediate layers copy). Batches are formed in length order, so that they carry
-        little padding."""
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out = np.zeros((len(encoded), len(self.config.labels)), dtype=np.float32)
-        states = None
-        if cls_states:
-            layers, hidden = self.model.config.num_hidden_layers, self.model.config.hidden_size
-            shape = (len(encoded), layers, hidden)
-            states = np.zeros(shape, dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            ids, mask = pad([encoded[i] for i in rows], self.pad_id)
-            result = self.model(
-                input_ids=torch.from_numpy(ids).to(self.device),
-                attention_mask=torch.from_numpy(mask).to(self.device),
-                output_hidden_states=cls_states,
-            )
-            out[rows] = result.logits.float().cpu().numpy()
-            if cls_states:
-                states[rows] = first_token_states(result.hidden_states).float().cpu().numpy()
-        return out, states
+        intermediate layers copy)."""
+        return model_window_outputs(self.model, encoded, self.pad_id, batch_size, cls_states)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return probabilities(self.logits(texts, batch_size), self.config.multi_label)
@@ -145,3 +125,31 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@torch.inference_mode()
+def model_window_outputs(
+    model, encoded: list[list[int]], pad_id: int, batch_size: int = 32, cls_states: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`Predictor.window_outputs` for any sequence-classification model (a student being
+    trained, in eval mode). Batches are formed in length order, so that they carry
+    little padding."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    states = None
+    if cls_states:
+        layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+        states = np.zeros((len(encoded), layers, hidden), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids, mask = pad([encoded[i] for i in rows], pad_id)
+        result = model(
+            input_ids=torch.from_numpy(ids).to(device),
+            attention_mask=torch.from_numpy(mask).to(device),
+            output_hidden_states=cls_states,
+        )
+        out[rows] = result.logits.float().cpu().numpy()
+        if cls_states:
+            states[rows] = first_token_states(result.hidden_states).float().cpu().numpy()
+    return out, states

@@ -104,7 +104,7 @@ def plot_training_curves(
     loss_ax.set_title("Loss")
     loss_ax.legend()
     # a student's runs also draw its agreement with the teacher, whatever selects
-    for name in dict.fromkeys([metric, "teacher_agreement"]):
+    for name in dict.fromkeys([metric, "teacher_agreement", "unlabelled_agreement"]):
         xs, ys = series(f"eval_{name}")
         if xs:
             metric_ax.plot(xs, ys, marker="o", label=name)

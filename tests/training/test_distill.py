@@ -66,6 +66,8 @@ def student(tmp_path_factory, teacher):
         selection_steps=3,
         epochs=2,
         max_unlabelled=40,
+        held_out_unlabelled=6,
+        metric="unlabelled_agreement",
         unlabelled_corpus=["bbc_news"],
         unlabelled_file=[str(unlabelled)],
         hidden_weight=1.0,
@@ -118,9 +120,17 @@ def test_metrics_report_agreement_that_the_predictors_reproduce(student, teacher
     )
     assert len(metrics["train_log"]) > len(metrics["history"]) == 2
     # every evaluation reports it too, and the kept epoch's is the final figure
-    best = next(h for h in metrics["history"] if h["eval_accuracy"] == metrics["best_metric"])
+    assert metrics["metric"] == "unlabelled_agreement"
+    held_out = [h["eval_unlabelled_agreement"] for h in metrics["history"]]
+    assert metrics["best_metric"] == max(held_out)
+    best = metrics["history"][held_out.index(max(held_out))]
     assert metrics["teacher_agreement"]["validation"] == pytest.approx(
         best["eval_teacher_agreement"]
+    )
+    # on texts held out of training, as many as asked, scored as the kept epoch was
+    assert metrics["teacher_agreement"]["unlabelled_texts"] == 6
+    assert metrics["teacher_agreement"]["unlabelled"] == pytest.approx(
+        best["eval_unlabelled_agreement"]
     )
 
 
@@ -414,6 +424,13 @@ def test_student_with_another_vocabulary_or_labels_is_refused(tmp_path, teacher,
                 output_dir=str(tmp_path / "s2"),
             )
         )
+
+
+def test_held_out_agreement_needs_held_out_texts():
+    with pytest.raises(DataError, match="--held-out-unlabelled N"):
+        DistillConfig(teacher="t", metric="unlabelled_agreement").validate()
+    with pytest.raises(DataError, match="use 0 or more"):
+        DistillConfig(teacher="t", held_out_unlabelled=-1).validate()
 
 
 def test_cli_requires_a_teacher(capsys, tmp_path):
