@@ -34,7 +34,7 @@ from training.data import (
     read_rows,
     rows_to_split,
 )
-from training.encoding import aggregate, encode_windows
+from training.encoding import Windows, aggregate, encode_windows
 from training.metrics import agreement
 from training.predict import Predictor, first_token_states, model_window_outputs
 from training.train import (
@@ -451,12 +451,12 @@ class HeldOut:
     the student must copy, where the labelled validation split may be short snippets."""
 
     texts: list[str]
+    windows: Windows | None  # the student's, encoded once: every evaluation reads them
     teacher_logits: np.ndarray
-    tokenizer: object
     pad_id: int
 
     def agreement(self, model, berth: BerthConfig, teacher: BerthConfig) -> float:
-        windows = berth.encode_windows(self.tokenizer, self.texts)
+        windows = self.windows
         was_training = model.training
         model.eval()
         try:
@@ -492,9 +492,10 @@ def hold_out(session: Session, predictor: Predictor, sources, exclude: set[str])
             "lower --max-unlabelled or add --unlabelled-file / --unlabelled-corpus"
         )
     if not texts:
-        return HeldOut([], np.zeros((0, 0)), session.tokenizer, session.pad_id)
+        return HeldOut([], None, np.zeros((0, 0)), session.pad_id)
     session.say(f"teacher: deciding {len(texts)} held-out unlabelled texts")
-    return HeldOut(texts, predictor.logits(texts), session.tokenizer, session.pad_id)
+    windows = session.contract().encode_windows(session.tokenizer, texts)
+    return HeldOut(texts, windows, predictor.logits(texts), session.pad_id)
 
 
 # --------------------------------------------------------------------------- loss

@@ -51,6 +51,34 @@ def first_token_states(hidden_states: tuple) -> torch.Tensor:
     return torch.stack([h[:, 0] for h in hidden_states[1:]], dim=1)
 
 
+@torch.inference_mode()
+def model_window_outputs(
+    model, encoded: list[list[int]], pad_id: int, batch_size: int = 32, cls_states: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`Predictor.window_outputs` for any sequence-classification model (a student being
+    trained, in eval mode). Batches are formed in length order, so that they carry
+    little padding."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    states = None
+    if cls_states:
+        layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+        states = np.zeros((len(encoded), layers, hidden), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids, mask = pad([encoded[i] for i in rows], pad_id)
+        result = model(
+            input_ids=torch.from_numpy(ids).to(device),
+            attention_mask=torch.from_numpy(mask).to(device),
+            output_hidden_states=cls_states,
+        )
+        out[rows] = result.logits.float().cpu().numpy()
+        if cls_states:
+            states[rows] = first_token_states(result.hidden_states).float().cpu().numpy()
+    return out, states
+
+
 class Predictor:
     """Runs a berth checkpoint in PyTorch, eager, fp32, reading long texts as its
     `berth.json` says (one window, or windows whose logits are aggregated). `config`
@@ -125,31 +153,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-@torch.inference_mode()
-def model_window_outputs(
-    model, encoded: list[list[int]], pad_id: int, batch_size: int = 32, cls_states: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """`Predictor.window_outputs` for any sequence-classification model (a student being
-    trained, in eval mode). Batches are formed in length order, so that they carry
-    little padding."""
-    device = next(model.parameters()).device
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
-    states = None
-    if cls_states:
-        layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
-        states = np.zeros((len(encoded), layers, hidden), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        ids, mask = pad([encoded[i] for i in rows], pad_id)
-        result = model(
-            input_ids=torch.from_numpy(ids).to(device),
-            attention_mask=torch.from_numpy(mask).to(device),
-            output_hidden_states=cls_states,
-        )
-        out[rows] = result.logits.float().cpu().numpy()
-        if cls_states:
-            states[rows] = first_token_states(result.hidden_states).float().cpu().numpy()
-    return out, states
