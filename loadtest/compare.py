@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
 from loadtest.run import ROOT, LocustRun, parse_duration, stop_process
 from serving.berth_contracts import CONFIG_FILE, MODEL_FILE, classifier_model_name
+from serving.server import free_port
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
 
@@ -96,12 +96,6 @@ HEADER = [
     "server CPU (cores)",
     "load gen CPU (cores)",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:

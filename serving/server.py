@@ -129,10 +129,20 @@ def build_backend_dir(target: Path) -> Path:
     return target
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports. All sockets stay bound until every port is picked:
+    closing one before binding the next lets the kernel hand the same port out twice."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -199,9 +209,11 @@ class TritonServer:
         if not self.model_repository.is_dir():
             raise TritonServerError(f"model repository {self.model_repository} does not exist")
         self.host = host
-        self.http_port = http_port or free_port(host)
-        self.grpc_port = grpc_port or free_port(host)
-        self.metrics_port = metrics_port or free_port(host)
+        given = (http_port, grpc_port, metrics_port)
+        picked = iter(p for p in free_ports(6, host) if p not in given)  # distinct, unused dropped
+        self.http_port = http_port or next(picked)
+        self.grpc_port = grpc_port or next(picked)
+        self.metrics_port = metrics_port or next(picked)
         self.model_config_name = model_config_name
         self.log_verbose = log_verbose
         self.startup_timeout = startup_timeout

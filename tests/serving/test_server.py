@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+import serving.server as server_module
 from serving.server import (
     TritonServer,
     TritonServerError,
     build_backend_dir,
     check_stub_numpy,
+    free_ports,
     server_env,
     triton_home,
     triton_libs,
@@ -89,6 +91,16 @@ def test_command_binds_loopback(tmp_path):
     ):
         assert arg in cmd
     assert server.http_url == "127.0.0.1:18000" and server.grpc_url == "127.0.0.1:18001"
+
+
+def test_picked_ports_are_distinct_and_avoid_given_ones(tmp_path, monkeypatch):
+    ports = free_ports(200)
+    assert len(set(ports)) == 200  # all bound at once: no port handed out twice
+    # A port the caller chose but has not bound yet can be handed out again: skipped.
+    handed = [18000, 40000, 40001, 40002, 40003, 40004]
+    monkeypatch.setattr(server_module, "free_ports", lambda count, host: handed[:count])
+    server = TritonServer(tmp_path, http_port=18000)
+    assert (server.http_port, server.grpc_port, server.metrics_port) == (18000, 40000, 40001)
 
 
 @pytest.fixture
