@@ -42,7 +42,7 @@ def held_out_texts(run_dir: Path, count: int) -> list[str]:
     return [json.loads(row)["text"] for row in rows]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default="runs/sentiment", help="the teacher's run")
     parser.add_argument("--student-dir", default="runs/sentiment-student")
@@ -55,37 +55,30 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="reuse the checkpoints in --run-dir and --student-dir where they exist",
     )
-    args = parser.parse_args(argv)
-    run_dir = ROOT / args.run_dir
-    student_dir = ROOT / args.student_dir
+    return parser.parse_args(argv)
 
-    if not (args.skip_training and (run_dir / "model").is_dir()):
+
+def train_teacher_and_student(args: argparse.Namespace) -> None:
+    """Each stage is skipped under --skip-training only when its checkpoint exists."""
+    if not (args.skip_training and (ROOT / args.run_dir / "model").is_dir()):
         stage(
             "train the teacher",
             ["-m", "training", "--dataset", "rotten_tomatoes", "--output-dir", args.run_dir,
              "--overwrite", *TEACHER_RECIPE],
         )  # fmt: skip
-    if not (args.skip_training and (student_dir / "model").is_dir()):
+    if not (args.skip_training and (ROOT / args.student_dir / "model").is_dir()):
         stage(
             "distil the student",
             ["-m", "training", "distill", "--teacher", f"{args.run_dir}/model",
              "--output-dir", args.student_dir, "--overwrite", *STUDENT_RECIPE],
         )  # fmt: skip
-    stage(
-        "export the student",
-        [
-            "-m",
-            "export",
-            "--checkpoint",
-            str(student_dir / "model"),
-            "--name",
-            args.name,
-            "--model-repository",
-            args.model_repository,
-        ],
-    )
 
+
+def serve_predict_and_load(args: argparse.Namespace, student_dir: Path) -> None:
+    """Start tritonserver on the published repository, classify through berth-client, then
+    run Locust against the same server; the server stops on the way out, even on failure."""
     from berth_client import Classifier
+    from export.long_texts import show_long_reviews
     from serving.server import TritonServer
 
     print("\n=== serve", flush=True)
@@ -96,29 +89,26 @@ def main(argv: list[str] | None = None) -> int:
             texts = held_out_texts(student_dir, 5)
             for text, result in zip(texts, classifier.predict(texts), strict=True):
                 print(f"{result['label']:>9} {result['confidence']:.3f}  {text[:90]}")
-            from export.long_texts import show_long_reviews
-
             show_long_reviews(classifier, student_dir / "model")
         stage(
             "load test (Locust, headless)",
-            [
-                "-m",
-                "loadtest",
-                "--host",
-                server.http_url,
-                "--model",
-                args.name,
-                "--users",
-                str(args.load_users),
-                "--duration",
-                args.load_duration,
-                "--texts",
-                str(student_dir / "splits" / "test.jsonl"),
-                "--report-dir",
-                str(student_dir / "loadtest"),
-                "--no-slo",
-            ],
-        )
+            ["-m", "loadtest", "--host", server.http_url, "--model", args.name,
+             "--users", str(args.load_users), "--duration", args.load_duration,
+             "--texts", str(student_dir / "splits" / "test.jsonl"),
+             "--report-dir", str(student_dir / "loadtest"), "--no-slo"],
+        )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    student_dir = ROOT / args.student_dir
+    train_teacher_and_student(args)
+    stage(
+        "export the student",
+        ["-m", "export", "--checkpoint", str(student_dir / "model"), "--name", args.name,
+         "--model-repository", args.model_repository],
+    )  # fmt: skip
+    serve_predict_and_load(args, student_dir)
     print("\n=== server stopped; demo finished", flush=True)
     return 0
 
