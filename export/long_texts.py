@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from berth_args import ConfigParser, option
+from berth_core.checkpoint import BerthConfig
+from berth_core.encoding import AGGREGATIONS, Windows, aggregate, encode_windows, probabilities
 from export.evaluate import classification_scores, load_eval
-from training.checkpoint import BerthConfig
-from training.encoding import AGGREGATIONS, Windows, aggregate, encode_windows, probabilities
 
 UNCAPPED = 1 << 30
 
@@ -163,7 +163,7 @@ def run(cfg: LongTextsConfig) -> dict:
     if berth.multi_label:
         raise ValueError("long_texts scores single-label checkpoints (accuracy by strategy)")
     texts, targets = load_texts(cfg, berth)
-    from training.encoding import load_tokenizer
+    from berth_core.encoding import load_tokenizer
 
     stats = text_stats(load_tokenizer(str(cfg.checkpoint / "tokenizer.json")), texts, berth)
     print(json.dumps(stats), flush=True)
@@ -192,8 +192,8 @@ def run(cfg: LongTextsConfig) -> dict:
 def show_long_reviews(classifier, checkpoint: Path, count: int = 3, seed: int = 0) -> None:
     """`make demo`: whole IMDB reviews (a corpus the model never saw) through the served
     ensemble, beside the reference predictor reading only each review's first window."""
+    from berth_core.encoding import load_tokenizer
     from training.data import offline_rows
-    from training.encoding import load_tokenizer
     from training.predict import Predictor
 
     berth = BerthConfig.load(checkpoint)

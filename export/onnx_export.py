@@ -15,8 +15,8 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from serving.berth_contracts import ATTENTION_MASK, INPUT_IDS, ONNX_LOGITS, ONNX_PROBABILITIES
-from training.checkpoint import BerthConfig
+from berth_core.checkpoint import BerthConfig
+from berth_core.names import ATTENTION_MASK, INPUT_IDS, ONNX_LOGITS, ONNX_PROBABILITIES
 
 
 class ClassifierWithProbabilities(torch.nn.Module):

@@ -26,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+import berth_core
 from berth_args import ConfigParser, arg, groups, option
+from berth_core.checkpoint import BERTH_FILE, BerthConfig
+from berth_core.encoding import AGGREGATIONS
+from berth_core.errors import GateError, InputError
+from berth_core.names import SESSION_FILE
 from export import onnx_export
 from export.evaluate import (
     OnnxClassifier,
@@ -48,23 +53,18 @@ from export.triton_config import (
     tokenizer_model_name,
     window_parameters,
 )
-from serving.berth_contracts import SESSION_FILE
-from training.checkpoint import BERTH_FILE, BerthConfig
-from training.encoding import AGGREGATIONS
 from training.metrics import agreement
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_MODEL_SOURCE = ROOT / "serving" / "tokenizer_model" / "model.py"
 AGGREGATE_MODEL_SOURCE = ROOT / "serving" / "aggregate_model" / "model.py"
-ENCODING_SOURCE = ROOT / "training" / "encoding.py"
-CONTRACTS_SOURCE = ROOT / "serving" / "berth_contracts.py"
 
 
-class ExportRefused(RuntimeError):
+class ExportRefused(GateError):
     """A gate (parity, accuracy) refused the export; nothing was published."""
 
 
-class ExportInputError(ValueError):
+class ExportInputError(InputError):
     """What the user asked for cannot be exported: a bad flag value, a missing or
     unreadable checkpoint or held-out file. `python -m export` exits 2 on it."""
 
@@ -545,23 +545,19 @@ def stage_versions(
     tok = stage / tokenizer_model_name(cfg.name)
     tok.mkdir(parents=True)
     shutil.copy2(TOKENIZER_MODEL_SOURCE, tok / "model.py")
-    shutil.copy2(ENCODING_SOURCE, tok / "berth_encoding.py")
-    shutil.copy2(CONTRACTS_SOURCE, tok / "berth_contracts.py")
+    berth_core.copy_to(tok)
     shutil.copy2(cfg.checkpoint / "tokenizer.json", tok / "tokenizer.json")
     versions[tok.name] = tok
     if berth.windowed:
         aggregate = stage / aggregate_model_name(cfg.name)
         aggregate.mkdir(parents=True)
         shutil.copy2(AGGREGATE_MODEL_SOURCE, aggregate / "model.py")
-        shutil.copy2(ENCODING_SOURCE, aggregate / "berth_encoding.py")
-        shutil.copy2(CONTRACTS_SOURCE, aggregate / "berth_contracts.py")
+        berth_core.copy_to(aggregate)
         versions[aggregate.name] = aggregate
     for variant, path in files.items():
         model = stage / classifier_model_name(cfg.name, variant)
         model.mkdir(parents=True)
         shutil.copy2(path, model / "model.onnx")
-        if berth.windowed:  # berth's CPU backend aggregates windows with training's code
-            shutil.copy2(ENCODING_SOURCE, model / "berth_encoding.py")
         versions[model.name] = model
     ensemble = stage / cfg.name  # the ensemble's version dir: provenance only
     ensemble.mkdir(parents=True)

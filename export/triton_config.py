@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from serving.berth_contracts import (
+from berth_core.checkpoint import BerthConfig
+from berth_core.names import (
     ATTENTION_MASK,
     CONFIG_FILE,
     GPU_CONFIG_FILE,
@@ -62,7 +63,6 @@ from serving.berth_contracts import (
     classifier_model_name,
     tokenizer_model_name,
 )
-from training.checkpoint import BerthConfig
 
 VARIANTS = ("fp32", "fp16", "int8")
 # Dynamic int8 (MatMulInteger / DynamicQuantizeLinear) are CPU kernels in onnxruntime;

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth_args import ConfigParser, option
+from berth_core.names import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
 from loadtest.run import ROOT, LocustRun, parse_duration, stop_process
-from serving.berth_contracts import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from serving.server import free_port
 
 BATCH_SIZES = (1, 8, 16, 32, 64)

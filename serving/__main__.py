@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth_args import build_parser, option
+from berth_core.errors import report
 from serving.server import TritonServer, TritonServerError
 
 
@@ -113,8 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.start()
     except TritonServerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report(exc)
     try:
         print(
             f"\ntritonserver ready — HTTP http://{server.http_url}  gRPC {server.grpc_url}  "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.berth_contracts import CONFIG_FILE, classifier_model_pattern
+from berth_core.names import CONFIG_FILE, classifier_model_pattern
 
 
 def _config_text(model_dir: Path, config_name: str | None) -> str | None:

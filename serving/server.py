@@ -10,7 +10,7 @@ builds itself:
     <backend-dir>/onnxruntime/   model.py: berth's Python-based onnxruntime backend
                                  (serving/onnxruntime_backend/model.py), used by every
                                  model whose config says `backend: "onnxruntime"`, and
-                                 the berth_contracts.py it imports
+                                 the berth_core package it imports
 
 so the same model repository loads unchanged here and in the NVIDIA container (which
 has the native onnxruntime backend).
@@ -48,16 +48,17 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 
+import berth_core
+from berth_core.errors import ServingError
 from serving.liveness import dead_stubs
 from serving.served_models import served_view
 
 log = logging.getLogger(__name__)
 
 BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnxruntime_backend" / "model.py"
-CONTRACTS_SOURCE = Path(__file__).resolve().parent / "berth_contracts.py"
 
 
-class TritonServerError(RuntimeError):
+class TritonServerError(ServingError):
     """The server could not be started or did not become ready."""
 
 
@@ -125,7 +126,7 @@ def build_backend_dir(target: Path) -> Path:
     ort_dst = target / "onnxruntime"
     ort_dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(BERTH_BACKEND_SOURCE, ort_dst / "model.py")
-    shutil.copy2(CONTRACTS_SOURCE, ort_dst / "berth_contracts.py")  # model.py imports it
+    berth_core.copy_to(ort_dst)  # model.py imports it
     return target
 
 

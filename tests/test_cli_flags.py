@@ -32,7 +32,7 @@ CLIS: dict[str, tuple[str, list[str]]] = {
     "python -m training seeds": ("training.cli", ["seeds"]),
     "python -m training distill": ("training.cli", ["distill"]),
     "python -m training.predict": ("training.predict", []),
-    "python -m training.agreement": ("training.agreement", []),
+    "python -m export.agreement": ("export.agreement", []),
     "python -m export": ("export.__main__", []),
     "python -m export.long_texts": ("export.long_texts", []),
     "python -m serving": ("serving.__main__", []),

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from berth_args import build_parser, parse_config
-from training.data import DataError
+from berth_core.errors import run_command
 
 __all__ = ["build_parser", "main", "parse_config"]
 
@@ -115,14 +115,8 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from training.rundir import RunDirError
-
     command = SUBCOMMANDS.get(argv[0]) if argv else None
-    try:
-        return command(argv[1:]) if command else run_train(argv)
-    except (DataError, RunDirError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: command(argv[1:]) if command else run_train(argv))
 
 
 def _summary(result) -> int:

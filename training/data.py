@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from berth_args import groups, option
-from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
+from berth_core.errors import DataError
+from berth_core.names import MULTI_LABEL, SINGLE_LABEL
 
 OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news", "imdb_reviews")
 ROTTEN_TOMATOES_LABELS = {"fresh": "positive", "rotten": "negative"}
@@ -38,10 +39,6 @@ BBC_NEWS_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
 DEFAULT_LABEL_DELIMITER = "|"
 PROBLEM_CHOICES = ("auto", "binary", "multi_class", "multi_label")
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "dev", "val")
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, the row and the fix."""
 
 
 @dataclass

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from berth_args import groups, option
-from training.checkpoint import BerthConfig
+from berth_core.checkpoint import BerthConfig
+from berth_core.encoding import Windows, aggregate, encode_windows
 from training.data import (
     OFFLINE_CORPORA,
     DataError,
@@ -34,7 +35,6 @@ from training.data import (
     read_rows,
     rows_to_split,
 )
-from training.encoding import Windows, aggregate, encode_windows
 from training.metrics import agreement
 from training.predict import Predictor, first_token_states, model_window_outputs
 from training.train import (

@@ -1,6 +1,6 @@
 """Evaluation metrics and multi-label threshold tuning.
 
-Decisions go through `training.predict.decide` (the reference predictor's rule), so the
+Decisions go through `berth_core.rule.decide` (the reference predictor's rule), so the
 numbers training reports are the numbers the predictor, export and serving reproduce.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from training.checkpoint import BerthConfig
-from training.predict import decide, probabilities
+from berth_core.checkpoint import BerthConfig
+from berth_core.rule import decide, probabilities
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 4)
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from berth_args import arg, groups, option
+from berth_core.encoding import encode
 from training.data import (
     OFFLINE_CORPORA,
     DataError,
@@ -21,7 +22,6 @@ from training.data import (
     dataset_name,
     load_texts,
 )
-from training.encoding import encode
 from training.rundir import (
     last_checkpoint,
     prepare_run_dir,

@@ -16,33 +16,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from berth_args import option, parse_config
-from berth_client.model import decide as client_decide
-from training.checkpoint import BerthConfig
-from training.encoding import Windows, aggregate, encode, load_tokenizer_and_pad, pad
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
-def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    return sigmoid(logits) if multi_label else softmax(logits)
-
-
-def decide(probs: np.ndarray, config: BerthConfig) -> list[dict]:
-    """Probabilities → the documented prediction records: the rule berth_client applies
-    to served probabilities (`berth_client.model.decide`), here to a checkpoint's.
-
-    Single-label: the argmax. Multi-label: every label at or above its threshold
-    (`label` is the most probable of those, or None when none passes).
-    """
-    return client_decide(probs, config)
+from berth_core.checkpoint import BerthConfig
+from berth_core.encoding import Windows, aggregate, encode, load_tokenizer_and_pad, pad
+from berth_core.rule import decide, probabilities
 
 
 def first_token_states(hidden_states: tuple) -> torch.Tensor:

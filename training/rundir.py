@@ -13,8 +13,10 @@ import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from berth_core.errors import InputError
 
-class RunDirError(ValueError):
+
+class RunDirError(InputError):
     """The run directory is in a state the request does not allow (exists, nothing to
     resume)."""
 

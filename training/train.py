@@ -23,16 +23,8 @@ import numpy as np
 import torch
 
 from berth_args import groups, option
-from training.checkpoint import MULTI_LABEL, TRUNCATIONS, BerthConfig
-from training.data import (
-    DataError,
-    DataSpec,
-    LabelledData,
-    Split,
-    dataset_name,
-    load_data,
-)
-from training.encoding import (
+from berth_core.checkpoint import MULTI_LABEL, TRUNCATIONS, BerthConfig
+from berth_core.encoding import (
     AGGREGATIONS,
     Windows,
     aggregate,
@@ -41,9 +33,17 @@ from training.encoding import (
     load_tokenizer_and_pad,
     pad,
 )
+from berth_core.rule import probabilities
+from training.data import (
+    DataError,
+    DataSpec,
+    LabelledData,
+    Split,
+    dataset_name,
+    load_data,
+)
 from training.metrics import classification_metrics, predictions, tune_thresholds
 from training.optim import build_optimizer
-from training.predict import probabilities
 from training.rundir import (
     last_checkpoint,
     prepare_run_dir,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from training.encoding import Windows, pad
+from berth_core.encoding import Windows, pad
 
 WINDOW_LOSSES = ("windows", "text")
 

@@ -18,10 +18,7 @@ from collections.abc import Sequence
 
 from berth_client.client import PROTOCOLS, Classifier
 from berth_client.errors import BerthError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from berth_core.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK
 
 
 def _add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -94,12 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for text, record in zip(texts, classifier.predict(texts), strict=True):
                 print(json.dumps({"text": text, **record}, ensure_ascii=False))
             return EXIT_OK
-    except BerthError as exc:
+    except BerthError as exc:  # berth's exit-code table: bad input 2, the server 1
         print(f"berth-client: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return exc.exit_code
     except ValueError as exc:
         print(f"berth-client: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":

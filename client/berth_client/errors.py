@@ -1,19 +1,27 @@
 """Typed errors, and the mapping from tritonclient / transport exceptions onto them.
 
-Every error the client raises is a `BerthError`. `transient` marks the ones worth
-retrying (the server is down or busy); bad input and unknown models never are.
+Every error the client raises is a `BerthError` (berth's one hierarchy,
+`berth_core.errors`): bad input is an `InputError`, the rest `ServingError`s.
+`transient` marks the ones worth retrying (the server is down or busy); bad input and
+unknown models never are.
 """
 
 from __future__ import annotations
 
+from berth_core.errors import BerthError, InputError, ServingError
 
-class BerthError(Exception):
-    """Base class of every error berth-client raises."""
+__all__ = [
+    "BerthError",
+    "InvalidInputError",
+    "ModelNotFoundError",
+    "RequestTimeoutError",
+    "ServerOverloadedError",
+    "ServerUnavailableError",
+    "translate",
+]
 
-    transient = False
 
-
-class ServerUnavailableError(BerthError):
+class ServerUnavailableError(ServingError):
     """The server could not be reached (connection refused, reset, DNS, HTTP 503, gRPC
     UNAVAILABLE)."""
 
@@ -24,7 +32,7 @@ class ServerUnavailableError(BerthError):
         self.url = url
 
 
-class ServerOverloadedError(BerthError):
+class ServerOverloadedError(ServingError):
     """The server refused the request because it is busy (HTTP 429, gRPC
     RESOURCE_EXHAUSTED, Triton's "Exceeds maximum queue size" and "Request timeout
     expired" from a model's bounded queue policy)."""
@@ -32,7 +40,7 @@ class ServerOverloadedError(BerthError):
     transient = True
 
 
-class ModelNotFoundError(BerthError):
+class ModelNotFoundError(ServingError):
     """The server does not serve the requested model (or it is not ready)."""
 
     def __init__(
@@ -48,11 +56,11 @@ class ModelNotFoundError(BerthError):
         self.server_message = server_message or message
 
 
-class InvalidInputError(BerthError, ValueError):
+class InvalidInputError(InputError):
     """The input is not what the model accepts: caught client-side when possible."""
 
 
-class RequestTimeoutError(BerthError, TimeoutError):
+class RequestTimeoutError(ServingError, TimeoutError):
     """The server did not answer within the client's timeout."""
 
 
@@ -106,4 +114,4 @@ def translate(exc: BaseException, *, url: str, model: str | None = None) -> Bert
         )
     if status in _INVALID_STATUSES:
         return InvalidInputError(f"the server rejected the input{where}: {message}")
-    return BerthError(f"server error{where} [{status or type(exc).__name__}]: {message}")
+    return ServingError(f"server error{where} [{status or type(exc).__name__}]: {message}")

@@ -1,8 +1,8 @@
 """What the client learns from the served model's config, and the decision rule.
 
 Pure functions, no I/O: parsing Triton model configs (HTTP JSON or gRPC `as_json`),
-validating inputs, chunking, and turning probabilities into prediction records with the
-same semantics as berth's reference predictor (`training.predict.decide`).
+validating inputs and chunking. Probabilities become prediction records by berth's one
+decision rule, `berth_core.rule.decide`, the reference predictor's too.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 
 from berth_client.errors import BerthError, InvalidInputError
+from berth_core.names import (
+    LOGITS,
+    MULTI_LABEL,
+    PROBABILITIES,
+    PROBLEM_TYPES,
+    SINGLE_LABEL,
+    TEXT,
+)
+from berth_core.rule import decide  # noqa: F401  (the client's rule is berth's own)
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
-
-DEFAULT_INPUT = "TEXT"
-PROBABILITIES = "PROBABILITIES"
-LOGITS = "LOGITS"
+DEFAULT_INPUT = TEXT
 
 
 @dataclass(frozen=True)
@@ -174,36 +177,3 @@ def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def decide(probs: np.ndarray, info: ModelInfo) -> list[dict]:
-    """Probabilities → prediction records; berth's reference predictor applies it too
-    (`training.predict.decide`, with a checkpoint's berth.json as `info`).
-
-    Single-label: `{"label", "confidence", "probabilities"}` for the argmax.
-    Multi-label: `{"label", "labels", "confidence", "probabilities"}`, where `labels`
-    are all labels at or above their threshold and `label` is the most probable of
-    them (None when none passes; `confidence` is then the highest probability).
-    """
-    results = []
-    labels = info.labels
-    thresholds = np.asarray(info.decision_thresholds(), dtype=np.float32)
-    for row in np.asarray(probs, dtype=np.float64).reshape(-1, len(labels)):
-        named = {name: float(p) for name, p in zip(labels, row, strict=True)}
-        best = int(row.argmax())
-        if info.multi_label:
-            chosen = [labels[i] for i in np.flatnonzero(row >= thresholds)]
-            top = max(chosen, key=named.__getitem__) if chosen else None
-            results.append(
-                {
-                    "label": top,
-                    "labels": chosen,
-                    "confidence": named[top] if top else float(row[best]),
-                    "probabilities": named,
-                }
-            )
-        else:
-            results.append(
-                {"label": labels[best], "confidence": float(row[best]), "probabilities": named}
-            )
-    return results

@@ -11,10 +11,8 @@ request's window rows back into one row per text:
     →
     LOGITS, PROBABILITIES  FP32 [texts, num_labels]
 
-It runs training's own aggregation: export copies `training/encoding.py` into the
-version directory as `berth_encoding.py` (outside a published version, e.g. in unit
-tests, it falls back to `training.encoding`), with `berth_contracts.py` (the names and
-helpers the served models share). Config parameters: `aggregation` (mean,
+It runs training's own aggregation, `berth_core.encoding` (export copies the
+`berth_core` package next to this file). Config parameters: `aggregation` (mean,
 max, weighted, mean_prob) and `problem_type` (softmax or sigmoid probabilities).
 Arithmetic only: a failed request fails alone.
 """
@@ -31,19 +29,18 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-try:  # a published version: export copies it next to this file (on the stub's sys.path)
-    import berth_contracts as contracts
-except ImportError:  # imported from the source tree (unit tests)
-    from serving import berth_contracts as contracts
+# berth's runtime contract: installed in the source tree; in a published version, the
+# copy export puts next to this file (the stub has the version directory on sys.path).
+from berth_core import encoding
+from berth_core import names as contracts
 
 
 class Aggregation:
     """The model's work without Triton: (window logits, windows) → (logits, probabilities)."""
 
     def __init__(self, directory: Path, method: str = "mean", multi_label: bool = False) -> None:
-        self.encoding = contracts.load_encoding(directory)
-        if method not in self.encoding.AGGREGATIONS:
-            raise ValueError(f"aggregation {method!r}: one of {self.encoding.AGGREGATIONS}")
+        if method not in encoding.AGGREGATIONS:
+            raise ValueError(f"aggregation {method!r}: one of {encoding.AGGREGATIONS}")
         self.method = method
         self.multi_label = multi_label
 
@@ -56,7 +53,7 @@ class Aggregation:
         )
 
     def __call__(self, logits: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.encoding.aggregate_request(logits, windows, self.method, self.multi_label)
+        return encoding.aggregate_request(logits, windows, self.method, self.multi_label)
 
 
 class TritonPythonModel:

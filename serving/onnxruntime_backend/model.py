@@ -4,7 +4,7 @@ The pip `tritonserver` (nvidia-pytriton) has no native onnxruntime backend. Trit
 a *Python-based backend* from `<backend-dir>/onnxruntime/model.py` for every model whose
 config says `backend: "onnxruntime"`, so the model repository written for the NVIDIA
 container (native backend) loads unchanged on a CPU machine. `serving.server` puts this
-file there, with the `berth_contracts.py` it imports.
+file there, with a copy of the `berth_core` package it imports.
 
 What it honours from `config.pbtxt`:
 
@@ -29,8 +29,8 @@ Window mode (berth's CPU configs, where this backend serves the classifier): the
 declares a third input, `windows` (INT64 [2] a row: the row's text within its request and
 its weight, from the tokenizer), which is not a graph input. Each request's rows are then
 windows: after the session ran, its window logits are aggregated into one row per text
-by training's own code (`berth_encoding.py`, which export copies into the version
-directory; parameters `aggregation` and `problem_type`), and `logits` and `probabilities`
+by training's own code (`berth_core.encoding`; parameters `aggregation` and
+`problem_type`), and `logits` and `probabilities`
 are answered per text. The ensemble needs no separate aggregation step, so a text of one
 window costs what it cost before windows. The native backend (GPU configs) has no such
 input; there the ensemble aggregates in a step of its own.
@@ -65,10 +65,10 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-try:  # a published version: export copies it next to this file (on the stub's sys.path)
-    import berth_contracts as contracts
-except ImportError:  # imported from the source tree (unit tests)
-    from serving import berth_contracts as contracts
+# berth's runtime contract: installed in the source tree; in a published version, the
+# copy export puts next to this file (the stub has the version directory on sys.path).
+from berth_core import encoding
+from berth_core import names as contracts
 
 TRITON_TO_NUMPY = {
     "TYPE_BOOL": np.bool_,
@@ -87,14 +87,13 @@ class WindowAggregation:
     """Window rows → text rows for one request's outputs (see the module docstring)."""
 
     def __init__(self, directory: Path, config: dict) -> None:
-        self.encoding = contracts.load_encoding(directory)
         self.method = contracts.parameter(config, "aggregation", "mean")
-        if self.method not in self.encoding.AGGREGATIONS:
-            raise ValueError(f"aggregation {self.method!r}: one of {self.encoding.AGGREGATIONS}")
+        if self.method not in encoding.AGGREGATIONS:
+            raise ValueError(f"aggregation {self.method!r}: one of {encoding.AGGREGATIONS}")
         self.multi_label = contracts.parameter(config, "problem_type", "") == contracts.MULTI_LABEL
 
     def __call__(self, outputs: dict[str, np.ndarray], windows: np.ndarray) -> dict:
-        logits, probs = self.encoding.aggregate_request(
+        logits, probs = encoding.aggregate_request(
             outputs[contracts.ONNX_LOGITS],
             windows,
             self.method,

@@ -1,10 +1,7 @@
 """The `<name>_tokenizer` Triton model (Python backend): TEXT → input_ids, attention_mask.
 
-It runs training's own tokenization: export copies `training/encoding.py` into the
-model's version directory as `berth_encoding.py`, next to this file, and this module
-loads it from there (outside a published version directory, e.g. in unit tests, it falls
-back to `training.encoding`); `berth_contracts.py` (serving/berth_contracts.py: the
-names and helpers the served models share) is copied next to it the same way. Settings
+It runs training's own tokenization, `berth_core.encoding` (export copies the
+`berth_core` package next to this file in the model's version directory). Settings
 come from the model config's `parameters`:
 `tokenizer_file` (in the version directory), `max_length`, `truncation`, `head_tokens`,
 `bucket`, and for long texts `window_stride` and `max_windows`.
@@ -51,10 +48,11 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-try:  # a published version: export copies it next to this file (on the stub's sys.path)
-    import berth_contracts as contracts
-except ImportError:  # imported from the source tree (unit tests)
-    from serving import berth_contracts as contracts
+# berth's runtime contract: installed in the source tree; in a published version, the
+# copy export puts next to this file (the stub has the version directory on sys.path).
+from berth_core import encoding
+from berth_core import names as contracts
+from berth_core.errors import InputError
 
 PADDING_MODES = ("per_request", "batch")
 # Output tensors, in the order `Tokenization` returns them (`windows` in window mode).
@@ -64,7 +62,7 @@ OUTPUTS = (contracts.INPUT_IDS, contracts.ATTENTION_MASK, contracts.WINDOWS)
 DEFAULT_MAX_TEXT_BYTES = 1 << 20
 
 
-class InvalidTextError(ValueError):
+class InvalidTextError(InputError):
     """A request's TEXT cannot be classified; the message says what to fix."""
 
 
@@ -115,10 +113,9 @@ class Tokenization:
     ) -> None:
         if padding not in PADDING_MODES:
             raise ValueError(f"padding {padding!r}: one of {PADDING_MODES}")
-        self.encoding = contracts.load_encoding(directory)
         path = str(Path(directory) / tokenizer_file)
-        self.tokenizer = self.encoding.load_tokenizer(path)
-        self.pad_id = self.encoding.pad_token_id(path, self.tokenizer)
+        self.tokenizer = encoding.load_tokenizer(path)
+        self.pad_id = encoding.pad_token_id(path, self.tokenizer)
         self.max_length = max_length
         self.truncation = truncation
         self.head_tokens = head_tokens
@@ -154,11 +151,11 @@ class Tokenization:
         texts = [text for batch in batches for text in batch]
         bounds = list(accumulate((len(batch) for batch in batches), initial=0))
         if not self.windowed:
-            ids = self.encoding.encode(
+            ids = encoding.encode(
                 self.tokenizer, texts, self.max_length, self.truncation, self.head_tokens
             )
             return self._pad(ids, bounds)
-        windows = self.encoding.encode_windows(
+        windows = encoding.encode_windows(
             self.tokenizer, texts, self.max_length, self.window_stride, self.max_windows
         )
         one_each = len(windows) == len(texts)
@@ -177,8 +174,8 @@ class Tokenization:
         if self.padding == "per_request":
             return self._per_request(ids, rows)
         longest = max((len(row) for row in ids), default=1)
-        width = self.encoding.bucket_length(longest, self.bucket, self.max_length)
-        input_ids, mask = self.encoding.pad(ids, self.pad_id, width)
+        width = encoding.bucket_length(longest, self.bucket, self.max_length)
+        input_ids, mask = encoding.pad(ids, self.pad_id, width)
         return [(input_ids[start:stop], mask[start:stop]) for start, stop in pairwise(rows)]
 
     def _per_request(self, ids, rows):
@@ -187,12 +184,12 @@ class Tokenization:
         for start, stop in pairwise(rows):
             request = ids[start:stop]
             longest = max((len(row) for row in request), default=1)
-            width = self.encoding.bucket_length(longest, bucket, max_length)
+            width = encoding.bucket_length(longest, bucket, max_length)
             if len(request) == 1 and len(request[0]) == width:  # the common case, no padding
                 input_ids = np.array(request, dtype=np.int64)
                 out.append((input_ids, np.ones_like(input_ids)))
             else:
-                out.append(self.encoding.pad(request, pad_id, width))
+                out.append(encoding.pad(request, pad_id, width))
         return out
 
 

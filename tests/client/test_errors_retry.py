@@ -19,6 +19,7 @@ from berth_client import (
 )
 from berth_client.errors import translate
 from berth_client.retry import acall_with_retry, call_with_retry
+from berth_core.errors import ServingError
 
 URL = "http://127.0.0.1:8000"
 
@@ -48,8 +49,8 @@ def ise(status, msg="boom"):
         (ise("400", "unexpected shape for input 'TEXT'"), InvalidInputError, False),
         (ise("StatusCode.INVALID_ARGUMENT"), InvalidInputError, False),
         (ise("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"), RequestTimeoutError, False),
-        (ise("500", "internal"), BerthError, False),
-        (ise(None, "weird"), BerthError, False),
+        (ise("500", "internal"), ServingError, False),
+        (ise(None, "weird"), ServingError, False),
     ],
 )
 def test_translate(exc, kind, transient):

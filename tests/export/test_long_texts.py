@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from berth_core.checkpoint import BerthConfig
 from export.long_texts import main, show_long_reviews
 from tests.export.checkpoints import rotten_tomatoes
-from training.checkpoint import BerthConfig
 from training.predict import Predictor
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
+from berth_core.checkpoint import MULTI_LABEL, BerthConfig
 from export.pipeline import parse_args
 from export.triton_config import (
     DEMO_BERTH,
@@ -23,7 +24,6 @@ from export.triton_config import (
     render,
     repository_configs,
 )
-from training.checkpoint import MULTI_LABEL, BerthConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = ROOT / "model_repository"

@@ -1,5 +1,5 @@
 """The aggregation Triton model: a request's window logits → one row per text, with
-training's own aggregation (the published `berth_encoding.py`)."""
+training's own aggregation (`berth_core.encoding`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import berth_core
+from berth_core.checkpoint import MULTI_LABEL
+from berth_core.encoding import aggregate, probabilities
 from serving.aggregate_model import model as aggregate_model
 from tests.serving import fake_pb_utils
-from training.checkpoint import MULTI_LABEL
-from training.encoding import aggregate, probabilities
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGITS = np.array([[1.0, -1.0, 0.5], [3.0, 0.0, -2.0], [0.0, 2.0, 1.0], [-2.0, 4.0, 0.0]])
@@ -25,7 +26,7 @@ def version_dir(tmp_path) -> Path:
     d = tmp_path / "1"
     d.mkdir()
     shutil.copy(ROOT / "serving/aggregate_model/model.py", d / "model.py")
-    shutil.copy(ROOT / "training/encoding.py", d / "berth_encoding.py")
+    berth_core.copy_to(d)
     return d
 
 
@@ -33,7 +34,6 @@ def version_dir(tmp_path) -> Path:
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_served_aggregation_is_trainings(version_dir, method, multi_label):
     agg = aggregate_model.Aggregation(version_dir, method, multi_label)
-    assert agg.encoding.__name__ == "berth_encoding"  # the published copy
     logits, probs = agg(LOGITS.astype(np.float32), WINDOWS)
     expected = aggregate(LOGITS, WINDOWS[:, 0], WINDOWS[:, 1], method, multi_label)
     assert logits.dtype == probs.dtype == np.float32 and logits.shape == (3, 3)
@@ -77,9 +77,3 @@ def test_multi_label_probabilities_are_sigmoids(version_dir, triton_model):
 def test_unknown_aggregation_is_refused_at_load(version_dir):
     with pytest.raises(ValueError, match="median"):
         aggregate_model.Aggregation(version_dir, "median")
-
-
-def test_published_encoding_is_training_encoding(version_dir):
-    assert (version_dir / "berth_encoding.py").read_bytes() == (
-        ROOT / "training/encoding.py"
-    ).read_bytes()

@@ -1,5 +1,5 @@
-"""The served models import the names and helpers they share (`berth_contracts.py`)
-from their own directory, as the Triton stub loads them, and nothing else of berth's."""
+"""The served models import berth's runtime contract (`berth_core`) from the copy next to
+them, as the Triton stub loads them in the container, and nothing else of berth's."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from serving import berth_contracts as contracts
+import berth_core
+from berth_core import names as contracts
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("tokenizer_model", "aggregate_model", "onnxruntime_backend")
 
-# The stub appends the model's directory to sys.path and imports `model` from there,
-# with berth's source tree nowhere on the path.
+# The stub appends the model's directory to sys.path and imports `model` from there. As
+# in the container, berth is not installed: `python -S` skips the .pth files (the
+# editable installs), site-packages is added for numpy alone.
 STUB = """
-import sys
+import sys, sysconfig
 sys.path = [p for p in sys.path if p not in ("", {root!r})]
+sys.path.append(sysconfig.get_paths()["purelib"])
 sys.path.append({directory!r})
 import model
-print(model.contracts.__file__)
+print(model.contracts.__file__, model.encoding.__file__)
 """
 
 
@@ -31,12 +34,27 @@ def test_model_imports_the_contracts_copied_next_to_it(tmp_path, name):
     version = tmp_path / "1"
     version.mkdir()
     shutil.copy(ROOT / "serving" / name / "model.py", version / "model.py")
-    shutil.copy(ROOT / "serving/berth_contracts.py", version / "berth_contracts.py")
+    berth_core.copy_to(version)
     code = STUB.format(root=str(ROOT), directory=str(version))
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True
     )
-    assert Path(out.stdout.strip()) == version / "berth_contracts.py"
+    assert out.returncode == 0, out.stderr
+    names, encoding = (Path(p) for p in out.stdout.split())
+    assert (names, encoding) == (
+        version / "berth_core/names.py",
+        version / "berth_core/encoding.py",
+    )
+
+
+def test_without_the_copy_the_stub_cannot_import_berth(tmp_path):
+    """The check above is real: without `berth_core` next to it, model.py fails there."""
+    version = tmp_path / "1"
+    version.mkdir()
+    shutil.copy(ROOT / "serving/tokenizer_model/model.py", version / "model.py")
+    code = STUB.format(root=str(ROOT), directory=str(version))
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "No module named 'berth_core'" in out.stderr
 
 
 def test_model_names():
@@ -57,8 +75,8 @@ def test_parameter_reads_the_backend_json():
 
 
 def test_the_client_spells_the_public_tensors_as_the_contracts_do():
-    """berth-client installs alone (no berth packages), so it keeps its own copy of the
-    public tensor names; the load test's locustfile uses the client's."""
+    """berth-client reads the public tensor names from berth_core; the load test's
+    locustfile uses the client's."""
     from berth_client import model as client_model
 
     assert client_model.DEFAULT_INPUT == contracts.TEXT

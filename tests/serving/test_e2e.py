@@ -15,11 +15,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from berth_core.checkpoint import BerthConfig
 from export.pipeline import ExportConfig, run_export
 from export.triton_config import EnsembleModel, ServingSettings, render
 from serving.server import TritonServer
 from tests.export.checkpoints import held_out_texts
-from training.checkpoint import BerthConfig
 from training.predict import Predictor, decide
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

@@ -49,9 +49,10 @@ def test_backend_directory(tmp_path):
     assert (target / "onnxruntime/model.py").read_bytes() == (
         ROOT / "serving/onnxruntime_backend/model.py"
     ).read_bytes()
-    assert (target / "onnxruntime/berth_contracts.py").read_bytes() == (
-        ROOT / "serving/berth_contracts.py"
-    ).read_bytes()
+    for module in ("names.py", "encoding.py", "errors.py"):
+        assert (target / "onnxruntime/berth_core" / module).read_bytes() == (
+            ROOT / "core/berth_core" / module
+        ).read_bytes()
 
 
 def _fake_numpy(site: Path, version: str) -> str:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import berth_core
+from berth_core.encoding import encode, load_tokenizer, pad, pad_token_id
 from serving.tokenizer_model import model as tokenizer_model
 from tests.serving import fake_pb_utils
-from training.encoding import encode, load_tokenizer, pad, pad_token_id
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -28,7 +29,7 @@ def version_dir(tmp_path, minilm_dir) -> Path:
     d = tmp_path / "1"
     d.mkdir()
     shutil.copy(ROOT / "serving/tokenizer_model/model.py", d / "model.py")
-    shutil.copy(ROOT / "training/encoding.py", d / "berth_encoding.py")
+    berth_core.copy_to(d)
     shutil.copy(minilm_dir / "tokenizer.json", d / "tokenizer.json")
     return d
 
@@ -38,7 +39,6 @@ def test_served_tokenization_equals_training(version_dir, truncation):
     tok = tokenizer_model.Tokenization(
         version_dir, max_length=48, truncation=truncation, head_tokens=10, bucket=16
     )
-    assert tok.encoding.__name__ == "berth_encoding"  # the published copy, not training's
     path = str(version_dir / "tokenizer.json")
     reference = load_tokenizer(path)
     expected = encode(reference, TEXTS, 48, truncation, 10)
@@ -102,17 +102,11 @@ def test_triton_model_end_to_end_in_process(version_dir, triton_model):
     assert all(r.output_tensors["attention_mask"].dtype == np.int64 for r in responses)
 
 
-def test_published_encoding_is_training_encoding(version_dir):
-    assert (version_dir / "berth_encoding.py").read_bytes() == (
-        ROOT / "training/encoding.py"
-    ).read_bytes()
-
-
 @pytest.mark.parametrize("padding", ["per_request", "batch"])
 def test_windows_are_rows_with_their_text_and_weight(version_dir, padding):
     """Window mode: each request's rows are its texts' windows, exactly as training cuts
     them, with a `windows` array (text within the request, weight) for aggregation."""
-    from training.encoding import encode_windows
+    from berth_core.encoding import encode_windows
 
     path = str(version_dir / "tokenizer.json")
     reference = load_tokenizer(path)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from training.checkpoint import MULTI_LABEL, SINGLE_LABEL
+from berth_core.checkpoint import MULTI_LABEL, SINGLE_LABEL
 from training.data import (
     DataError,
     DataSpec,

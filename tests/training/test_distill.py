@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import MULTI_LABEL, BerthConfig
+from berth_core.checkpoint import MULTI_LABEL, BerthConfig
 from training.cli import main
 from training.data import DataError
 from training.distill import (

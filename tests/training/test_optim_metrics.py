@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from training.checkpoint import MULTI_LABEL, BerthConfig
+from berth_core.checkpoint import MULTI_LABEL, BerthConfig
 from training.metrics import classification_metrics, f1_at, tune_thresholds
 from training.optim import build_optimizer, parameter_groups
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from training.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
+from berth_core.checkpoint import MULTI_LABEL, SINGLE_LABEL, BerthConfig
 from training.cli import main
 from training.data import offline_rows
 from training.metrics import tune_thresholds

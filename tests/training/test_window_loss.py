@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from berth_core.encoding import AGGREGATIONS, aggregate
 from training.data import Split
-from training.encoding import AGGREGATIONS, aggregate
 from training.train import DataError, PadCollator
 from training.window_loss import TextWindows, aggregate_logits, text_loss
 

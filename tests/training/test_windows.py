@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from training.checkpoint import BerthConfig
-from training.encoding import (
+from berth_core.checkpoint import BerthConfig
+from berth_core.encoding import (
     AGGREGATIONS,
     aggregate,
     encode,

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.encoding import AGGREGATIONS, Windows, encode_windows
+from berth_core.encoding import AGGREGATIONS, Windows, encode_windows
+from berth_core.errors import CheckpointError
+from berth_core.names import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL
 
 BERTH_FILE = "berth.json"
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
 TRUNCATIONS = ("head", "head+tail")
 FORMAT_VERSION = 1
 
@@ -38,7 +37,7 @@ class BerthConfig:
     head_tokens: int = 0
     # Long texts: windows of max_length tokens, `window_stride` content tokens apart, at
     # most `max_windows` per text (spread over the text past that), their logits combined
-    # by `aggregation` (training/encoding.py). 1 window = the truncation above (files
+    # by `aggregation` (berth_core/encoding.py). 1 window = the truncation above (files
     # written before windows existed load so).
     window_stride: int = 0
     max_windows: int = 1
@@ -53,41 +52,43 @@ class BerthConfig:
 
     def __post_init__(self) -> None:
         if not self.labels:
-            raise ValueError("berth.json: `labels` is empty; a classifier needs at least one label")
+            raise CheckpointError(
+                "berth.json: `labels` is empty; a classifier needs at least one label"
+            )
         if len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"berth.json: duplicate labels in {self.labels}")
+            raise CheckpointError(f"berth.json: duplicate labels in {self.labels}")
         if self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(
+            raise CheckpointError(
                 f"berth.json: problem_type {self.problem_type!r} is not one of {PROBLEM_TYPES}"
             )
         if self.truncation not in TRUNCATIONS:
-            raise ValueError(
+            raise CheckpointError(
                 f"berth.json: truncation {self.truncation!r} is not one of {TRUNCATIONS}"
             )
         if self.max_length < 8:
-            raise ValueError(f"berth.json: max_length {self.max_length} is too small (min 8)")
+            raise CheckpointError(f"berth.json: max_length {self.max_length} is too small (min 8)")
         self._check_windows()
         if self.thresholds is not None and len(self.thresholds) != len(self.labels):
-            raise ValueError(
+            raise CheckpointError(
                 f"berth.json: {len(self.thresholds)} thresholds for {len(self.labels)} labels"
             )
 
     def _check_windows(self) -> None:
         if self.max_windows < 1:
-            raise ValueError(f"berth.json: max_windows {self.max_windows} must be >= 1")
+            raise CheckpointError(f"berth.json: max_windows {self.max_windows} must be >= 1")
         if self.aggregation not in AGGREGATIONS:
-            raise ValueError(
+            raise CheckpointError(
                 f"berth.json: aggregation {self.aggregation!r} is not one of {AGGREGATIONS}"
             )
         if not self.windowed:
             return
         if self.truncation != "head":
-            raise ValueError(
+            raise CheckpointError(
                 f"berth.json: truncation {self.truncation!r} keeps one window; windows "
                 f"(max_windows {self.max_windows}) need truncation 'head'"
             )
         if not 0 < self.window_stride < self.max_length:
-            raise ValueError(
+            raise CheckpointError(
                 f"berth.json: window_stride {self.window_stride} must be between 1 and "
                 f"max_length - 1 ({self.max_length - 1})"
             )
@@ -131,11 +132,14 @@ class BerthConfig:
     def load(cls, directory: str | Path) -> BerthConfig:
         path = Path(directory) / BERTH_FILE
         if not path.is_file():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"{path} is missing: {directory} is not a berth checkpoint "
                 "(train one with `python -m training`)"
             )
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

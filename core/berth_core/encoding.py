@@ -1,9 +1,9 @@
 """Text → token ids and window logits → text logits, identical in training, the
 reference predictor, export's gates and the served ensemble.
 
-It depends on `tokenizers` and `numpy` only, so the Triton tokenizer and aggregation
-models ship a copy of this file next to their `model.py` (export copies it) and run
-exactly this code.
+It depends on `numpy` (and `tokenizers` to load a tokenizer) only, so the Triton
+tokenizer and aggregation models run exactly this code from the copy of `berth_core`
+that export puts next to their `model.py`.
 
 Long texts (`max_windows > 1`): a text longer than `max_length` tokens is cut into
 windows of `max_length` tokens, special tokens in every window, each window starting
@@ -18,9 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer
+
+from berth_core.rule import probabilities
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 def load_tokenizer(path: str) -> Tokenizer:
@@ -30,6 +35,8 @@ def load_tokenizer(path: str) -> Tokenizer:
     128); padding and truncation are done here instead, so the attention mask always
     matches the real tokens.
     """
+    from tokenizers import Tokenizer
+
     tokenizer = Tokenizer.from_file(path)
     tokenizer.no_padding()
     tokenizer.no_truncation()
@@ -154,15 +161,6 @@ def encode_windows(
 
 def _lengths(ids: list[list[int]]) -> np.ndarray:
     return np.asarray([len(row) for row in ids], dtype=np.int64)
-
-
-def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    """Softmax (single-label) or sigmoid (multi-label) of float logits."""
-    logits = np.asarray(logits)
-    if multi_label:
-        return 1.0 / (1.0 + np.exp(-logits))
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def aggregate(

@@ -9,20 +9,12 @@ helpers rebuild them. Model names for an ensemble `<name>`:
     <name>_onnx_<precision>   the classifier, backend "onnxruntime" (fp32, fp16, int8)
     <name>_aggregate          window mode, GPU configs: window logits → one row per text
 
-It depends on the standard library only: export copies it into the version directory
-of each Python-backend model (and `serving.server` next to berth's Python-based
-onnxruntime backend) as `berth_contracts.py`, where the Triton stub finds it on
-`sys.path`; outside a published version the model.py files import `serving.berth_contracts`.
-berth-client (installable alone) keeps its own copy of the public tensor names.
+berth-client reads the public tensor names from here too.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 
 # The ensemble's tensors (the public API).
 TEXT = "TEXT"
@@ -33,6 +25,10 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 ONNX_LOGITS = "logits"
 ONNX_PROBABILITIES = "probabilities"
+# berth.json `problem_type`, also the ensemble's config parameter of that name.
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
 # Window mode: INT64 [rows, 2], per row its text within the request and its weight.
 WINDOWS = "windows"
 
@@ -46,11 +42,6 @@ TOKENIZER_FILE = "tokenizer.json"
 # measured for that graph on the exporting machine ({"disabled_optimizers": [...]}).
 # Machine-dependent, so never in a (committed) config.pbtxt.
 SESSION_FILE = "session.json"
-# training/encoding.py, as export copies it into a version directory.
-ENCODING_MODULE = "berth_encoding"
-
-# berth.json / config parameter `problem_type` of a multi-label model.
-MULTI_LABEL = "multi_label_classification"
 
 
 def tokenizer_model_name(name: str) -> str:
@@ -77,18 +68,3 @@ def parameter(config: dict, key: str, default: str | None = None) -> str | None:
     if isinstance(value, dict):
         value = value.get("string_value")
     return default if value in (None, "") else str(value)
-
-
-def load_encoding(directory: Path) -> ModuleType:
-    """`berth_encoding.py` from `directory` (a published version directory), else
-    training's own `training.encoding` (unit tests, unpublished layouts)."""
-    path = Path(directory) / f"{ENCODING_MODULE}.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(ENCODING_MODULE, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[ENCODING_MODULE] = module
-        spec.loader.exec_module(module)
-        return module
-    from training import encoding
-
-    return encoding

@@ -1,4 +1,4 @@
-"""`python -m training.agreement`: does a student decide as its teacher does, on text
+"""`python -m export.agreement`: does a student decide as its teacher does, on text
 that neither was trained on?
 
 Held-out agreement (metrics.json, the export report) says how well a student copies its
@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from berth_args import ConfigParser, option
-from training.checkpoint import BerthConfig
+from berth_core.checkpoint import BerthConfig
+from berth_core.errors import run_command
+from export.evaluate import OnnxClassifier
 from training.data import OFFLINE_CORPORA, DataError, offline_rows, read_rows, rows_to_split
 from training.metrics import agreement
 
@@ -58,8 +60,6 @@ def scorer(checkpoint: Path, onnx: Path | None):
         from training.predict import Predictor
 
         return Predictor(checkpoint).logits
-    from export.evaluate import OnnxClassifier
-
     runner = OnnxClassifier(onnx, checkpoint)
     return lambda texts: runner.logits_and_probabilities(texts)[0]
 
@@ -111,19 +111,13 @@ def compare(args: AgreementConfig) -> dict:
 
 def build_parser() -> ConfigParser:
     return ConfigParser(
-        AgreementConfig, prog="python -m training.agreement", description=__doc__.splitlines()[0]
+        AgreementConfig, prog="python -m export.agreement", description=__doc__.splitlines()[0]
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = build_parser().parse_config(argv)
-    try:
-        result = compare(cfg)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0
+    return run_command(lambda: print(json.dumps(compare(cfg), indent=2)))
 
 
 if __name__ == "__main__":
