@@ -32,6 +32,7 @@ import numpy as np
 from berth_args import ConfigParser, option
 from berth_core.checkpoint import BerthConfig
 from berth_core.encoding import AGGREGATIONS, Windows, aggregate, encode_windows, probabilities
+from berth_core.errors import InputError, run_command
 from export.evaluate import classification_scores, load_eval
 
 UNCAPPED = 1 << 30
@@ -161,7 +162,7 @@ def table(results: dict[str, dict]) -> str:
 def run(cfg: LongTextsConfig) -> dict:
     berth = window_settings(cfg, BerthConfig.load(cfg.checkpoint))
     if berth.multi_label:
-        raise ValueError("long_texts scores single-label checkpoints (accuracy by strategy)")
+        raise InputError("long_texts scores single-label checkpoints (accuracy by strategy)")
     texts, targets = load_texts(cfg, berth)
     from berth_core.encoding import load_tokenizer
 
@@ -222,8 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parser.parse_config(argv)
     if (cfg.dataset is None) == (cfg.eval_file is None):
         parser.error("give one of --dataset, --eval-file")
-    run(cfg)
-    return 0
+
+    def scores() -> None:
+        run(cfg)
+
+    return run_command(scores)
 
 
 if __name__ == "__main__":

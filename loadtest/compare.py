@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth_args import ConfigParser, option
+from berth_core.errors import InputError, run_command
 from berth_core.names import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from loadtest import triton_stats
 from loadtest.cpu import CpuMeter
@@ -168,7 +169,7 @@ def onnx_model_path(repository: Path, model: str, variant: str) -> Path:
         path = model_dir / str(version) / MODEL_FILE
         if path.is_file():
             return path
-    raise FileNotFoundError(f"no {model_dir}/<version>/model.onnx: publish with python -m export")
+    raise InputError(f"no {model_dir}/<version>/model.onnx: publish with python -m export")
 
 
 def served_disabled_optimizers(repository: Path, model: str, variant: str) -> list[str]:
@@ -344,6 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_config(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m loadtest.compare " + shlex.join(argv)
+    return run_command(lambda: compare(args, command), "loadtest.compare")
+
+
+def compare(args: CompareConfig, command: str) -> None:
+    """Each part in turn, then the table (printed and written to --output)."""
     args.report_dir.mkdir(parents=True, exist_ok=True)
     parts = args.only or list(PARTS)
     rows: list[Row] = []
@@ -378,7 +384,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(text)
     print(f"written to {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ ensemble are checked against.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from transformers import AutoModelForSequenceClassification
 from berth_args import option, parse_config
 from berth_core.checkpoint import BerthConfig
 from berth_core.encoding import Windows, aggregate, encode, load_tokenizer_and_pad, pad
+from berth_core.errors import run_command
 from berth_core.rule import decide, probabilities
 
 
@@ -119,13 +121,17 @@ class PredictConfig:
     texts: list[str] = option(help="texts to classify", positional=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(
         PredictConfig, argv, "python -m training.predict", "Classify texts with a checkpoint."
     )
-    for record in Predictor(cfg.checkpoint).predict(cfg.texts):
-        print(json.dumps(record))
+
+    def predict() -> None:
+        for record in Predictor(cfg.checkpoint).predict(cfg.texts):
+            print(json.dumps(record))
+
+    return run_command(predict)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

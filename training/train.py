@@ -257,7 +257,7 @@ def load_hf_tokenizer(model: str, trust_remote_code: bool):
 
 def fast_tokenizer(hf_tokenizer, workdir: str):
     """The `tokenizers.Tokenizer` that `save_pretrained` writes as tokenizer.json (the
-    very file the checkpoint ships), loaded via `training.encoding`."""
+    very file the checkpoint ships), loaded via `berth_core.encoding`."""
     hf_tokenizer.save_pretrained(workdir)
     path = os.path.join(workdir, "tokenizer.json")
     if not os.path.isfile(path):
@@ -296,7 +296,7 @@ class EncodedDataset(torch.utils.data.Dataset):
 
 @dataclass
 class PadCollator:
-    """Dynamic padding per batch with `training.encoding.pad`; extras become float
+    """Dynamic padding per batch with `berth_core.encoding.pad`; extras become float
     tensors."""
 
     pad_id: int

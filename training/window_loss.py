@@ -68,7 +68,7 @@ def aggregate_logits(
     method: str,
     multi_label: bool,
 ) -> torch.Tensor:
-    """Differentiable twin of `training.encoding.aggregate`: window logits [rows, labels]
+    """Differentiable twin of `berth_core.encoding.aggregate`: window logits [rows, labels]
     → text logits [texts, labels] (tested equal to it)."""
     texts = int(text.max()) + 1
     index = text.view(-1, 1).expand_as(logits)

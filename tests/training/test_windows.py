@@ -1,4 +1,4 @@
-"""Window mode: long texts cut into windows (training/encoding.py), their logits
+"""Window mode: long texts cut into windows (berth_core/encoding.py), their logits
 aggregated, the settings in berth.json and in training's flags."""
 
 from __future__ import annotations
