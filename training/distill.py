@@ -25,18 +25,11 @@ import torch
 from berth_args import groups, option
 from berth_core.checkpoint import BerthConfig
 from berth_core.encoding import Windows, aggregate, encode_windows
-from training.data import (
-    OFFLINE_CORPORA,
-    DataError,
-    DataSpec,
-    SourceTexts,
-    offline_rows,
-    offline_unlabelled,
-    read_rows,
-    rows_to_split,
-)
+from training.data import DataError, DataSpec, source_texts
 from training.metrics import agreement
 from training.predict import Predictor, first_token_states, model_window_outputs
+from training.sources import SourceTexts, corpus_listing
+from training.sources import resolve as resolve_source
 from training.train import (
     METRICS,
     EncodedDataset,
@@ -135,8 +128,8 @@ class DistillConfig(TrainConfig):
     )
     unlabelled_corpus: list[str] | None = option(
         None,
-        "offline corpora whose texts (labels dropped) the teacher labels for the student, "
-        "e.g. imdb_reviews; see --dataset for the names",
+        "corpora whose texts (labels dropped) the teacher labels for the student: "
+        f"{corpus_listing()}",
     )
     unlabelled_windows: int = option(
         2,
@@ -345,19 +338,18 @@ def check_student_labels(student: str, teacher: BerthConfig) -> None:
 
 
 def unlabelled_texts(config: DistillConfig, dataset_name: str | None) -> list[SourceTexts]:
-    sources = offline_unlabelled(dataset_name) if config.offline_unlabelled else []
-    for name in config.unlabelled_corpus or []:
-        if name not in OFFLINE_CORPORA:
-            raise DataError(
-                f"--unlabelled-corpus {name!r}: use one of {', '.join(OFFLINE_CORPORA)}"
-            )
-        raw = offline_rows(name)
-        sources.append(SourceTexts(raw.source, [row["text"] for _, row in raw.rows]))
-    for path in config.unlabelled_file or []:
-        raw = read_rows(path)
-        column = config.text_column if config.text_column in raw.columns else raw.columns[0]
-        split = rows_to_split(raw.columns, raw.rows, path, column, None)
-        sources.append(SourceTexts(path, split.texts))
+    """The texts the teacher labels for the student, each source resolved as every reader
+    resolves it: what ships with the labelled corpus (unless --no-offline-unlabelled),
+    then --unlabelled-corpus names, then --unlabelled-file paths (a file without
+    --text-column gives its first column)."""
+    sources = []
+    if config.offline_unlabelled and dataset_name and not config.train_file:
+        sources += resolve_source(dataset_name).unlabelled()
+    named = [(name, "corpus", "--unlabelled-corpus") for name in config.unlabelled_corpus or []]
+    named += [(path, "file", "--unlabelled-file") for path in config.unlabelled_file or []]
+    for name, kind, flag in named:
+        source = resolve_source(name, (kind,), flag)
+        sources.append(source_texts(source, config.text_column, any_column=True))
     return sources
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from berth_args import arg, groups, option
 from berth_core.encoding import encode
 from training.data import (
-    OFFLINE_CORPORA,
     DataError,
     DataSpec,
     Split,
@@ -29,6 +28,7 @@ from training.rundir import (
     say,
     write_metrics,
 )
+from training.sources import corpus_listing
 from training.train import (
     PRECISIONS,
     EncodedDataset,
@@ -46,8 +46,8 @@ MLM_OUTPUTS = ("model", ".model.tmp", "checkpoints", "metrics.json")
 # no test split), described for pretraining.
 MLM_DATA_FLAGS = {
     "dataset": arg(
-        "Hub dataset name or offline corpus whose texts to pretrain on "
-        f"({', '.join(OFFLINE_CORPORA)}); ignored with --train-file",
+        "Hub dataset name, local data file or corpus whose texts to pretrain on "
+        f"({corpus_listing()}); ignored with --train-file",
         "data",
     ),
     "dataset_config": arg("configuration name of a Hub dataset", "data"),

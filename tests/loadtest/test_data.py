@@ -7,7 +7,14 @@ import statistics
 
 import pytest
 
-from loadtest.data import concatenate, load_texts, read_rotten_tomatoes, read_texts_file
+from loadtest.data import (
+    concatenate,
+    load_texts,
+    read_rotten_tomatoes,
+    read_texts_file,
+    rotten_tomatoes_path,
+)
+from training.sources import CORPORA, rotten_tomatoes_file
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +85,11 @@ def test_json_lines_texts_may_hold_unicode_line_separators(tmp_path):
     rows = [{"text": "one\u2028line"}, {"text": "two"}]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     assert read_texts_file(path) == ["one\u2028line", "two"]
+
+
+def test_reviews_are_the_rotten_tomatoes_corpus_of_the_registry(reviews):
+    """loadtest reads the corpus file with the standard library alone (its image has no
+    training package); it must stay the file and the reviews training's corpus reads."""
+    assert rotten_tomatoes_path() == rotten_tomatoes_file()
+    corpus = {row["text"] for _, row in CORPORA["rotten_tomatoes"].rows().rows}
+    assert {text for _, text in reviews} == corpus  # the same reviews, duplicates aside
