@@ -6,6 +6,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,28 +158,58 @@ SINGLE_LABEL_SCORES = {"accuracy": "accuracy", "macro_f1": "macro_f1"}
 MULTI_LABEL_SCORES = {"micro_f1": "micro_f1", "macro_f1": "macro_f1", "exact_match": "accuracy"}
 
 
-def classification_scores(probs: np.ndarray, targets: np.ndarray, berth: BerthConfig) -> dict:
+@dataclass(frozen=True)
+class Scores:
+    """Held-out figures in % by name (accuracy, F1s), `primary_metric` naming the one the
+    accuracy gate compares; a distilled student's agreement with its teacher (0-1)."""
+
+    figures: dict[str, float]
+    primary_metric: str
+    teacher_agreement: float | None = None
+
+    @property
+    def primary(self) -> float:
+        return self.figures[self.primary_metric]
+
+    def record(self) -> dict:
+        """As the reports have it: the figures, then `primary` and `primary_metric`."""
+        shown = {**self.figures, "primary": self.primary, "primary_metric": self.primary_metric}
+        if self.teacher_agreement is not None:
+            shown["teacher_agreement"] = self.teacher_agreement
+        return shown
+
+
+def classification_scores(probs: np.ndarray, targets: np.ndarray, berth: BerthConfig) -> Scores:
     """training.metrics' figures, as the export report shows them: in %. Single-label:
     accuracy, macro F1. Multi-label (thresholds applied): micro/macro F1, exact-match
-    accuracy. `primary` is the figure the accuracy gate compares (accuracy, micro F1)."""
+    accuracy. The primary figure (the accuracy gate's): accuracy, micro F1."""
     metrics = probability_metrics(probs, targets, berth)
     shown = MULTI_LABEL_SCORES if berth.multi_label else SINGLE_LABEL_SCORES
-    scores = {name: 100 * metrics[key] for name, key in shown.items()}
-    primary = "micro_f1" if berth.multi_label else "accuracy"
-    return {**scores, "primary": scores[primary], "primary_metric": primary}
+    figures = {name: 100 * metrics[key] for name, key in shown.items()}
+    return Scores(figures, "micro_f1" if berth.multi_label else "accuracy")
 
 
-def parity(reference_logits: np.ndarray, logits: np.ndarray, multi_label: bool) -> dict:
+@dataclass(frozen=True)
+class Parity:
+    """A variant's logits against the PyTorch reference's on the same texts."""
+
+    texts: int
+    max_abs_logit_diff: float
+    max_abs_prob_diff: float
+    argmax_agreement: float
+
+
+def parity(reference_logits: np.ndarray, logits: np.ndarray, multi_label: bool) -> Parity:
     from berth_core.rule import probabilities
 
     ref_p = probabilities(reference_logits, multi_label)
     p = probabilities(logits, multi_label)
-    return {
-        "texts": len(logits),
-        "max_abs_logit_diff": float(np.abs(reference_logits - logits).max()),
-        "max_abs_prob_diff": float(np.abs(ref_p - p).max()),
-        "argmax_agreement": float((reference_logits.argmax(1) == logits.argmax(1)).mean()),
-    }
+    return Parity(
+        texts=len(logits),
+        max_abs_logit_diff=float(np.abs(reference_logits - logits).max()),
+        max_abs_prob_diff=float(np.abs(ref_p - p).max()),
+        argmax_agreement=float((reference_logits.argmax(1) == logits.argmax(1)).mean()),
+    )
 
 
 def _batches(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> list:
@@ -216,13 +247,23 @@ def interleaved_median_ms(
     return {key: 1000 * statistics.median(t) for key, t in times.items()}
 
 
-def latency(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> dict:
-    """Median wall time of one `session.run` on real texts (tokenization excluded)."""
+@dataclass(frozen=True)
+class Latency:
+    """One `session.run` at one batch size, on real texts (tokenization excluded)."""
+
+    batch_size: int
+    median_ms: float
+    p90_ms: float
+    texts_per_s: float
+
+
+def latency(runner: OnnxClassifier, texts: Sequence[str], batch_size: int, runs: int) -> Latency:
+    """Median (and p90) wall time of one `session.run`, timed `runs` times."""
     times = _run_times({"": runner}, texts, batch_size, runs)[""]
     median = statistics.median(times)
-    return {
-        "batch_size": batch_size,
-        "median_ms": 1000 * median,
-        "p90_ms": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
-        "texts_per_s": batch_size / median,
-    }
+    return Latency(
+        batch_size=batch_size,
+        median_ms=1000 * median,
+        p90_ms=1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+        texts_per_s=batch_size / median,
+    )

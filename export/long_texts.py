@@ -8,7 +8,7 @@
 One model, one set of texts, every strategy: `head` (the first max_length tokens),
 `head+tail` (half from the start, half from the end), and windows of max_length tokens
 `--window-stride` apart, at most `--max-windows` a text, their logits aggregated by
-each method of training/encoding.py (mean, max, weighted, mean_prob), plus the mean of
+each method of berth_core/encoding.py (mean, max, weighted, mean_prob), plus the mean of
 every window (no cap). The windows are scored once; each strategy aggregates them.
 Scoring runs the exported ONNX graph (`--onnx`, what the ensemble serves) or, without
 it, the PyTorch reference predictor. Nothing is tuned here: report texts outside the
@@ -180,7 +180,7 @@ def run(cfg: LongTextsConfig) -> dict:
     started = time.monotonic()
     logits = strategies(Scorer(cfg, berth), texts, berth)
     report["results"] = {
-        name: classification_scores(probabilities(values, False), targets, berth)
+        name: classification_scores(probabilities(values, False), targets, berth).record()
         for name, values in logits.items()
     }
     report["elapsed_s"] = time.monotonic() - started

@@ -11,15 +11,16 @@ The repository for a model named `<name>`:
                             → LOGITS, PROBABILITIES
       config.pbtxt          CPU: uses <name>_onnx_<default variant> (int8)
       configs/gpu.pbtxt     --model-config-name=gpu: uses <name>_onnx_<gpu variant> (fp16)
-    <name>_tokenizer/       Python backend, `tokenizers` via training/encoding.py
+    <name>_tokenizer/       Python backend, `tokenizers` via berth_core/encoding.py
       config.pbtxt          CPU: pads each request to its own length (`padding: per_request`)
       configs/gpu.pbtxt     pads each batch to one length (`padding: batch`)
-    <name>_onnx_<variant>/  backend "onnxruntime", one per variant (fp32, fp16, int8)
+    <name>_onnx_<variant>/  backend "onnxruntime", one per variant (fp32, fp16, int8:
+                            export/variants.py declares where each may serve)
       config.pbtxt          KIND_CPU, thread settings, ragged inputs (berth's Python-based
                             onnxruntime backend sub-batches them by length)
       configs/gpu.pbtxt     KIND_GPU + TensorRT accelerator (fp32/fp16; int8 stays on CPU)
     <name>_aggregate/       window mode only (berth.json max_windows > 1): Python backend,
-                            window logits → one row per text (training/encoding.py)
+                            window logits → one row per text (berth_core/encoding.py)
 
 In window mode the tokenizer sends each text's windows to the classifier as rows (so
 its dynamic batcher merges the windows of different requests) with a `windows` tensor
@@ -63,11 +64,7 @@ from berth_core.names import (
     classifier_model_name,
     tokenizer_model_name,
 )
-
-VARIANTS = ("fp32", "fp16", "int8")
-# Dynamic int8 (MatMulInteger / DynamicQuantizeLinear) are CPU kernels in onnxruntime;
-# TensorRT cannot build them, so the GPU configuration keeps that variant on the CPU.
-CPU_ONLY_VARIANTS = ("int8",)
+from export.variants import VARIANTS, Variant, variant
 
 
 def render(config: mc.ModelConfig) -> str:
@@ -233,8 +230,13 @@ class ClassifierModel:
     problem_type: str = ""
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; one of {VARIANTS}")
+        variant(self.variant)  # an unknown one is refused (an InputError: a ValueError)
+
+    @property
+    def declared(self) -> Variant:
+        """The variant's declaration (export/variants.py): where it serves, TensorRT's
+        precision."""
+        return variant(self.variant)
 
     @property
     def max_batch_size(self) -> int:
@@ -260,7 +262,10 @@ class ClassifierModel:
 
     def config(self) -> mc.ModelConfig:
         """CPU: dynamic batching, `classifier_instances` × `intra_op_threads`, ragged
-        inputs when `settings.ragged`."""
+        inputs when `settings.ragged`. A variant that cannot serve on CPU instances has
+        only its GPU configuration."""
+        if not self.declared.cpu:
+            return self.gpu_config()
         return self._cpu_config(self.settings.ragged)
 
     def _cpu_config(self, ragged: bool) -> mc.ModelConfig:
@@ -296,8 +301,11 @@ class ClassifierModel:
         return cfg
 
     def gpu_config(self) -> mc.ModelConfig:
-        """GPU: KIND_GPU, TensorRT accelerator with an engine cache (int8: CPU, see above)."""
-        if self.variant in CPU_ONLY_VARIANTS:  # native backend on the CPU: no ragged inputs
+        """GPU: KIND_GPU, TensorRT accelerator with an engine cache, in the precision the
+        variant declares (default: `settings.trt_precision`). A variant that is not
+        GPU-capable (int8) stays on CPU instances here too."""
+        declared = self.declared
+        if not declared.gpu:  # native backend on the CPU: no ragged inputs
             return self._cpu_config(ragged=False)
         s = self.settings
         cfg = self._base()
@@ -305,7 +313,7 @@ class ClassifierModel:
         _set_queue_policy(cfg, s)
         cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=s.gpu_instances)
         trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
-        trt.parameters["precision_mode"] = s.trt_precision
+        trt.parameters["precision_mode"] = declared.trt_precision or s.trt_precision
         trt.parameters["max_workspace_size_bytes"] = str(s.trt_workspace_bytes)
         trt.parameters["trt_engine_cache_enable"] = "true"
         trt.parameters["trt_engine_cache_path"] = f"{s.trt_cache_dir.rstrip('/')}/{self.name}"
@@ -442,16 +450,20 @@ class EnsembleModel:
 def repository_configs(
     name: str,
     berth: BerthConfig,
-    variants: list[str] | tuple[str, ...] = VARIANTS,
+    variants: list[str] | tuple[str, ...] | None = None,
     default_variant: str = "int8",
     gpu_variant: str = "fp16",
     settings: ServingSettings | None = None,
 ) -> dict[str, mc.ModelConfig]:
-    """Every config file of the repository, keyed by path relative to its root."""
+    """Every config file of the repository, keyed by path relative to its root.
+    `variants`: the classifiers published (default: every declared variant)."""
     settings = settings or ServingSettings()
-    for role, variant in (("default", default_variant), ("gpu", gpu_variant)):
-        if variant not in variants:
-            raise ValueError(f"the {role} variant {variant!r} is not among {list(variants)}")
+    variants = list(VARIANTS) if variants is None else list(variants)
+    for role, chosen in (("default", default_variant), ("gpu", gpu_variant)):
+        if chosen not in variants:
+            raise ValueError(f"the {role} variant {chosen!r} is not among {variants}")
+    if not variant(default_variant).cpu:
+        raise ValueError(f"the default (CPU) variant {default_variant!r} cannot serve on CPU")
     configs: dict[str, mc.ModelConfig] = {}
     ensemble = EnsembleModel(name, berth, default_variant, gpu_variant, settings)
     configs[f"{name}/{CONFIG_FILE}"] = ensemble.config()
@@ -460,11 +472,11 @@ def repository_configs(
     members: list = [tokenizer]
     if berth.windowed:
         members.append(AggregateModel(aggregate_model_name(name), berth, settings))
-    for variant in variants:
+    for published in variants:
         members.append(
             ClassifierModel(
-                classifier_model_name(name, variant),
-                variant,
+                classifier_model_name(name, published),
+                published,
                 len(berth.labels),
                 settings,
                 max_windows=berth.max_windows,

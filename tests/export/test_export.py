@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from unittest import mock
 
 import numpy as np
 import onnx
 import pytest
 
+from berth_core.checkpoint import BerthConfig
 from export.__main__ import main as export_main
 from export.evaluate import OnnxClassifier
 from export.pipeline import ExportConfig, ExportRefused, build_parser, run_export
@@ -37,9 +39,19 @@ def config(checkpoint, tmp_path, **kw) -> ExportConfig:
 
 @pytest.fixture(scope="module")
 def exported(sentiment_checkpoint, tmp_path_factory):
+    """One export with the defaults' `--optimize auto`; berth.json is read once in it."""
     tmp = tmp_path_factory.mktemp("export")
     cfg = config(sentiment_checkpoint, tmp, optimize="auto", latency_runs=5)
-    report = run_export(cfg)
+    loads = []
+    load = BerthConfig.load.__func__
+
+    def counted(cls, directory):
+        loads.append(directory)
+        return load(cls, directory)
+
+    with mock.patch.object(BerthConfig, "load", classmethod(counted)):
+        report = run_export(cfg)
+    assert loads == [sentiment_checkpoint]
     return cfg, report
 
 
@@ -230,8 +242,6 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
     """A checkpoint trained without windows, served whole: `--max-windows 4` reaches the
     gates (long parity texts), the configs, the aggregation model and the berth.json
     published beside the ensemble."""
-    from berth_core.checkpoint import BerthConfig
-
     cfg = config(
         sentiment_checkpoint,
         tmp_path,
@@ -267,8 +277,6 @@ def test_window_mode_export_gates_and_publishes_what_it_serves(sentiment_checkpo
 
 
 def test_window_flags_override_berth_json(tmp_path):
-    from berth_core.checkpoint import BerthConfig
-
     head = BerthConfig(labels=["a", "b"], max_length=128)
     windowed = BerthConfig(labels=["a", "b"], max_length=64, window_stride=40, max_windows=4)
 
@@ -288,7 +296,7 @@ def test_window_flags_override_berth_json(tmp_path):
 
 
 def test_report_shows_a_loss_as_a_negative_change_and_the_teacher_agreement():
-    from export.pipeline import report_markdown
+    from export.report import report_markdown
 
     def variant(name, drop, agreement):
         scores = {"accuracy": 83.0, "teacher_agreement": agreement}

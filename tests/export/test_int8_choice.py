@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from export import evaluate
+from export.build import choose_int8
 from export.evaluate import interleaved_median_ms
-from export.pipeline import choose_int8
 
 SLN = ("SkipLayerNormFusion",)
 CANDIDATES = [("unfused", ()), ("fused", ()), ("unfused", SLN)]

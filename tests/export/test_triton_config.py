@@ -9,7 +9,9 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from berth_core.checkpoint import MULTI_LABEL, BerthConfig
-from export.pipeline import parse_args
+from berth_core.names import SESSION_FILE
+from export.config import parse_args
+from export.stage import publish_variants
 from export.triton_config import (
     DEMO_BERTH,
     DEMO_NAME,
@@ -24,6 +26,7 @@ from export.triton_config import (
     render,
     repository_configs,
 )
+from tests.export import crafted
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = ROOT / "model_repository"
@@ -54,25 +57,30 @@ def test_committed_demo_configs_equal_the_typed_objects():
     assert demo == set(configs)
 
 
-def test_the_demo_export_writes_the_committed_configs_whatever_the_cpu_measured():
+@pytest.mark.parametrize("measured", [(), ("SkipLayerNormFusion",)])
+def test_the_demo_export_writes_the_committed_configs_whatever_the_cpu_measured(tmp_path, measured):
     """`make demo` exports with the defaults, `--optimize auto` included: the configs it
-    publishes are the committed ones on any machine. What auto measures (the int8 graph
-    optimizers to skip) goes into the version directory (test_export checks it), never
-    into the settings the configs are rendered from."""
-    cfg = parse_args(["--checkpoint", "unused", "--name", DEMO_NAME])
+    publishes are the committed ones on any machine. What auto measured on this CPU
+    (the int8 graph optimizers to skip) goes into session.json beside the int8 graph it
+    was measured on, never into a config."""
+    argv = ["--checkpoint", str(tmp_path / "checkpoint"), "--name", DEMO_NAME]
+    argv += ["--model-repository", str(tmp_path / "repo"), "--output-dir", str(tmp_path / "out")]
+    cfg = parse_args(argv)
     assert cfg.optimize == "auto"
-    assert cfg.serving == DEMO_SETTINGS == ServingSettings()
-    published = repository_configs(
-        DEMO_NAME,
-        DEMO_BERTH,
-        cfg.variant_list,
-        cfg.default_variant,
-        cfg.gpu_variant,
-        cfg.serving,
-    )
-    assert published == demo_configs()
-    int8 = params(published[f"{DEMO_NAME}_onnx_int8/config.pbtxt"])
-    assert "disabled_optimizers" not in int8
+    assert cfg.serving == DEMO_SETTINGS
+    run = crafted.run(tmp_path, DEMO_BERTH, cfg)
+    publish_variants(run, crafted.graphs(run, measured).variants, cfg.variant_list, {})
+    repo = cfg.model_repository
+    for rel in demo_configs():
+        assert (repo / rel).read_text() == (REPOSITORY / rel).read_text(), rel
+    for variant in ("fp32", "fp16", "int8"):
+        version = repo / f"{DEMO_NAME}_onnx_{variant}/1"
+        assert (version / "model.onnx").read_bytes() == f"{variant} graph".encode()
+        session = version / SESSION_FILE
+        if variant == "int8" and measured:
+            assert json.loads(session.read_text()) == {"disabled_optimizers": list(measured)}
+        else:
+            assert not session.exists()
 
 
 def test_ensemble_contract():

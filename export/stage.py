@@ -1,0 +1,104 @@
+"""Publishing: the passing variants, the tokenizer (and aggregation) models and the
+ensemble staged as one new version of every model, then published atomically with
+their configs (export/repository.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import berth_core
+from berth_core.checkpoint import BerthConfig
+from berth_core.names import SESSION_FILE
+from export.progress import say
+from export.repository import publish
+from export.triton_config import (
+    aggregate_model_name,
+    classifier_model_name,
+    render,
+    repository_configs,
+    tokenizer_model_name,
+)
+from export.variants import Graph
+
+if TYPE_CHECKING:
+    from export.config import ExportConfig
+    from export.pipeline import ExportRun
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER_MODEL_SOURCE = ROOT / "serving" / "tokenizer_model" / "model.py"
+AGGREGATE_MODEL_SOURCE = ROOT / "serving" / "aggregate_model" / "model.py"
+
+
+def stage_versions(
+    cfg: ExportConfig,
+    berth: BerthConfig,
+    graphs: Mapping[str, Graph],
+    stage: Path,
+    report: dict,
+) -> dict[str, Path]:
+    """Directories whose contents become the new versions, per model. A graph tuned on
+    this machine gets its session settings beside it (session.json), never in the
+    (committed) configs, which stay the same whichever CPU exported."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    versions: dict[str, Path] = {}
+    tok = stage / tokenizer_model_name(cfg.name)
+    tok.mkdir(parents=True)
+    shutil.copy2(TOKENIZER_MODEL_SOURCE, tok / "model.py")
+    berth_core.copy_to(tok)
+    shutil.copy2(cfg.checkpoint / "tokenizer.json", tok / "tokenizer.json")
+    versions[tok.name] = tok
+    if berth.windowed:
+        aggregate = stage / aggregate_model_name(cfg.name)
+        aggregate.mkdir(parents=True)
+        shutil.copy2(AGGREGATE_MODEL_SOURCE, aggregate / "model.py")
+        berth_core.copy_to(aggregate)
+        versions[aggregate.name] = aggregate
+    for variant, graph in graphs.items():
+        model = stage / classifier_model_name(cfg.name, variant)
+        model.mkdir(parents=True)
+        shutil.copy2(graph.path, model / "model.onnx")
+        if graph.disabled_optimizers:
+            session = {"disabled_optimizers": list(graph.disabled_optimizers)}
+            (model / SESSION_FILE).write_text(json.dumps(session) + "\n")
+        versions[model.name] = model
+    ensemble = stage / cfg.name  # the ensemble's version dir: provenance only
+    ensemble.mkdir(parents=True)
+    berth.save(ensemble)  # as served: the checkpoint's, with export's window settings
+    (ensemble / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    versions[cfg.name] = ensemble
+    return versions
+
+
+def publish_variants(
+    run: ExportRun, graphs: Mapping[str, Graph], published: list[str], report: dict
+) -> int:
+    """Write the passing variants as a new version of every model; returns the version."""
+    cfg, berth = run.cfg, run.berth
+    configs = repository_configs(
+        cfg.name,
+        berth,
+        published,
+        cfg.default_variant,
+        cfg.gpu_variant,
+        cfg.serving,
+    )
+    texts = {rel: render(c) for rel, c in configs.items()}
+    staged = {v: graphs[v] for v in published}
+    versions = stage_versions(cfg, berth, staged, run.out / "staged", report)
+    version = publish(cfg.model_repository, versions, texts, cfg.keep_versions)
+    stale = cfg.model_repository / aggregate_model_name(cfg.name)
+    if not berth.windowed and stale.is_dir():
+        # a one-window ensemble has no aggregation member; a config left without
+        # versions would stop tritonserver from starting ("failed to load all models")
+        shutil.rmtree(stale)
+    shutil.rmtree(run.out / "staged", ignore_errors=True)
+    say(
+        f"published {cfg.name} version {version} to {cfg.model_repository} "
+        f"(CPU: {cfg.default_variant}, GPU: {cfg.gpu_variant}; variants {published})"
+    )
+    return version
