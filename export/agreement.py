@@ -49,13 +49,13 @@ def load_probe(
     return Probe(source, texts, labels)
 
 
-def scorer(checkpoint: Path, onnx: Path | None):
+def scorer(checkpoint: Path, berth: BerthConfig, onnx: Path | None):
     """logits(texts) of a checkpoint: PyTorch, or its exported ONNX graph."""
     if onnx is None:
         from training.predict import Predictor
 
-        return Predictor(checkpoint).logits
-    runner = OnnxClassifier(onnx, checkpoint)
+        return Predictor(checkpoint, config=berth).logits
+    runner = OnnxClassifier(onnx, checkpoint, berth=berth)
     return lambda texts: runner.logits_and_probabilities(texts)[0]
 
 
@@ -90,8 +90,8 @@ class AgreementConfig:
 def compare(args: AgreementConfig) -> dict:
     probe = load_probe(args.source, args.text_column, args.label_column, args.max_texts, args.seed)
     teacher, student = BerthConfig.load(args.teacher), BerthConfig.load(args.student)
-    teacher_logits = scorer(Path(args.teacher), args.teacher_onnx)(probe.texts)
-    student_logits = scorer(Path(args.student), args.student_onnx)(probe.texts)
+    teacher_logits = scorer(Path(args.teacher), teacher, args.teacher_onnx)(probe.texts)
+    student_logits = scorer(Path(args.student), student, args.student_onnx)(probe.texts)
     result = {
         "source": probe.source,
         "texts": len(probe.texts),

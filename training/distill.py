@@ -25,6 +25,7 @@ import torch
 from berth_args import groups, option
 from berth_core.checkpoint import BerthConfig
 from berth_core.encoding import Windows, aggregate, encode_windows
+from berth_core.errors import CheckpointError
 from training.data import DataError, DataSpec, source_texts
 from training.metrics import agreement
 from training.predict import Predictor, first_token_states, model_window_outputs
@@ -719,8 +720,8 @@ def distill(config: DistillConfig) -> TrainResult:
     teacher_dir = Path(config.teacher)
     try:
         teacher = BerthConfig.load(teacher_dir)
-    except FileNotFoundError as exc:
-        raise DataError(f"--teacher: {exc}") from exc
+    except CheckpointError as exc:
+        raise CheckpointError(f"--teacher: {exc}") from exc
     config = resolve(config, teacher)
     if config.student:
         check_student_labels(config.student, teacher)
@@ -728,7 +729,7 @@ def distill(config: DistillConfig) -> TrainResult:
     if config.student:
         check_vocabulary(session.hf_tokenizer, teacher_dir)
 
-    predictor = Predictor(teacher_dir)
+    predictor = Predictor(teacher_dir, config=teacher)
     labelled = {t for s in (session.data.validation, session.data.test) for t in s.texts}
     labelled |= set(session.data.train.texts)
     sources = unlabelled_texts(config, config.dataset)
