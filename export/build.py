@@ -98,7 +98,7 @@ class Graphs:
 def build_graphs(run: ExportRun) -> Graphs:
     """Export fp32, choose the fusions, build every variant asked for."""
     cfg, berth = run.cfg, run.checkpoint_berth
-    raw = onnx_export.export_fp32(cfg.checkpoint, run.work / "model.raw.onnx", cfg.opset, berth)
+    raw = onnx_export.export_fp32(cfg.checkpoint, run.work / "model.raw.onnx", berth, cfg.opset)
     fusion = choose_fusion(cfg, berth, raw, run.work, run.eval_texts)
     say(f"fusions: {fusion.summary()}")
     inputs = BuildInputs(cfg, berth, raw, fusion, run.eval_texts)

@@ -85,9 +85,10 @@ class OnnxClassifier:
         checkpoint: Path,
         threads: int = 0,
         disabled_optimizers: Sequence[str] = (),
-        berth: BerthConfig | None = None,
+        *,
+        berth: BerthConfig,
     ) -> None:
-        self.berth = berth or BerthConfig.load(checkpoint)
+        self.berth = berth
         self.tokenizer, self.pad_id = load_tokenizer_and_pad(
             str(Path(checkpoint) / "tokenizer.json")
         )

@@ -31,13 +31,10 @@ class ClassifierWithProbabilities(torch.nn.Module):
         return logits, probs
 
 
-def export_fp32(
-    checkpoint: Path, path: Path, opset: int = 17, berth: BerthConfig | None = None
-) -> Path:
+def export_fp32(checkpoint: Path, path: Path, berth: BerthConfig, opset: int = 17) -> Path:
     """TorchScript-based `torch.onnx.export` (single file, the graph shape the
     onnxruntime.transformers optimizer knows) with dynamic batch and sequence axes.
-    `berth`: the checkpoint's berth.json when the caller has read it already."""
-    berth = berth or BerthConfig.load(checkpoint)
+    `berth`: the checkpoint's berth.json, as the command read it."""
     model = AutoModelForSequenceClassification.from_pretrained(
         checkpoint, use_safetensors=True, attn_implementation="eager"
     ).eval()

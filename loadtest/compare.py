@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth_args import ConfigParser, option
+from berth_core.checkpoint import BerthConfig
 from berth_core.errors import InputError, run_command
 from berth_core.names import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from loadtest import triton_stats
@@ -194,6 +195,7 @@ def bench_ceiling(args: CompareConfig, texts: list[str]) -> list[Row]:
     runner = OnnxClassifier(
         path,
         args.checkpoint,
+        berth=BerthConfig.load(args.checkpoint),
         threads=args.ceiling_threads,
         disabled_optimizers=served_disabled_optimizers(
             args.model_repository, args.model, args.variant

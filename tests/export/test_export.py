@@ -109,7 +109,9 @@ def test_fp32_onnx_matches_pytorch_on_odd_batches(exported, sentiment_checkpoint
     texts = held_out_texts(sentiment_checkpoint, 37)
     reference = Predictor(sentiment_checkpoint).logits(texts, batch_size=7)
     runner = OnnxClassifier(
-        cfg.model_repository / "sentiment_onnx_fp32/1/model.onnx", sentiment_checkpoint
+        cfg.model_repository / "sentiment_onnx_fp32/1/model.onnx",
+        sentiment_checkpoint,
+        berth=BerthConfig.load(sentiment_checkpoint),
     )
     logits, probs = runner.logits_and_probabilities(texts, batch_size=5)
     np.testing.assert_allclose(logits, reference, atol=1e-3)

@@ -74,7 +74,9 @@ def test_predictor_refuses_pickle_weights(pickle_only_checkpoint):
 
 
 def test_export_refuses_pickle_weights(pickle_only_checkpoint, tmp_path):
+    from berth_core.checkpoint import BerthConfig
     from export.onnx_export import export_fp32
 
     with pytest.raises(OSError, match="safetensors"):
-        export_fp32(pickle_only_checkpoint, tmp_path / "model.onnx")
+        berth = BerthConfig.load(pickle_only_checkpoint)
+        export_fp32(pickle_only_checkpoint, tmp_path / "model.onnx", berth)
