@@ -7,9 +7,11 @@ import json
 import subprocess
 import sys
 import threading
+import types
 import urllib.request
 from http.server import ThreadingHTTPServer
 
+import psutil
 import pytest
 
 from loadtest.compare import Row, markdown
@@ -33,14 +35,96 @@ def test_markdown_table_and_ratios():
     assert "(3)/(2): **0.75×** the model-only ceiling (batch 32)" in text
 
 
-def test_cpu_meter_sees_a_busy_child():
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\n"
-                             "while time.time()-t<1.5: pass"])  # fmt: skip
-    meter = CpuMeter(interval=0.1)
-    meter.watch("busy", busy.pid)
-    with meter:
-        busy.wait()
-    assert 0.4 < meter.cores("busy") <= 1.2
+# A grandchild that, once told "go", spins until it has used SPIN_CPU_S of CPU, says
+# "done" and then blocks on stdin; its parent only waits for it.
+SPIN_CPU_S = 0.3
+SPIN = f"""
+import sys, time
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.process_time()
+while time.process_time() - start < {SPIN_CPU_S}:
+    pass
+print("done", flush=True)
+sys.stdin.read()
+"""
+PARENT = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {SPIN!r}])"
+IDLE = "import sys\nprint('ready', flush=True)\nsys.stdin.read()"
+
+
+def test_cpu_meter_charges_a_trees_work_to_its_name_and_none_to_an_idle_one():
+    """The busy tree's CPU is its grandchild's (the root only waits), so counting it
+    means the meter walks the tree; the idle process, blocked on a read throughout, is
+    charged (almost) nothing. CPU seconds, not wall time: no speed is asserted."""
+    kw = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    busy = subprocess.Popen([sys.executable, "-c", PARENT], **kw)
+    idle = subprocess.Popen([sys.executable, "-c", IDLE], **kw)
+    try:
+        assert busy.stdout.readline() == "ready\n" and idle.stdout.readline() == "ready\n"
+        meter = CpuMeter(interval=0.05)
+        meter.watch("busy", busy.pid)
+        meter.watch("idle", idle.pid)
+        with meter:
+            busy.stdin.write("go\n")
+            busy.stdin.flush()
+            assert busy.stdout.readline() == "done\n"  # spun SPIN_CPU_S of CPU, still alive
+    finally:
+        for proc in (busy, idle):
+            proc.stdin.close()
+            proc.wait(30)
+    # /proc counts CPU in clock ticks (10 ms): allow a couple of ticks either way
+    assert meter.cpu_seconds("busy") >= SPIN_CPU_S - 0.02, meter.cpu_seconds("busy")
+    assert meter.cpu_seconds("idle") < 0.02, meter.cpu_seconds("idle")
+    assert meter.cores("busy") > meter.cores("idle")
+
+
+def fake_psutil(cpu: dict[int, tuple[float, float]], trees: dict[int, list[int]]):
+    """psutil for CpuMeter over tables the caller changes between samples: pid ->
+    (user, system) CPU seconds, root -> its descendants; a pid not in `cpu` has exited."""
+
+    class Process:
+        def __init__(self, pid: int) -> None:
+            if pid not in cpu:
+                raise psutil.NoSuchProcess(pid)
+            self.pid = pid
+
+        def children(self, recursive: bool = False) -> list[Process]:
+            return [Process(p) for p in trees.get(self.pid, []) if p in cpu]
+
+        def cpu_times(self):
+            if self.pid not in cpu:
+                raise psutil.NoSuchProcess(self.pid)
+            return types.SimpleNamespace(user=cpu[self.pid][0], system=cpu[self.pid][1])
+
+    return types.SimpleNamespace(Process=Process, Error=psutil.Error)
+
+
+def test_cpu_meter_arithmetic_on_known_readings(monkeypatch):
+    """cpu_seconds: per process of the tree, last reading minus the reading at start
+    (0 for a process first seen after start, or watched after start); an exited
+    process keeps its last reading; cores = cpu_seconds / the meter's wall time."""
+    import loadtest.cpu
+
+    now = [100.0]
+    cpu = {10: (5.0, 1.0), 11: (2.0, 0.0)}
+    monkeypatch.setattr(loadtest.cpu, "psutil", fake_psutil(cpu, {10: [11, 12]}))
+    monkeypatch.setattr(loadtest.cpu, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    meter = CpuMeter(interval=3600)  # no background samples: only start, watch and stop
+    meter.watch("server", 10)
+    meter.watch("gone", 30)  # never existed
+    meter.start()
+    del cpu[11]  # exited
+    cpu.update({10: (7.0, 1.5), 12: (0.25, 0.25), 20: (1.0, 0.0)})  # 12: a new child
+    meter.watch("late", 20)  # watched after start: all of its CPU counts
+    cpu[20] = (1.5, 0.25)
+    now[0] = 104.0
+    meter.stop()
+    assert meter.cpu_seconds("server") == pytest.approx(2.5 + 0.0 + 0.5)
+    assert meter.cores("server") == pytest.approx(3.0 / 4.0)
+    assert meter.cpu_seconds("late") == pytest.approx(1.75)
+    assert meter.cores("late") == pytest.approx(1.75 / 4.0)
+    assert meter.cpu_seconds("gone") == 0.0 and meter.cores("gone") == 0.0
+    assert meter.cpu_seconds("never watched") == 0.0
 
 
 def test_reference_service_contract():

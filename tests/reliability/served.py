@@ -13,6 +13,8 @@ current process through `served.server`.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,19 @@ class Served:
             probs = self.classify(protocol=protocol)
             assert probs.shape == (1, 2)
             np.testing.assert_allclose(probs, self.reference, atol=ATOL)
+
+
+def model_requests(http_url: str, kinds=("success", "fail")) -> dict[str, int]:
+    """{model: its requests of those kinds (answered, failed)}, from /v2/models/stats."""
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=30) as response:
+        stats = json.loads(response.read())["model_stats"]
+    return {m["name"]: sum(m["inference_stats"][k]["count"] for k in kinds) for m in stats}
+
+
+def classifier_requests(http_url: str) -> dict[str, int]:
+    """`model_requests` of the ensemble's classifier models (its ONNX variants)."""
+    counts = model_requests(http_url)
+    return {name: n for name, n in counts.items() if name.startswith(f"{MODEL}_onnx")}
 
 
 def http_or_grpc(protocol: str):

@@ -8,7 +8,9 @@ still up and answers a good request exactly as before. RELIABILITY.md, "Bad inpu
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +19,14 @@ import pytest
 
 from berth_client import Classifier, InvalidInputError, ModelNotFoundError
 from serving.tokenizer_model import model as tokenizer_model
-from tests.reliability.served import ATOL, GOOD_TEXT, MAX_TEXT_BYTES, MODEL, http_or_grpc
+from tests.reliability.served import (
+    ATOL,
+    GOOD_TEXT,
+    MAX_TEXT_BYTES,
+    MODEL,
+    classifier_requests,
+    http_or_grpc,
+)
 from tests.serving import fake_pb_utils
 
 pytestmark = pytest.mark.server
@@ -95,20 +104,24 @@ CASES = {
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_raw_tritonclient_gets_a_specific_error(served, protocol, case):
+    """Each bad request fails alone with its own status and message, and never reaches
+    the classifier models (their request counts do not move); the server stays up."""
     build, model, version, kind, fragments = CASES[case]
     tc = http_or_grpc(protocol)
     client = tc.InferenceServerClient(served.http_url if protocol == "http" else served.grpc_url)
+    before = classifier_requests(served.http_url)
     started = time.perf_counter()
     try:
         with pytest.raises(Exception) as info:
             client.infer(model, build(tc), model_version=version)
     finally:
         client.close()
-    elapsed = time.perf_counter() - started
+    # a figure, not a bound (RELIABILITY.md, "Bad input"): the time to refuse it
+    print(f"\n{case} over {protocol}: refused in {time.perf_counter() - started:.3f} s")
     assert str(info.value.status()) == STATUS[kind][protocol], info.value
     for fragment in fragments:
         assert fragment in info.value.message(), (fragment, info.value.message())
-    assert elapsed < 3.0  # refused promptly (the 10 MB text is never tokenized)
+    assert classifier_requests(served.http_url) == before  # refused before the classifier
     served.assert_healthy()
 
 
@@ -165,36 +178,62 @@ def test_bad_request_does_not_fail_its_batch_neighbours(served):
     served.assert_healthy()
 
 
-def test_one_execute_call_answers_good_and_bad_requests_separately(tmp_path, minilm_dir):
-    """The same guarantee without timing luck: one execute() call (one dynamic batch)
-    holding a good, an oversized, a non-UTF-8 and another good request."""
-    import shutil
-
+@contextlib.contextmanager
+def tokenizer_in_process(tmp_path, minilm_dir, max_text_bytes: int):
+    """The served tokenizer model.py, initialized in-process (fake pb_utils) with MiniLM's
+    tokenizer and `max_text_bytes`."""
     tokenizer_model.pb_utils, saved = fake_pb_utils, tokenizer_model.pb_utils
     try:
         version = tmp_path / "1"
         version.mkdir()
         shutil.copy(minilm_dir / "tokenizer.json", version / "tokenizer.json")
         model = tokenizer_model.TritonPythonModel()
-        config = {"parameters": {"max_text_bytes": {"string_value": "100"}}}
+        config = {"parameters": {"max_text_bytes": {"string_value": str(max_text_bytes)}}}
         model.initialize(
             {"model_config": json.dumps(config), "model_repository": str(tmp_path),
              "model_version": "1"}
         )  # fmt: skip
-        requests = [
-            fake_pb_utils.InferenceRequest(TEXT=np.array([[b"good"]], dtype=OBJ)),
-            fake_pb_utils.InferenceRequest(TEXT=np.array([[b"x" * 101]], dtype=OBJ)),
-            fake_pb_utils.InferenceRequest(TEXT=np.array([[BAD_UTF8]], dtype=OBJ)),
-            fake_pb_utils.InferenceRequest(TEXT=np.array([[b"also good"], [b""]], dtype=OBJ)),
-        ]
-        responses = model.execute(requests)
+        yield model
     finally:
         tokenizer_model.pb_utils = saved
+
+
+def request(*texts: bytes):
+    return fake_pb_utils.InferenceRequest(TEXT=np.array([[t] for t in texts], dtype=OBJ))
+
+
+def test_one_execute_call_answers_good_and_bad_requests_separately(tmp_path, minilm_dir):
+    """The same guarantee without timing luck: one execute() call (one dynamic batch)
+    holding a good, an oversized, a non-UTF-8 and another good request."""
+    with tokenizer_in_process(tmp_path, minilm_dir, 100) as model:
+        requests = [request(b"good"), request(b"x" * 101), request(BAD_UTF8),
+                    request(b"also good", b"")]  # fmt: skip
+        responses = model.execute(requests)
     assert [r.error is None for r in responses] == [True, False, False, True]
     assert "101 bytes, over the limit of 100 bytes" in responses[1].error.message
     assert "not valid UTF-8" in responses[2].error.message
     assert responses[0].output_tensors["input_ids"].shape[0] == 1
     assert responses[3].output_tensors["input_ids"].shape[0] == 2
+
+
+def test_a_10mb_text_is_refused_without_being_tokenized(tmp_path, minilm_dir):
+    """What makes refusing a 10 MB text cheap, asserted by what runs rather than by
+    seconds: execute() checks every request's sizes first and hands only the valid
+    requests to the tokenization; a batch holding nothing valid tokenizes nothing."""
+    with tokenizer_in_process(tmp_path, minilm_dir, MAX_TEXT_BYTES) as model:
+        tokenize, tokenized = model.tokenization, []
+
+        def recording(batches):
+            tokenized.append([text for batch in batches for text in batch])
+            return tokenize(batches)
+
+        model.tokenization = recording
+        alone = model.execute([request(TEN_MB)])
+        with_neighbour = model.execute([request(TEN_MB), request(b"good")])
+    assert tokenized == [["good"]]  # the 10 MB text never reached the tokenizer
+    for response in (alone[0], with_neighbour[0]):
+        assert "TEXT[0] is 10,485,760 bytes, over the limit" in response.error.message
+    assert with_neighbour[1].error is None
 
 
 # -- berth-client ------------------------------------------------------------------------

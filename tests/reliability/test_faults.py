@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
+from unittest import mock
 
+import grpc
 import numpy as np
 import psutil
 import pytest
@@ -17,6 +19,10 @@ from berth_client.errors import translate
 from tests.reliability.served import ATOL, GOOD_TEXT, MODEL, http_or_grpc, publish
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+# Deadlines that end a wait so that a broken server fails the test instead of hanging
+# it; not speed targets (the figures are in RELIABILITY.md, "Faults").
+HANG_S = 90
 
 
 def _cmdline(proc: psutil.Process) -> str:
@@ -116,14 +122,18 @@ def test_killed_tokenizer_stub_is_replaced_by_a_server_restart(served):
         for stub in stubs:
             stub.kill()
         recovered_at = None
-        while time.monotonic() < killed_at + 90:
+        while time.monotonic() < killed_at + HANG_S:
             time.sleep(0.25)
             recent = [ok for t, ok, _ in load.results if t > time.monotonic() - 1.0]
             if server.restarts > restarts and recent and all(recent):
                 recovered_at = time.monotonic()
                 break
         time.sleep(2.0)  # and it stays recovered
-    assert recovered_at is not None, (load.failures()[-3:], server.log_tail[-3000:])
+    assert recovered_at is not None, (
+        f"hung: no restart and answers within {HANG_S} s of the kill",
+        load.failures()[-3:],
+        server.log_tail[-3000:],
+    )
     failures = load.failures()
     print(
         f"\nstub kill: restarted and answering again after {recovered_at - killed_at:.1f} s; "
@@ -154,12 +164,25 @@ def test_an_unhealthy_stub_error_is_transient_for_the_client():
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_same_classifier_survives_a_server_restart(served, protocol):
     """One Classifier object with default settings, never rebuilt: answers before,
-    raises ServerUnavailableError while the server is down, and answers again within a
-    second of a new server process being ready on the same ports (stale pooled HTTP
-    connections are retried; gRPC reconnects back off at most 0.5 s,
-    `berth_client.client.RECONNECT_BACKOFF_MS`; grpc's own default reaches seconds)."""
+    raises ServerUnavailableError while the server is down, and answers again once a new
+    server process is ready on the same ports: over HTTP its first call does (a stale
+    pooled connection is retried, not reported); its gRPC channel backs off reconnects at
+    most 0.5 s (`berth_client.client.RECONNECT_BACKOFF_MS`; grpc's own default grows to
+    seconds). How soon it answers is a figure (RELIABILITY.md, "Faults"), not asserted."""
     url = served.http_url if protocol == "http" else served.grpc_url
-    with Classifier(url, model=MODEL, protocol=protocol) as clf:
+    channels: list[dict] = []
+    insecure_channel = grpc.insecure_channel
+
+    def recording_channel(target, options=None, *args, **kwargs):
+        channels.append(dict(options or []))
+        return insecure_channel(target, options, *args, **kwargs)
+
+    with mock.patch.object(grpc, "insecure_channel", recording_channel):
+        clf = Classifier(url, model=MODEL, protocol=protocol)
+    if protocol == "grpc":  # the channel this Classifier reconnects on has the cap
+        assert len(channels) == 1
+        assert channels[0]["grpc.max_reconnect_backoff_ms"] <= 500, channels
+    with clf:
         before = clf.predict(GOOD_TEXT)
         served.server.stop()
         with pytest.raises(ServerUnavailableError):
@@ -170,15 +193,16 @@ def test_same_classifier_survives_a_server_restart(served, protocol):
         served.restart_stopped()
         ready_at = time.monotonic()
         after, errors = None, []
-        while after is None and time.monotonic() < ready_at + 10:
+        while after is None and time.monotonic() < ready_at + HANG_S:
             try:
                 after = clf.predict(GOOD_TEXT)
             except ServerUnavailableError as exc:
                 errors.append(str(exc))
         answered_in = time.monotonic() - ready_at
         print(f"\n{protocol}: answered {answered_in:.2f} s after the restart; errors {errors[:2]}")
-        assert after is not None, errors[-3:]
-        assert answered_in < 1.0, (answered_in, errors[-3:])
+        assert after is not None, (f"hung: no answer within {HANG_S} s of the restart", errors[-3:])
+        if protocol == "http":
+            assert errors == []  # the first call after the restart was answered
         assert after["probabilities"] == pytest.approx(before["probabilities"], abs=ATOL)
         assert clf.health()["model_ready"]
     assert url in (served.http_url, served.grpc_url)  # same ports
@@ -207,7 +231,7 @@ def test_publishing_a_new_version_under_load_fails_no_request(served):
     with LoadLoop(served) as load:
         time.sleep(0.5)
         publish(served.repository, served.checkpoint)  # adds version 2 of every member
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             versions = (_versions(served, onnx_model), _versions(served, tokenizer))
             if all(v.get("2") == "READY" and v.get("1") != "READY" for v in versions):
@@ -219,7 +243,10 @@ def test_publishing_a_new_version_under_load_fails_no_request(served):
         f"\npublish under load: {len(load.results)} requests, "
         f"{len(load.failures())} failed; versions {versions}"
     )
-    assert all(v.get("2") == "READY" and v.get("1") != "READY" for v in versions), versions
+    assert all(v.get("2") == "READY" and v.get("1") != "READY" for v in versions), (
+        f"hung: version 2 not serving alone within {HANG_S} s of the publish",
+        versions,
+    )
     assert load.failures() == []
     assert load.successes(since=switched_at) > 0
     assert served.server.restarts == restarts  # retired stubs are not mistaken for dead ones

@@ -3,25 +3,35 @@
 The suite's repository is published with `--max-queue-size 8 --queue-timeout-us 1000000`
 (tests/reliability/served.py). First the sustainable rate is measured (closed loop, 8
 concurrent gRPC requests), then requests are offered open-loop at 5× that rate. The
-accepted ones keep a bounded p99, the others are refused at once with UNAVAILABLE
-("Exceeds maximum queue size"), the server's memory (RSS of the process tree, stubs
-included) stays flat, and afterwards the server answers normally. RELIABILITY.md,
-"Overload".
+tests assert behaviour, not speed: the queues stay bounded (Triton's pending-request
+gauge), the excess is refused with UNAVAILABLE ("Exceeds maximum queue size": refused
+on arrival, not after waiting), every request is answered or refused, the server's memory
+(RSS of the process tree, stubs included) stays flat, and afterwards the server answers
+normally. The latencies and rates are printed as figures; RELIABILITY.md, "Overload",
+records them with the command that produced them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import psutil
 import pytest
 
 from berth_client import Classifier, RetryPolicy, ServerOverloadedError
-from tests.reliability.served import GOOD_TEXT, MAX_TEXT_BYTES, MODEL, QUEUE_TIMEOUT_US
+from tests.reliability.served import (
+    GOOD_TEXT,
+    MAX_QUEUE_SIZE,
+    MAX_TEXT_BYTES,
+    MODEL,
+    model_requests,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -65,6 +75,41 @@ class RssSampler(threading.Thread):
         self._stop_event.set()
         self.join(5)
         return self.samples
+
+
+PENDING = re.compile(r'^nv_inference_pending_request_count\{model="([^"]+)",[^}]*\} (\S+)$', re.M)
+# A bounded queue's gauge can read a little over max_queue_size while requests are being
+# refused (seen: 10 for a queue of 8; a request is counted before the size check refuses
+# it), so the bound leaves a batch (64) of room; an unbounded queue at 5× the
+# sustainable rate holds thousands of requests within seconds.
+PENDING_BOUND = MAX_QUEUE_SIZE + 64
+
+
+class PendingSampler(threading.Thread):
+    """The peak of Triton's `nv_inference_pending_request_count` gauge per model (requests
+    waiting in its queue), from the metrics endpoint."""
+
+    def __init__(self, metrics_url: str, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.url, self.every = f"http://{metrics_url}/metrics", every
+        self.peaks: dict[str, float] = {}
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url, timeout=10) as response:
+                    text = response.read().decode()
+                for model, value in PENDING.findall(text):
+                    self.peaks[model] = max(self.peaks.get(model, 0.0), float(value))
+                self.samples += 1
+            self._stop_event.wait(self.every)
+
+    def stop(self) -> dict[str, float]:
+        self._stop_event.set()
+        self.join(30)
+        return self.peaks
 
 
 def pct(values, q):
@@ -141,10 +186,13 @@ def test_five_times_the_sustainable_rate(served):
     base_p99 = pct([t for _, t, _ in baseline], 99)
 
     rss_before = tree_rss(pid)
-    sampler = RssSampler(pid)
+    answered_before = model_requests(served.http_url, ("success",))
+    sampler, pending = RssSampler(pid), PendingSampler(served.server.metrics_url)
     sampler.start()
+    pending.start()
     results, offered = asyncio.run(open_loop(url, OVERLOAD_FACTOR * sustainable, OVERLOAD_S))
-    samples = sampler.stop()
+    samples, peaks = sampler.stop(), pending.stop()
+    answered = model_requests(served.http_url, ("success",))[MODEL] - answered_before[MODEL]
 
     accepted = [t for ok, t, _ in results if ok]
     rejected = [(t, m) for ok, t, m in results if not ok]
@@ -160,22 +208,24 @@ def test_five_times_the_sustainable_rate(served):
         "rejected_p99_ms": round(1000 * pct([t for t, _ in rejected], 99), 1),
         "rss_before_mb": rss_before >> 20,
         "rss_max_mb": max(samples, default=0) >> 20,
+        "pending_peaks": peaks,
     }
     print(f"\noverload figures: {figures}")
     (served.repository.parent / "overload.txt").write_text(repr(figures))
 
-    assert len(results) == offered
-    assert offered / OVERLOAD_S >= 2 * sustainable, figures  # really overloaded
-    assert rejected, figures  # the bounded queues refused the excess ...
-    assert not other, other[:3]  # ... as "Exceeds maximum queue size", nothing else
-    # Latencies are measured in the load generator, which shares the 2 CI cores with the
-    # server (its event loop lags at ~3,500 req/s): the bounds leave room for that.
-    assert pct([t for t, _ in rejected], 50) < 0.25, figures  # refused at once
-    assert pct([t for t, _ in rejected], 99) < 1.0, figures
-    # accepted requests wait in at most two 8-deep queues, each with a 1 s timeout:
-    # bounded (an unbounded queue at 5× grows by ~4× the rate every second)
-    assert pct(accepted, 99) < 2 * QUEUE_TIMEOUT_US / 1e6, figures
+    assert len(results) == offered  # every request answered or refused, none lost
+    assert rejected, figures  # really overloaded: the bounded queues refused the excess ...
+    # ... on arrival, "Exceeds maximum queue size"; none waited out its queue timeout
+    # ("Request timeout expired") and nothing else failed
+    assert not other, other[:3]
     assert accepted, figures  # still serving
+    # the server answered exactly the requests the client saw accepted: none lost, none
+    # refused after it was answered
+    assert answered == len(accepted), (answered, figures)
+    # accepted requests wait in at most two 8-deep queues, each with a 1 s timeout: the
+    # queues stayed bounded (their latency is a figure, RELIABILITY.md "Overload")
+    assert pending.samples > 0 and set(peaks) >= {f"{MODEL}_tokenizer", f"{MODEL}_onnx_int8"}
+    assert all(peak <= PENDING_BOUND for peak in peaks.values()), figures
     assert max(samples) - rss_before < 256 << 20, figures  # memory stays bounded
     served.assert_healthy()
 
@@ -196,10 +246,11 @@ class RecordingPolicy(RetryPolicy):
 def test_client_retries_with_growing_backoff_then_raises_overloaded(served):
     """Real overload of the tokenizer's one instance: a request of 4 texts of 1 MiB
     keeps it busy for seconds (tokenizing 4 MiB), and 8 requests fill its 8-deep queue
-    (where they wait at most QUEUE_TIMEOUT_US). Every attempt of the client within that
-    second is refused, and Classifier retries 3 times with full-jitter sleeps under caps
+    (where they wait at most QUEUE_TIMEOUT_US). Every attempt of the client is refused
+    because the queue is full (the premise, checked on each attempt's error rather than
+    by the clock), and Classifier retries 3 times with full-jitter sleeps under caps
     0.02, 0.04, 0.08 s before raising ServerOverloadedError; the busy request is
-    answered afterwards, the queued ones too or refused as timed out."""
+    answered, the queued ones too or refused as timed out."""
     import tritonclient.grpc as grpcclient
 
     tokenizer = f"{MODEL}_tokenizer"
@@ -208,11 +259,16 @@ def test_client_retries_with_growing_backoff_then_raises_overloaded(served):
     clf.retry_policy = RecordingPolicy(retries=3, backoff=0.02, max_backoff=2.0)
     clf.model_info()  # the config is read first, off the clock
     attempts: list[float] = []
+    refusals: list[str] = []
     infer = clf._client.infer
 
     def timed_infer(*args, **kwargs):
         attempts.append(time.perf_counter())
-        return infer(*args, **kwargs)
+        try:
+            return infer(*args, **kwargs)
+        except Exception as exc:
+            refusals.append(str(exc))
+            raise
 
     clf._client.infer = timed_infer
     big = ("a gripping, funny and moving film " * 40_000)[: MAX_TEXT_BYTES - 64]
@@ -238,7 +294,6 @@ def test_client_retries_with_growing_backoff_then_raises_overloaded(served):
     for thread in queued:
         thread.start()
     time.sleep(0.3)  # ... and 8 requests wait in the queue
-    queued_at = time.perf_counter() - 0.3
     try:
         with pytest.raises(ServerOverloadedError, match="Exceeds maximum queue size"):
             clf.predict(GOOD_TEXT)
@@ -255,12 +310,11 @@ def test_client_retries_with_growing_backoff_then_raises_overloaded(served):
     assert done["busy"][1] == ""
     # the queued ones were answered, or refused once their second in the queue was up
     assert all(error == "" or "Request timeout expired" in error for _, error in done.values())
-    # the premise: the instance was busy and the queue full throughout the retries
-    assert done["busy"][0] > refused_until
-    assert refused_until - queued_at < QUEUE_TIMEOUT_US / 1e6
+    # the premise: the instance was busy and its queue full at every attempt
+    assert len(refusals) == len(attempts) == 4, refusals
+    assert all("Exceeds maximum queue size" in m for m in refusals), refusals
     assert [(a, c) for a, c, _ in delays] == [(1, 0.02), (2, 0.04), (3, 0.08)]
     assert all(0 <= d <= c for _, c, d in delays)
-    assert len(attempts) == 4
     gaps = np.diff(attempts)
     for gap, (_, _, slept) in zip(gaps, delays, strict=True):
         assert gap >= slept  # each retry waited its jittered delay

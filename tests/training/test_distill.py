@@ -298,6 +298,9 @@ def test_mse_soft_loss_matches_logits_up_to_a_shift_for_single_label_only():
     assert mse(closer) == pytest.approx(0.5)
 
 
+TEACHER_THRESHOLDS = (0.15, 0.35, 0.85)
+
+
 @pytest.fixture(scope="module")
 def multi_label_student(tmp_path_factory, deep_base_model):
     tmp_path = tmp_path_factory.mktemp("multi")
@@ -323,6 +326,11 @@ def multi_label_student(tmp_path_factory, deep_base_model):
             **FAST,
         )
     )
+    # thresholds no tuning on these barely-trained models would give: a student that
+    # copied its teacher's instead of tuning its own would carry them
+    berth = BerthConfig.load(teacher.checkpoint)
+    berth.thresholds = list(TEACHER_THRESHOLDS)
+    berth.save(teacher.checkpoint)
     return distill(
         DistillConfig(
             teacher=str(teacher.checkpoint),
@@ -337,9 +345,32 @@ def multi_label_student(tmp_path_factory, deep_base_model):
     )
 
 
+def thresholds_tuned_on_validation(checkpoint: Path, run_dir: Path) -> list[float]:
+    """Per-label thresholds tuned as training tunes them (`training.train.evaluate`):
+    `tune_thresholds` on float64 sigmoid probabilities of the checkpoint's own logits
+    for the run's validation split (splits/validation.jsonl)."""
+    from berth_core.rule import probabilities
+    from training.metrics import tune_thresholds
+
+    rows = [json.loads(line) for line in (run_dir / "splits" / "validation.jsonl").open()]
+    predictor = Predictor(checkpoint)
+    labels = predictor.config.labels
+    truth = np.array([[label in row["labels"] for label in labels] for row in rows], float)
+    logits = predictor.logits([row["text"] for row in rows])
+    return tune_thresholds(probabilities(logits.astype(np.float64), True), truth)
+
+
 def test_multi_label_student_retunes_thresholds(multi_label_student):
     berth = BerthConfig.load(multi_label_student.checkpoint)
     assert berth.problem_type == MULTI_LABEL and len(berth.thresholds) == 3
+    # tuned on the student's own validation probabilities, as training tunes them, not
+    # copied from the teacher (whose thresholds the fixture set apart)
+    tuned = thresholds_tuned_on_validation(
+        multi_label_student.checkpoint, multi_label_student.run_dir
+    )
+    assert berth.thresholds == pytest.approx(tuned, abs=1e-9)
+    assert berth.thresholds != pytest.approx(list(TEACHER_THRESHOLDS), abs=1e-6)
+    assert multi_label_student.metrics["thresholds"] == berth.thresholds
     assert berth.distillation["layers"] == {"kept": [0, 3]}
     assert berth.distillation["ffn_size"] == 24
     config = json.loads((multi_label_student.checkpoint / "config.json").read_text())
@@ -436,3 +467,35 @@ def test_held_out_agreement_needs_held_out_texts():
 def test_cli_requires_a_teacher(capsys, tmp_path):
     assert main(["distill", "--output-dir", str(tmp_path / "x")]) == 2
     assert "--teacher is required" in capsys.readouterr().err
+
+
+def test_agreement_scores_a_student_and_a_graph_against_their_teacher(
+    tmp_path, capsys, teacher, student
+):
+    """`python -m export.agreement`: the student against its teacher on a packaged corpus
+    (labels scored), then the teacher against its own exported fp32 graph, which must
+    decide every text as the checkpoint does."""
+    from export.agreement import main as agreement_main
+    from export.onnx_export import export_fp32
+
+    probe = ["--source", "rotten_tomatoes", "--max-texts", "40", "--teacher"]
+    assert agreement_main([*probe, str(teacher.checkpoint), "--student",
+                           str(student.checkpoint)]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["texts"] == 40 and 0.0 <= result["agreement"] <= 1.0
+    assert 0.0 <= result["teacher_accuracy"] <= 1.0 and "student_accuracy" in result
+
+    berth = BerthConfig.load(teacher.checkpoint)
+    graph = export_fp32(teacher.checkpoint, tmp_path / "teacher.onnx", berth)
+    assert agreement_main([*probe, str(teacher.checkpoint), "--student",
+                           str(teacher.checkpoint), "--student-onnx", str(graph)]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["agreement"] == 1.0
+
+
+def test_agreement_refuses_a_directory_that_is_not_a_checkpoint(tmp_path, capsys, teacher):
+    from export.agreement import main as agreement_main
+
+    code = agreement_main(["--source", "rotten_tomatoes", "--teacher", str(teacher.checkpoint),
+                           "--student", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    assert f"{tmp_path}/berth.json is missing" in capsys.readouterr().err
