@@ -23,20 +23,20 @@ from export.variants import REFERENCE, VARIANTS, default_variants, variant, vari
 SERVING_FLAGS: dict[str, dict] = {
     "max_batch_size": arg("max_batch_size of every model", "serving"),
     "bucket": arg(
-        "tokenizer pads to a multiple of this many tokens: each request (CPU, ragged) "
-        "or each batch (GPU, --no-ragged)",
+        "tokenizer pads to a multiple of this many tokens: each request (pip configs, "
+        "ragged) or each batch (the default and GPU configs, --no-ragged)",
         "serving",
     ),
     "ragged": arg(
-        "CPU configs without ragged batching: the tokenizer pads each batch to one "
-        "length and the classifier batches only equal shapes (GPU configs never use "
-        "ragged inputs)",
+        "pip configs (configs/pip.pbtxt, python -m serving) without ragged batching: "
+        "the tokenizer pads each batch to one length and the classifier batches only "
+        "equal shapes (the default and GPU configs never use ragged inputs)",
         "serving",
         flag="--no-ragged",
     ),
     "ragged_run_cost_tokens": arg(
         "ragged batching: one onnxruntime run costs as much as this many tokens, when "
-        "the backend cuts a length-sorted batch into padded sub-batches",
+        "berth's runner cuts a length-sorted batch into padded sub-batches",
         "serving",
     ),
     "tokenizer_instances": arg("tokenizer model instances (CPU)", "serving"),

@@ -1,24 +1,28 @@
 """Typed Triton model configurations, rendered through Triton's protobuf definitions.
 
 Each model of a berth repository is described by a small dataclass whose `config()`
-(and `gpu_config()`) returns a `model_config_pb2.ModelConfig`; `render()` turns it into
-`config.pbtxt` text with `google.protobuf.text_format`, `parse()` reads it back. No
-string templates: a typo in a field name fails at build time, not when Triton loads it.
+(and `gpu_config()`, `pip_config()`) returns a `model_config_pb2.ModelConfig`;
+`render()` turns it into `config.pbtxt` text with `google.protobuf.text_format`,
+`parse()` reads it back. No string templates: a typo in a field name fails at build
+time, not when Triton loads it.
 
 The repository for a model named `<name>`:
 
     <name>/                 ensemble: TEXT → tokenizer → classifier [→ aggregate]
                             → LOGITS, PROBABILITIES
-      config.pbtxt          CPU: uses <name>_onnx_<default variant> (int8)
+      config.pbtxt          the stock container on CPU: <name>_onnx_<default variant> (int8)
       configs/gpu.pbtxt     --model-config-name=gpu: uses <name>_onnx_<gpu variant> (fp16)
+      configs/pip.pbtxt     `python -m serving` (pip tritonserver + berth's Python runner)
     <name>_tokenizer/       Python backend, `tokenizers` via berth_core/encoding.py
-      config.pbtxt          CPU: pads each request to its own length (`padding: per_request`)
-      configs/gpu.pbtxt     pads each batch to one length (`padding: batch`)
+      config.pbtxt          pads each batch to one length (`padding: batch`)
+      configs/gpu.pbtxt     the same
+      configs/pip.pbtxt     pads each request to its own length (`padding: per_request`)
     <name>_onnx_<variant>/  backend "onnxruntime", one per variant (fp32, fp16, int8:
                             export/variants.py declares where each may serve)
-      config.pbtxt          KIND_CPU, thread settings, ragged inputs (berth's Python-based
-                            onnxruntime backend sub-batches them by length)
+      config.pbtxt          KIND_CPU, thread settings, padded batches (the native backend)
       configs/gpu.pbtxt     KIND_GPU + TensorRT accelerator (fp32/fp16; int8 stays on CPU)
+      configs/pip.pbtxt     KIND_CPU, ragged inputs (berth's Python runner sub-batches them
+                            by length; the native backend takes none on this graph)
     <name>_aggregate/       window mode only (berth.json max_windows > 1): Python backend,
                             window logits → one row per text (berth_core/encoding.py)
 
@@ -26,12 +30,12 @@ In window mode the tokenizer sends each text's windows to the classifier as rows
 its dynamic batcher merges the windows of different requests) with a `windows` tensor
 (each row's text and weight). Where the windows are aggregated:
 
-- CPU configs with ragged batching (berth's Python-based onnxruntime backend): in the
+- pip configs with ragged batching (berth's Python onnxruntime runner): in the
   classifier step itself, which takes `windows` as a third input and answers one row
   per text. Still two steps: a text of one window costs what it cost before windows (a
   third Python step cost ~190 µs of server CPU per request, measured).
-- GPU configs and `--no-ragged` CPU configs (the native onnxruntime backend): in a third
-  step, `<name>_aggregate`.
+- the default and GPU configs (the native onnxruntime backend), and `--no-ragged` pip
+  configs: in a third step, `<name>_aggregate`.
 
 A request of `max_batch_size` texts may carry `max_batch_size × max_windows` windows: the
 classifier and the aggregation step accept that many rows. A model without windows keeps
@@ -56,6 +60,7 @@ from berth_core.names import (
     MODEL_FILE,
     ONNX_LOGITS,
     ONNX_PROBABILITIES,
+    PIP_CONFIG_FILE,
     PROBABILITIES,
     TEXT,
     TOKENIZER_FILE,
@@ -107,14 +112,15 @@ class ServingSettings:
 
     max_batch_size: int = 64
     # Tokenizer: pad to a multiple of `bucket` tokens (capped at max_length): each
-    # request to its own longest text when `ragged` (CPU configs), else each batch to
-    # its longest (GPU configs, and CPU ones when `ragged` is off).
+    # request to its own longest text when `ragged` (pip configs), else each batch to
+    # its longest (the default and GPU configs, and pip ones when `ragged` is off).
     bucket: int = 8
-    # CPU configs: the classifier's inputs allow ragged batches, so its dynamic batcher
-    # merges requests of any length; berth's Python-based onnxruntime backend sorts them
-    # and runs sub-batches padded to their own longest, each `session.run` weighed as
-    # `ragged_run_cost_tokens` tokens when it plans the cuts. GPU configs never use
-    # ragged inputs (the native onnxruntime backend would flatten them).
+    # pip configs (configs/pip.pbtxt): the classifier's inputs allow ragged batches, so
+    # its dynamic batcher merges requests of any length; berth's Python onnxruntime
+    # runner sorts them and runs sub-batches padded to their own longest, each
+    # `session.run` weighed as `ragged_run_cost_tokens` tokens when it plans the cuts.
+    # The default and GPU configs never use ragged inputs: the native onnxruntime backend
+    # takes them only on a flat [-1] graph input, which berth's graph does not have.
     ragged: bool = True
     ragged_run_cost_tokens: int = 16
     tokenizer_instances: int = 1
@@ -124,7 +130,7 @@ class ServingSettings:
     inter_op_threads: int = 1
     classifier_queue_delay_us: int = 1000
     # Per variant: onnxruntime graph optimizers its CPU classifier skips (berth's
-    # Python-based backend; the native backend ignores the parameter). Set by hand: what
+    # Python runner; the native backend ignores the parameter). Set by hand: what
     # export measures goes into the version directory's session.json instead.
     disabled_optimizers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     gpu_instances: int = 1
@@ -163,12 +169,15 @@ class TokenizerModel:
     tokenizer_file: str = TOKENIZER_FILE
 
     def config(self) -> mc.ModelConfig:
-        """CPU: pads per request when the classifiers take ragged batches."""
-        return self._config("per_request" if self.settings.ragged else "batch")
+        """Pads each batch to one length: the native backend needs equal shapes."""
+        return self._config("batch")
 
     def gpu_config(self) -> mc.ModelConfig:
-        """GPU: pads each batch to one length (the native backend needs equal shapes)."""
-        return self._config("batch")
+        return self.config()
+
+    def pip_config(self) -> mc.ModelConfig:
+        """Pads each request to its own length when the classifiers take ragged batches."""
+        return self._config("per_request" if self.settings.ragged else "batch")
 
     def _config(self, padding: str) -> mc.ModelConfig:
         s = self.settings
@@ -261,9 +270,15 @@ class ClassifierModel:
         return cfg
 
     def config(self) -> mc.ModelConfig:
-        """CPU: dynamic batching, `classifier_instances` × `intra_op_threads`, ragged
-        inputs when `settings.ragged`. A variant that cannot serve on CPU instances has
-        only its GPU configuration."""
+        """CPU, as the native backend takes it: dynamic batching of padded batches,
+        `classifier_instances` × `intra_op_threads`. A variant that cannot serve on CPU
+        instances has only its GPU configuration."""
+        if not self.declared.cpu:
+            return self.gpu_config()
+        return self._cpu_config(ragged=False)
+
+    def pip_config(self) -> mc.ModelConfig:
+        """CPU for berth's Python runner: ragged inputs when `settings.ragged`."""
         if not self.declared.cpu:
             return self.gpu_config()
         return self._cpu_config(self.settings.ragged)
@@ -305,8 +320,8 @@ class ClassifierModel:
         variant declares (default: `settings.trt_precision`). A variant that is not
         GPU-capable (int8) stays on CPU instances here too."""
         declared = self.declared
-        if not declared.gpu:  # native backend on the CPU: no ragged inputs
-            return self._cpu_config(ragged=False)
+        if not declared.gpu:  # native backend on the CPU: the default configuration
+            return self.config()
         s = self.settings
         cfg = self._base()
         cfg.dynamic_batching.max_queue_delay_microseconds = s.gpu_queue_delay_us
@@ -355,6 +370,9 @@ class AggregateModel:
         return cfg
 
     def gpu_config(self) -> mc.ModelConfig:
+        return self.config()
+
+    def pip_config(self) -> mc.ModelConfig:
         return self.config()
 
 
@@ -440,11 +458,15 @@ class EnsembleModel:
         return cfg
 
     def config(self) -> mc.ModelConfig:
-        """CPU: with ragged batching the classifier step aggregates the windows."""
-        return self._config(self.default_variant, separate_step=not self.settings.ragged)
+        """The stock container on CPU: windows aggregated in a step of their own."""
+        return self._config(self.default_variant, separate_step=True)
 
     def gpu_config(self) -> mc.ModelConfig:
         return self._config(self.gpu_variant, separate_step=True)
+
+    def pip_config(self) -> mc.ModelConfig:
+        """berth's Python runner: with ragged batching the classifier step aggregates."""
+        return self._config(self.default_variant, separate_step=not self.settings.ragged)
 
 
 def repository_configs(
@@ -468,6 +490,7 @@ def repository_configs(
     ensemble = EnsembleModel(name, berth, default_variant, gpu_variant, settings)
     configs[f"{name}/{CONFIG_FILE}"] = ensemble.config()
     configs[f"{name}/{GPU_CONFIG_FILE}"] = ensemble.gpu_config()
+    configs[f"{name}/{PIP_CONFIG_FILE}"] = ensemble.pip_config()
     tokenizer = TokenizerModel(tokenizer_model_name(name), berth, settings)
     members: list = [tokenizer]
     if berth.windowed:
@@ -488,6 +511,7 @@ def repository_configs(
     for model in members:
         configs[f"{model.name}/{CONFIG_FILE}"] = model.config()
         configs[f"{model.name}/{GPU_CONFIG_FILE}"] = model.gpu_config()
+        configs[f"{model.name}/{PIP_CONFIG_FILE}"] = model.pip_config()
     return configs
 
 

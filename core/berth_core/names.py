@@ -7,7 +7,7 @@ helpers rebuild them. Model names for an ensemble `<name>`:
     <name>                    the ensemble (the public API: TEXT → LOGITS, PROBABILITIES)
     <name>_tokenizer          Python backend: TEXT → input_ids, attention_mask [, windows]
     <name>_onnx_<precision>   the classifier, backend "onnxruntime" (fp32, fp16, int8)
-    <name>_aggregate          window mode, GPU configs: window logits → one row per text
+    <name>_aggregate          window mode, default and GPU configs: window logits → one row per text
 
 berth-client reads the public tensor names from here too.
 """
@@ -34,8 +34,15 @@ WINDOWS = "windows"
 
 # Files of the repository.
 CONFIG_FILE = "config.pbtxt"
+# config.pbtxt: what the stock NVIDIA container serves as-is (native onnxruntime backend,
+# padded batches, KIND_CPU). configs/gpu.pbtxt: --model-config-name=gpu in the container.
+# configs/pip.pbtxt: what `python -m serving` selects on the pip tritonserver, where
+# berth's Python onnxruntime runner adds what the native backend lacks (ragged batches,
+# windows aggregated in the classifier step).
 GPU_CONFIG_NAME = "gpu"
 GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
+PIP_CONFIG_NAME = "pip"
+PIP_CONFIG_FILE = f"configs/{PIP_CONFIG_NAME}.pbtxt"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 # Next to a classifier's graph in its version directory: the session settings export

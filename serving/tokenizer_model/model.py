@@ -15,14 +15,14 @@ up to n × `max_windows` rows to the classifier.
 
 Padding (config parameter `padding`):
 
-- `per_request` (the CPU config.pbtxt): each request is padded only to its own longest
+- `per_request` (configs/pip.pbtxt): each request is padded only to its own longest
   text, rounded up to a multiple of `bucket` and capped at `max_length`. The classifier's
-  CPU config marks its inputs `allow_ragged_batch`, so its dynamic batcher merges
-  requests of any length, and berth's Python-based onnxruntime backend sorts them by
+  pip config marks its inputs `allow_ragged_batch`, so its dynamic batcher merges
+  requests of any length, and berth's Python onnxruntime runner sorts them by
   length and runs sub-batches padded to their own longest (almost no padding).
-- `batch` (configs/gpu.pbtxt, where the native onnxruntime backend cannot take ragged
-  inputs): all the texts of one `execute()` call (one dynamic batch of requests) are
-  padded to one common length, the longest rounded up to a multiple of `bucket` and
+- `batch` (config.pbtxt and configs/gpu.pbtxt, where the native onnxruntime backend
+  cannot take ragged inputs): all the texts of one `execute()` call (one dynamic batch
+  of requests) are padded to one common length, the longest rounded up to a multiple of `bucket` and
   capped at `max_length`. Every response of a batch then has the same shape, and the few
   distinct bucketed lengths let the classifier's dynamic batcher merge requests of
   different lengths.

@@ -156,21 +156,20 @@ def test_gpu_overlay_requests_a_gpu():
     assert "nvidia.com/gpu" not in str(triton("cpu")["resources"])
 
 
-def test_cpu_overlay_needs_a_no_ragged_export():
-    """The default CPU configs take ragged batches (berth's Python backend only); with
-    --no-ragged they are what the container's native onnxruntime backend runs."""
+def test_cpu_overlay_serves_the_published_default_configs():
+    """CPU nodes run each model's default config.pbtxt, which export writes for the
+    container's native onnxruntime backend (no ragged inputs, whatever --no-ragged says:
+    that flag is for the pip configs): no re-export, no --model-config-name."""
     from export.pipeline import parse_args
     from export.triton_config import ClassifierModel
 
-    def ragged(argv: list[str]) -> list[bool]:
+    for argv in ([], ["--no-ragged"]):
         settings = parse_args(["--checkpoint", "runs/x/model", *argv]).serving
         config = ClassifierModel("m_onnx_int8", "int8", 2, settings).config()
-        return [t.allow_ragged_batch for t in config.input]
-
-    assert ragged([]) == [True, True]
-    assert ragged(["--no-ragged"]) == [False, False]
+        assert [t.allow_ragged_batch for t in config.input] == [False, False]
+    assert flag(triton("cpu")["args"], "--model-config-name") is None
     text = (KUBERNETES / "overlays" / "cpu" / "kustomization.yaml").read_text()
-    assert "--no-ragged" in text
+    assert "--no-ragged" not in text
 
 
 def pod_specs() -> list[tuple[str, dict]]:

@@ -118,20 +118,32 @@ def test_ensemble_contract():
     assert params(tok)["truncation"] == "head+tail" and params(tok)["bucket"] == "8"
     assert [o.name for o in tok.output] == ["input_ids", "attention_mask"]
     assert all(o.data_type == mc.TYPE_INT64 and list(o.dims) == [-1] for o in tok.output)
-    # CPU: each request padded to its own length, the classifiers take ragged batches;
-    # GPU (native onnxruntime backend, int8 included): batch padding, no ragged inputs
-    assert params(tok)["padding"] == "per_request"
+    # default and GPU (the native onnxruntime backend, int8 included): batch padding, no
+    # ragged inputs; pip (berth's runner): each request padded to its own length, the
+    # classifiers take ragged batches
+    assert params(tok)["padding"] == "batch"
     assert params(configs["tags_tokenizer/configs/gpu.pbtxt"])["padding"] == "batch"
+    assert params(configs["tags_tokenizer/configs/pip.pbtxt"])["padding"] == "per_request"
     for variant in ("fp32", "fp16", "int8"):
-        cpu_cls = configs[f"tags_onnx_{variant}/config.pbtxt"]
-        gpu_cls = configs[f"tags_onnx_{variant}/configs/gpu.pbtxt"]
-        assert all(i.allow_ragged_batch for i in cpu_cls.input)
-        assert not any(i.allow_ragged_batch for i in gpu_cls.input)
+        for native in ("config.pbtxt", "configs/gpu.pbtxt"):
+            config = configs[f"tags_onnx_{variant}/{native}"]
+            assert not any(i.allow_ragged_batch for i in config.input)
+        assert all(
+            i.allow_ragged_batch for i in configs[f"tags_onnx_{variant}/configs/pip.pbtxt"].input
+        )
+    assert [s.model_name for s in configs["tags/configs/pip.pbtxt"].ensemble_scheduling.step] == [
+        "tags_tokenizer",
+        "tags_onnx_int8",
+    ]
     plain = repository_configs(
         "t", berth, ["fp32", "int8"], "int8", "fp32", ServingSettings(ragged=False)
     )
-    assert params(plain["t_tokenizer/config.pbtxt"])["padding"] == "batch"
-    assert not any(i.allow_ragged_batch for i in plain["t_onnx_int8/config.pbtxt"].input)
+    assert params(plain["t_tokenizer/configs/pip.pbtxt"])["padding"] == "batch"
+    assert not any(i.allow_ragged_batch for i in plain["t_onnx_int8/configs/pip.pbtxt"].input)
+    # --no-ragged is for the pip configs: the container's stay as they are
+    ragged = repository_configs("t", berth, ["fp32", "int8"], "int8", "fp32")
+    for rel in ("t/config.pbtxt", "t_tokenizer/config.pbtxt", "t_onnx_int8/config.pbtxt"):
+        assert plain[rel] == ragged[rel]
 
 
 def test_classifier_cpu_and_gpu_configs():
@@ -210,15 +222,15 @@ def test_window_mode_keeps_the_public_api_and_sizes_the_members():
     assert params(agg) == {"aggregation": "max", "problem_type": MULTI_LABEL}
 
 
-def test_ragged_cpu_configs_aggregate_in_the_classifier_step():
-    """berth's onnxruntime backend aggregates: two steps, as cheap as before for a text of
+def test_ragged_pip_configs_aggregate_in_the_classifier_step():
+    """berth's onnxruntime runner aggregates: two steps, as cheap as before for a text of
     one window."""
     configs = repository_configs("t", WINDOWED, ["fp32", "int8"], "int8", "fp32")
-    tok, cls = configs["t/config.pbtxt"].ensemble_scheduling.step
+    tok, cls = configs["t/configs/pip.pbtxt"].ensemble_scheduling.step
     assert cls.model_name == "t_onnx_int8"
     assert dict(cls.input_map)["windows"] == dict(tok.output_map)["windows"]
     assert dict(cls.output_map) == {"logits": "LOGITS", "probabilities": "PROBABILITIES"}
-    int8 = configs["t_onnx_int8/config.pbtxt"]
+    int8 = configs["t_onnx_int8/configs/pip.pbtxt"]
     assert [(i.name, i.allow_ragged_batch) for i in int8.input] == [
         ("input_ids", True),
         ("attention_mask", True),
@@ -229,12 +241,13 @@ def test_ragged_cpu_configs_aggregate_in_the_classifier_step():
 
 @pytest.mark.parametrize("ragged", [True, False])
 def test_native_backend_configs_aggregate_in_a_third_step(ragged):
-    """GPU configs (and CPU configs without ragged batching) are for the native
-    onnxruntime backend: the classifier sees windows as plain rows."""
+    """The default and GPU configs (and pip configs without ragged batching) are for the
+    native onnxruntime backend: the classifier sees windows as plain rows."""
     configs = repository_configs(
         "t", WINDOWED, ["fp32", "int8"], "int8", "fp32", ServingSettings(ragged=ragged)
     )
-    ensembles = ["t/configs/gpu.pbtxt"] + ([] if ragged else ["t/config.pbtxt"])
+    ensembles = ["t/config.pbtxt", "t/configs/gpu.pbtxt"]
+    ensembles += [] if ragged else ["t/configs/pip.pbtxt"]
     for rel in ensembles:
         tok, cls, agg = configs[rel].ensemble_scheduling.step
         assert (tok.model_name, agg.model_name) == ("t_tokenizer", "t_aggregate")
@@ -242,7 +255,7 @@ def test_native_backend_configs_aggregate_in_a_third_step(ragged):
         assert dict(tok.output_map)["windows"] == dict(agg.input_map)["windows"]
         assert dict(cls.output_map)["logits"] == dict(agg.input_map)["logits"]
         assert dict(agg.output_map) == {"LOGITS": "LOGITS", "PROBABILITIES": "PROBABILITIES"}
-    for rel in ("t_onnx_fp32/configs/gpu.pbtxt", "t_onnx_int8/configs/gpu.pbtxt"):
+    for rel in ("t_onnx_fp32/configs/gpu.pbtxt", "t_onnx_int8/config.pbtxt"):
         assert [i.name for i in configs[rel].input] == ["input_ids", "attention_mask"]
 
 
