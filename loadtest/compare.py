@@ -180,7 +180,7 @@ def served_disabled_optimizers(repository: Path, model: str, variant: str) -> li
     from google.protobuf.json_format import MessageToDict
 
     from export.triton_config import parse
-    from serving.onnxruntime_backend.model import disabled_optimizers
+    from serving.onnx_runner.model import disabled_optimizers
 
     config = parse((repository / classifier_model_name(model, variant) / CONFIG_FILE).read_text())
     version = onnx_model_path(repository, model, variant).parent

@@ -156,6 +156,11 @@ class LoadtestConfig:
     model_repository: Path | None = option(
         None, "start a tritonserver on this repository for the run (ignores --host)"
     )
+    container_configs: bool = option(
+        False,
+        "with --model-repository: serve its default configs as the stock NVIDIA container "
+        "would (python -m serving --container-configs), not the pip layout",
+    )
     stats_url: str | None = option(
         None,
         "HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
@@ -243,7 +248,7 @@ def maybe_server(cfg: LoadtestConfig):
         return
     from serving.server import TritonServer
 
-    with TritonServer(cfg.model_repository) as server:
+    with TritonServer(cfg.model_repository, container_configs=cfg.container_configs) as server:
         print(f"tritonserver: HTTP {server.http_url}, gRPC {server.grpc_url}", flush=True)
         host = server.grpc_url if cfg.protocol == "grpc" else server.http_url
         yield Target(host, server.http_url, server.process.pid)

@@ -3,6 +3,11 @@
     python -m serving --model-repository model_repository
     python -m serving --model-repository model_repository --http-port 8000 --grpc-port 8001 \
         --metrics-port 8002 --host 127.0.0.1
+    python -m serving --container-configs --model-repository model_repository
+
+By default each model's configs/pip.pbtxt is served (berth's Python onnxruntime runner
+batches ragged requests); --container-configs serves the default config.pbtxt files as
+the stock NVIDIA container does, the runner refusing what the native backend refuses.
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ class ServeConfig:
     model_config_name: str | None = option(
         None,
         "custom model configuration: each model's configs/<NAME>.pbtxt instead of "
-        "config.pbtxt (e.g. `gpu`; needs a GPU build of Triton; default: config.pbtxt)",
+        "config.pbtxt (e.g. `gpu`; needs a GPU build of Triton; default: `pip`, or "
+        "config.pbtxt with --container-configs)",
+    )
+    container_configs: bool = option(
+        False,
+        "serve as the stock NVIDIA container would: the default config.pbtxt files, and "
+        "berth's onnxruntime runner refusing at load what the native backend refuses "
+        "(check a repository before shipping it)",
     )
     log_verbose: int = option(0, "tritonserver --log-verbose level")
     startup_timeout: float = option(300.0, "seconds to wait for /v2/health/ready")
@@ -67,7 +79,8 @@ class ServeConfig:
 
 DESCRIPTION = (
     "Run the pip `tritonserver` (nvidia-pytriton) on a berth model repository, with the "
-    "Python backend and berth's Python-based onnxruntime backend."
+    "Python backend and berth's Python onnxruntime runner (a stand-in for the native "
+    "onnxruntime backend, registered under its name)."
 )
 
 
@@ -88,6 +101,7 @@ def start_server(cfg: ServeConfig) -> TritonServer:
         grpc_port=cfg.grpc_port or None,
         metrics_port=cfg.metrics_port or None,
         model_config_name=cfg.model_config_name,
+        container_configs=cfg.container_configs,
         log_verbose=cfg.log_verbose,
         startup_timeout=cfg.startup_timeout,
         stdout=sys.stdout,

@@ -7,13 +7,20 @@ builds itself:
 
     <backend-dir>/python/        libtriton_python.so, triton_python_backend_utils.py and
                                  the stub for this interpreter's Python version
-    <backend-dir>/onnxruntime/   model.py: berth's Python-based onnxruntime backend
-                                 (serving/onnxruntime_backend/model.py), used by every
-                                 model whose config says `backend: "onnxruntime"`, and
-                                 the berth_core package it imports
+    <backend-dir>/onnxruntime/   model.py: berth's Python onnxruntime runner
+                                 (serving/onnx_runner/model.py), a stand-in for the
+                                 native backend under its name, used by every model
+                                 whose config says `backend: "onnxruntime"`, and the
+                                 berth_core and conformance packages it imports
 
-so the same model repository loads unchanged here and in the NVIDIA container (which
-has the native onnxruntime backend).
+Two layouts of one published repository:
+
+- the pip layout (default): each model's `configs/pip.pbtxt` (`--model-config-name=pip`),
+  where the runner batches ragged requests and aggregates windows in the classifier;
+- the container layout (`container_configs=True`, `python -m serving
+  --container-configs`): the default `config.pbtxt` files, exactly what the stock NVIDIA
+  container serves, with the runner strict (`BERTH_RUNNER_STRICT=1`): it refuses at load
+  time what the native onnxruntime backend refuses (serving/conformance).
 
 Python API (tests, the client and the load test use it)::
 
@@ -50,12 +57,16 @@ from pathlib import Path
 
 import berth_core
 from berth_core.errors import ServingError
+from berth_core.names import PIP_CONFIG_NAME
 from serving.liveness import dead_stubs
 from serving.served_models import served_view
 
 log = logging.getLogger(__name__)
 
-BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnxruntime_backend" / "model.py"
+BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnx_runner" / "model.py"
+CONFORMANCE_SOURCE = Path(__file__).resolve().parent / "conformance"
+# serving/onnx_runner/model.py reads it: refuse what the native backend refuses.
+STRICT_ENV = "BERTH_RUNNER_STRICT"
 
 
 class TritonServerError(ServingError):
@@ -110,7 +121,7 @@ def check_stub_numpy(paths: list[str] | None = None) -> None:
 
 def build_backend_dir(target: Path) -> Path:
     """Populate `target` with the Python backend (+ the matching stub) and berth's
-    Python-based onnxruntime backend. Returns `target`."""
+    Python onnxruntime runner under the backend name `onnxruntime`. Returns `target`."""
     check_stub_numpy()
     home = triton_home()
     python_src = home / "backends" / "python"
@@ -126,7 +137,13 @@ def build_backend_dir(target: Path) -> Path:
     ort_dst = target / "onnxruntime"
     ort_dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(BERTH_BACKEND_SOURCE, ort_dst / "model.py")
-    berth_core.copy_to(ort_dst)  # model.py imports it
+    berth_core.copy_to(ort_dst)  # model.py imports both
+    shutil.copytree(
+        CONFORMANCE_SOURCE,
+        ort_dst / CONFORMANCE_SOURCE.name,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     return target
 
 
@@ -171,7 +188,10 @@ class TritonServer:
     Ports left as `None` are picked free on `host`. After `start()` (or entering the
     `with` block) the server is ready (`/v2/health/ready` answered 200) and
     `http_url`, `grpc_url`, `metrics_url` are "HOST:PORT" strings as tritonclient
-    expects them. `model_config_name="gpu"` selects each model's `configs/gpu.pbtxt`.
+    expects them. Each model's `configs/pip.pbtxt` is served where it has one (the pip
+    layout); `container_configs=True` serves the default `config.pbtxt` files instead,
+    as the stock container does, with berth's runner strict; `model_config_name="gpu"`
+    selects each model's `configs/gpu.pbtxt`.
     `extra_args` go to the binary unchanged (e.g. `["--model-control-mode=explicit"]`).
     `exit_timeout` is Triton's `--exit-timeout-secs` (how long it waits for open client
     connections on shutdown); `stdout` (a text stream) receives the server's log lines.
@@ -194,6 +214,7 @@ class TritonServer:
         grpc_port: int | None = None,
         metrics_port: int | None = None,
         model_config_name: str | None = None,
+        container_configs: bool = False,
         log_verbose: int = 0,
         startup_timeout: float = 180.0,
         backend_directory: Path | str | None = None,
@@ -215,7 +236,11 @@ class TritonServer:
         self.http_port = http_port or next(picked)
         self.grpc_port = grpc_port or next(picked)
         self.metrics_port = metrics_port or next(picked)
-        self.model_config_name = model_config_name
+        self.container_configs = container_configs
+        # the pip layout unless the container's configs, or another one, were asked for
+        self.model_config_name = model_config_name or (
+            None if container_configs else PIP_CONFIG_NAME
+        )
         self.log_verbose = log_verbose
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args or [])
@@ -322,9 +347,12 @@ class TritonServer:
 
     def _start_process(self) -> None:
         assert self._backend_dir is not None
+        env = server_env()
+        if self.container_configs:  # the runner refuses what the native backend refuses
+            env[STRICT_ENV] = "1"
         process = subprocess.Popen(
             self.command(self._backend_dir),
-            env=server_env(),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -36,6 +36,7 @@ CLIS: dict[str, tuple[str, list[str]]] = {
     "python -m export": ("export.__main__", []),
     "python -m export.long_texts": ("export.long_texts", []),
     "python -m serving": ("serving.__main__", []),
+    "python -m serving.check_repository": ("serving.check_repository", []),
     "python -m loadtest": ("loadtest.run", []),
     "python -m loadtest.compare": ("loadtest.compare", []),
     "python -m loadtest.gpu_model": ("loadtest.gpu_model", []),

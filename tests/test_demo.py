@@ -49,3 +49,15 @@ def test_without_skip_training_existing_checkpoints_are_retrained(recorded, tmp_
     args = demo.parse_args(["--run-dir", str(tmp_path / "t"), "--student-dir", str(tmp_path / "s")])
     demo.train_teacher_and_student(args)
     assert len(recorded) == 2 and all("--overwrite" in argv for argv in recorded)
+
+
+def test_the_docker_lines_serve_the_published_repository_as_it_is(tmp_path):
+    """CPU: the default configs, no flag; GPU: --model-config-name=gpu; both mount the
+    repository the demo published, in the image docker/Dockerfile builds."""
+    build, cpu, gpu = demo.docker_lines(tmp_path)
+    assert build == "docker build -f docker/Dockerfile -t berth-triton ."
+    for line in (cpu, gpu):
+        assert f"-v {tmp_path}:/models berth-triton tritonserver --model-repository=/models" in line
+    assert "--model-config-name" not in cpu and "--gpus" not in cpu
+    assert "--gpus=1" in gpu and "--model-config-name=gpu" in gpu
+    assert "--no-ragged" not in build + cpu + gpu

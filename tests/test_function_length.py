@@ -37,7 +37,7 @@ def long_functions(path: Path, root: Path = ROOT, max_lines: int = MAX_LINES) ->
 def test_every_package_is_walked():
     walked = {path.relative_to(ROOT).parts[0] for path in sources()}
     assert walked == set(PACKAGES)
-    assert ROOT / "serving" / "onnxruntime_backend" / "model.py" in sources()
+    assert ROOT / "serving" / "onnx_runner" / "model.py" in sources()
 
 
 def test_no_function_over_80_lines():

@@ -1,10 +1,19 @@
-"""A Python-based Triton backend named `onnxruntime`, running `onnxruntime.InferenceSession`.
+"""berth's Python onnxruntime runner: a stand-in for Triton's native onnxruntime backend.
 
 The pip `tritonserver` (nvidia-pytriton) has no native onnxruntime backend. Triton loads
 a *Python-based backend* from `<backend-dir>/onnxruntime/model.py` for every model whose
-config says `backend: "onnxruntime"`, so the model repository written for the NVIDIA
-container (native backend) loads unchanged on a CPU machine. `serving.server` puts this
-file there, with a copy of the `berth_core` package it imports.
+config says `backend: "onnxruntime"`; `serving.server` puts this file there (the name
+Triton needs), with copies of the `berth_core` and `serving/conformance` packages it
+imports. It is not the native backend: it runs `onnxruntime.InferenceSession` on the CPU.
+
+Two ways to run it (`serving.server`):
+
+- strict (`python -m serving --container-configs`, environment `BERTH_RUNNER_STRICT=1`):
+  serving a repository as the stock NVIDIA container would, it refuses at load time what
+  the native backend refuses (`serving/conformance`: the native backend's own rules,
+  from its public source), so a repository that loads here loads there;
+- the pip layout (`configs/pip.pbtxt`, `python -m serving`'s default): it also takes
+  what only it can do, ragged batches and window aggregation in the classifier step.
 
 What it honours from `config.pbtxt`:
 
@@ -18,22 +27,22 @@ What it honours from `config.pbtxt`:
   skipped as well;
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
-- `allow_ragged_batch: true` on inputs (CPU configs), with the parameter
+- `allow_ragged_batch: true` on inputs (pip configs), with the parameter
   `ragged_run_cost_tokens` (see below);
 - `max_run_tokens` (0 or absent: no limit): a group larger than this many tokens (rows ×
   padded length) runs as several `session.run`s of consecutive rows, so a window-mode
   batch (up to `max_batch_size × max_windows` window rows) never needs more memory than
   the largest batch of one-window texts.
 
-Window mode (berth's CPU configs, where this backend serves the classifier): the config
+Window mode (berth's pip configs, where this runner serves the classifier): the config
 declares a third input, `windows` (INT64 [2] a row: the row's text within its request and
 its weight, from the tokenizer), which is not a graph input. Each request's rows are then
 windows: after the session ran, its window logits are aggregated into one row per text
 by training's own code (`berth_core.encoding`; parameters `aggregation` and
 `problem_type`), and `logits` and `probabilities`
 are answered per text. The ensemble needs no separate aggregation step, so a text of one
-window costs what it cost before windows. The native backend (GPU configs) has no such
-input; there the ensemble aggregates in a step of its own.
+window costs what it cost before windows. The native backend (default and GPU configs)
+has no such input; there the ensemble aggregates in a step of its own.
 
 Every `execute()` call gets the requests one dynamic batch gathered.
 
@@ -50,12 +59,13 @@ the distinct lengths) for the cost model `run cost + rows × padded length` toke
 one `session.run` costing as much as `ragged_run_cost_tokens` tokens (default 16:
 measured with one intra-op thread, a run's fixed cost is small, so sub-batches carry
 almost no padding). The native onnxruntime backend would instead flatten ragged inputs
-into one dimension, so GPU configs, served by it, never set them.
+into one dimension, so the default and GPU configs, served by it, never set them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +284,33 @@ def run_batched(
     return results
 
 
+# Set by serving.server for --container-configs: refuse what the native backend refuses.
+STRICT_ENV = "BERTH_RUNNER_STRICT"
+
+
+def conformance_rules():
+    """The native backend's load-time rules: the copy next to this file in a backend
+    directory, else the source tree's (unit tests)."""
+    try:
+        import conformance
+    except ImportError:
+        from serving import conformance
+    return conformance
+
+
+def refuse_as_native(config: dict, session, path: Path, version_dir: Path) -> None:
+    """Raise, as the native backend's load would fail, on what it refuses."""
+    rules = conformance_rules()
+    graph = rules.GraphIO.from_session(session)
+    violations = rules.check_onnxruntime_model(config, graph)
+    violations += rules.check_model_file(version_dir, config)
+    if violations:
+        raise ValueError(
+            f"{path}: the native onnxruntime backend refuses this configuration "
+            f"(berth's runner is strict, {STRICT_ENV}=1):\n{rules.refusal(violations)}"
+        )
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
@@ -298,6 +335,9 @@ class TritonPythonModel:
             providers=["CPUExecutionProvider"],
             disabled_optimizers=disabled_optimizers(self.config, path.parent),
         )
+        if os.environ.get(STRICT_ENV) == "1":
+            version_dir = Path(args["model_repository"]) / str(args.get("model_version", ""))
+            refuse_as_native(self.config, self.session, path, version_dir)
         graph_inputs = {i.name for i in self.session.get_inputs()}
         missing = [name for name, _ in self.inputs if name not in graph_inputs]
         if missing:

@@ -14,7 +14,7 @@ import berth_core
 from berth_core import names as contracts
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ("tokenizer_model", "aggregate_model", "onnxruntime_backend")
+MODELS = ("tokenizer_model", "aggregate_model", "onnx_runner")
 
 # The stub appends the model's directory to sys.path and imports `model` from there. As
 # in the container, berth is not installed: `python -S` skips the .pth files (the

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from serving.onnxruntime_backend import model as ort_backend
+from serving.onnx_runner import model as ort_backend
 from tests.serving import fake_pb_utils
 
 

@@ -47,7 +47,7 @@ def test_backend_directory(tmp_path):
     expected = triton_home() / "python_backend_stubs" / version / "triton_python_backend_stub"
     assert stub.read_bytes() == expected.read_bytes()
     assert (target / "onnxruntime/model.py").read_bytes() == (
-        ROOT / "serving/onnxruntime_backend/model.py"
+        ROOT / "serving/onnx_runner/model.py"
     ).read_bytes()
     for module in ("names.py", "encoding.py", "errors.py"):
         assert (target / "onnxruntime/berth_core" / module).read_bytes() == (
