@@ -3,7 +3,9 @@
 train the teacher (MiniLM-L6 on Rotten Tomatoes) → distil a 3-layer student from it →
 export the student (ONNX fp32/fp16/int8, gated) → publish it as the `sentiment` ensemble
 → serve it with the pip `tritonserver` → classify a few held-out reviews through
-berth-client → a short Locust run. The teacher stays a run directory one export away.
+berth-client → a short Locust run → load it as the stock NVIDIA container would (its
+default configs, berth's runner strict) and print the `docker run` lines that serve it.
+The teacher stays a run directory one export away.
 Each stage is the documented command, so this file is also the README's walkthrough in
 executable form.
 """
@@ -40,6 +42,20 @@ def stage(title: str, argv: list[str]) -> None:
 def held_out_texts(run_dir: Path, count: int) -> list[str]:
     rows = (run_dir / "splits" / "test.jsonl").read_text().split("\n")[:count]
     return [json.loads(row)["text"] for row in rows]
+
+
+def docker_lines(repository: Path) -> list[str]:
+    """How the stock NVIDIA container serves `repository` (the image docker/Dockerfile
+    builds: the 24.10 container plus what the tokenizer model imports)."""
+    run = (
+        "docker run --rm --shm-size=1g -p 8000:8000 -p 8001:8001 -p 8002:8002 "
+        f"-v {repository}:/models berth-triton tritonserver --model-repository=/models"
+    )
+    return [
+        "docker build -f docker/Dockerfile -t berth-triton .",
+        f"{run}    # CPU",
+        f"{run.replace('docker run', 'docker run --gpus=1', 1)} --model-config-name=gpu    # GPU",
+    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,6 +115,26 @@ def serve_predict_and_load(args: argparse.Namespace, student_dir: Path) -> None:
         )  # fmt: skip
 
 
+def check_container_layout(args: argparse.Namespace, student_dir: Path) -> None:
+    """The published repository as the stock container serves it: default configs, the
+    runner refusing what the native backend refuses; the same labels as above."""
+    from berth_client import Classifier
+    from serving.server import TritonServer
+
+    repository = (ROOT / args.model_repository).resolve()
+    print("\n=== the container's configuration (python -m serving --container-configs)")
+    with (
+        TritonServer(repository, container_configs=True) as server,
+        Classifier(url=server.http_url, model=args.name) as classifier,
+    ):
+        texts = held_out_texts(student_dir, 5)
+        labels = [r["label"] for r in classifier.predict(texts)]
+        print(f"loaded as the native backend would take it; labels {labels}", flush=True)
+    print("\nserve it with the NVIDIA container (not run here: no Docker engine):")
+    for line in docker_lines(repository):
+        print(f"  {line}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     student_dir = ROOT / args.student_dir
@@ -109,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
          "--model-repository", args.model_repository],
     )  # fmt: skip
     serve_predict_and_load(args, student_dir)
+    check_container_layout(args, student_dir)
     print("\n=== server stopped; demo finished", flush=True)
     return 0
 
