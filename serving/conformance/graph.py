@@ -14,23 +14,29 @@ INVALID = "TYPE_INVALID"
 
 # ONNX element type (TensorProto.DataType) → (config data type, OnnxDataTypeName).
 # ConvertFromOnnxDataType maps complex and bfloat16 (and newer types) to none.
+# code, config data type ("-": none), OnnxDataTypeName. Code 15 is COMPLEX64 sic: the
+# source's OnnxDataTypeName names COMPLEX128 so.
+_ELEMENT_TABLE = """
+1 TYPE_FP32 FLOAT
+2 TYPE_UINT8 UINT8
+3 TYPE_INT8 INT8
+4 TYPE_UINT16 UINT16
+5 TYPE_INT16 INT16
+6 TYPE_INT32 INT32
+7 TYPE_INT64 INT64
+8 TYPE_STRING STRING
+9 TYPE_BOOL BOOL
+10 TYPE_FP16 FLOAT16
+11 TYPE_FP64 DOUBLE
+12 TYPE_UINT32 UINT32
+13 TYPE_UINT64 UINT64
+14 - COMPLEX64
+15 - COMPLEX64
+16 - BFLOAT16
+"""
 _ONNX_ELEMENTS = {
-    1: ("TYPE_FP32", "FLOAT"),
-    2: ("TYPE_UINT8", "UINT8"),
-    3: ("TYPE_INT8", "INT8"),
-    4: ("TYPE_UINT16", "UINT16"),
-    5: ("TYPE_INT16", "INT16"),
-    6: ("TYPE_INT32", "INT32"),
-    7: ("TYPE_INT64", "INT64"),
-    8: ("TYPE_STRING", "STRING"),
-    9: ("TYPE_BOOL", "BOOL"),
-    10: ("TYPE_FP16", "FLOAT16"),
-    11: ("TYPE_FP64", "DOUBLE"),
-    12: ("TYPE_UINT32", "UINT32"),
-    13: ("TYPE_UINT64", "UINT64"),
-    14: (INVALID, "COMPLEX64"),
-    15: (INVALID, "COMPLEX64"),  # sic: OnnxDataTypeName names COMPLEX128 so
-    16: (INVALID, "BFLOAT16"),
+    int(code): (INVALID if config == "-" else config, name)
+    for code, config, name in (line.split() for line in _ELEMENT_TABLE.strip().splitlines())
 }
 # ModelConfigDataTypeToOnnxDataType (onnxruntime_utils.cc) maps these config data types
 # and no other (TYPE_BF16 is "unsupported"). TYPE_STRING maps to ONNX string tensors, which
