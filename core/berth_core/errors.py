@@ -54,11 +54,6 @@ class ServingError(BerthError):
     """A server could not be started, did not become ready, or failed a request."""
 
 
-def exit_code(exc: BaseException) -> int:
-    """The exit code of a command that ended on `exc` (EXIT_FAILED for non-berth errors)."""
-    return exc.exit_code if isinstance(exc, BerthError) else EXIT_FAILED
-
-
 def report(exc: BerthError, prog: str = "") -> int:
     """Print `exc` as one `error: …` line on stderr; → its exit code."""
     prefix = f"{prog}: " if prog else ""
