@@ -39,6 +39,12 @@ SERVING_FLAGS: dict[str, dict] = {
         "berth's runner cuts a length-sorted batch into padded sub-batches",
         "serving",
     ),
+    "response_cache": arg(
+        "Triton's response cache on the ensemble: a repeated request is answered from the "
+        "cache (the server needs one: python -m serving --cache-size, or tritonserver "
+        "--cache-config local,size=BYTES)",
+        "serving",
+    ),
     "tokenizer_instances": arg("tokenizer model instances (CPU)", "serving"),
     "classifier_instances": arg("classifier instances per variant (CPU)", "serving"),
     "intra_op_threads": arg("onnxruntime intra_op_thread_count per classifier instance", "serving"),

@@ -149,6 +149,11 @@ class ServingSettings:
     queue_timeout_us: int = 2_000_000
     # Tokenizer: texts longer than this many UTF-8 bytes are refused before tokenization.
     max_text_bytes: int = 1 << 20
+    # Triton's response cache on the ensemble (all its configurations): a repeated request
+    # (the same texts) is answered from the cache, no member model runs. The server needs
+    # a cache too (`python -m serving --cache-size`, `tritonserver --cache-config
+    # local,size=N`); without one the setting is ignored.
+    response_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -455,6 +460,8 @@ class EnsembleModel:
                 output_map={ONNX_LOGITS: LOGITS, ONNX_PROBABILITIES: PROBABILITIES},
             )
         _set_parameters(cfg, self.parameters(variant))
+        if self.settings.response_cache:
+            cfg.response_cache.enable = True
         return cfg
 
     def config(self) -> mc.ModelConfig:

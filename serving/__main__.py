@@ -52,6 +52,11 @@ class ServeConfig:
         "berth's onnxruntime runner refusing at load what the native backend refuses "
         "(check a repository before shipping it)",
     )
+    cache_size: int = option(
+        0,
+        "bytes of Triton's response cache (0: none), for ensembles exported with "
+        "--response-cache; the container: tritonserver --cache-config local,size=BYTES",
+    )
     log_verbose: int = option(0, "tritonserver --log-verbose level")
     startup_timeout: float = option(300.0, "seconds to wait for /v2/health/ready")
     model_control_mode: str = option(
@@ -89,6 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
     cfg = parser.parse_config(argv)
     if cfg.repository_poll_secs < 1:
         parser.error("--repository-poll-secs must be >= 1")
+    if cfg.cache_size < 0:
+        parser.error("--cache-size must be >= 0 bytes")
     return cfg
 
 
@@ -102,6 +109,7 @@ def start_server(cfg: ServeConfig) -> TritonServer:
         metrics_port=cfg.metrics_port or None,
         model_config_name=cfg.model_config_name,
         container_configs=cfg.container_configs,
+        cache_size=cfg.cache_size,
         log_verbose=cfg.log_verbose,
         startup_timeout=cfg.startup_timeout,
         stdout=sys.stdout,

@@ -191,7 +191,9 @@ class TritonServer:
     expects them. Each model's `configs/pip.pbtxt` is served where it has one (the pip
     layout); `container_configs=True` serves the default `config.pbtxt` files instead,
     as the stock container does, with berth's runner strict; `model_config_name="gpu"`
-    selects each model's `configs/gpu.pbtxt`.
+    selects each model's `configs/gpu.pbtxt`. `cache_size` (bytes, 0: none) gives Triton a
+    response cache, used by models whose config enables it (`python -m export
+    --response-cache`).
     `extra_args` go to the binary unchanged (e.g. `["--model-control-mode=explicit"]`).
     `exit_timeout` is Triton's `--exit-timeout-secs` (how long it waits for open client
     connections on shutdown); `stdout` (a text stream) receives the server's log lines.
@@ -215,6 +217,7 @@ class TritonServer:
         metrics_port: int | None = None,
         model_config_name: str | None = None,
         container_configs: bool = False,
+        cache_size: int = 0,
         log_verbose: int = 0,
         startup_timeout: float = 180.0,
         backend_directory: Path | str | None = None,
@@ -237,6 +240,9 @@ class TritonServer:
         self.grpc_port = grpc_port or next(picked)
         self.metrics_port = metrics_port or next(picked)
         self.container_configs = container_configs
+        if cache_size < 0:
+            raise TritonServerError(f"cache_size must be >= 0 bytes, got {cache_size}")
+        self.cache_size = cache_size
         # the pip layout unless the container's configs, or another one, were asked for
         self.model_config_name = model_config_name or (
             None if container_configs else PIP_CONFIG_NAME
@@ -307,6 +313,11 @@ class TritonServer:
         ]
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
+        if self.cache_size:  # the local response cache the wheel ships (caches/local)
+            cmd += [
+                f"--cache-config=local,size={self.cache_size}",
+                f"--cache-directory={triton_home() / 'caches'}",
+            ]
         if self.model_control_mode:
             cmd.append(f"--model-control-mode={self.model_control_mode}")
         if self.repository_poll_secs is not None:

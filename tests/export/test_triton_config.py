@@ -271,3 +271,15 @@ def test_one_window_models_keep_the_two_step_ensemble():
     ]
     cls = configs["s_onnx_int8/config.pbtxt"]
     assert cls.max_batch_size == 64 and "max_run_tokens" not in params(cls)
+
+
+def test_the_response_cache_is_enabled_on_the_ensemble_only():
+    """Triton caches a top-level ensemble request whole; its members need no cache."""
+    berth = BerthConfig(labels=["n", "p"], max_length=64)
+    plain = repository_configs("s", berth, ["fp32", "int8"], "int8", "fp32")
+    cached = repository_configs(
+        "s", berth, ["fp32", "int8"], "int8", "fp32", ServingSettings(response_cache=True)
+    )
+    for rel, config in cached.items():
+        assert config.response_cache.enable == rel.startswith("s/"), rel
+        assert not plain[rel].response_cache.enable
