@@ -20,10 +20,12 @@ attention cost).
 
 from __future__ import annotations
 
+import bisect
 import bz2
 import csv
 import importlib.util
 import io
+import itertools
 import json
 import random
 from collections import OrderedDict
@@ -135,3 +137,31 @@ def load_texts(
     rng = random.Random(seed)
     rng.shuffle(texts)
     return texts[:limit] if limit else texts
+
+
+class TextPicker:
+    """Which text a request sends: uniformly drawn, or Zipf-like (`zipf` s > 0: the text
+    of rank k with probability ∝ 1/k^s), so that a few texts repeat often, as real traffic
+    (the same short review, the same product question) does. Standard library only."""
+
+    def __init__(self, count: int, zipf: float = 0.0, rng: random.Random | None = None) -> None:
+        if count < 1 or zipf < 0:
+            raise ValueError(f"need count >= 1 and zipf >= 0, got {count}, {zipf}")
+        self.count = count
+        self.rng = rng or random.Random()
+        weights = [1.0 / k**zipf for k in range(1, count + 1)] if zipf > 0 else None
+        self.probabilities = [w / sum(weights) for w in weights] if weights else None
+        self.cumulative = list(itertools.accumulate(weights)) if weights else None
+
+    def __call__(self) -> int:
+        if self.cumulative is None:
+            return self.rng.randrange(self.count)
+        point = self.rng.random() * self.cumulative[-1]
+        return min(bisect.bisect_right(self.cumulative, point), self.count - 1)
+
+    def repeat_share(self, requests: int) -> float:
+        """The expected share of `requests` whose text an earlier request already sent:
+        what a response cache large enough for every text can answer."""
+        probabilities = self.probabilities or [1.0 / self.count] * self.count
+        distinct = sum(1.0 - (1.0 - p) ** requests for p in probabilities)
+        return 1.0 - distinct / requests if requests else 0.0

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 
 import numpy as np
@@ -36,7 +35,7 @@ from locust import FastHttpUser, User, constant, constant_throughput, events, ta
 
 from berth_client.model import DEFAULT_INPUT as TEXT
 from berth_client.model import PROBABILITIES
-from loadtest.data import load_texts
+from loadtest.data import TextPicker, load_texts
 
 MODEL = os.environ.get("BERTH_MODEL", "sentiment")
 PROTOCOL = os.environ.get("BERTH_PROTOCOL", "http")
@@ -44,6 +43,8 @@ SCENARIO = os.environ.get("BERTH_SCENARIO", "snippets")
 TEXTS_FILE = os.environ.get("BERTH_TEXTS") or None
 TIMEOUT = float(os.environ.get("BERTH_TIMEOUT", "10"))
 USER_RPS = float(os.environ.get("BERTH_USER_RPS", "0") or 0)
+# Zipf-like repeats of the texts (loadtest.data.TextPicker); 0: uniform draws.
+ZIPF = float(os.environ.get("BERTH_ZIPF", "0") or 0)
 
 if PROTOCOL == "grpc":
     # grpc's C core runs its own threads; under Locust's gevent monkey-patching they
@@ -56,6 +57,7 @@ if PROTOCOL == "grpc":
 from berth_client import Classifier  # noqa: E402  (after gevent set-up for grpc)
 
 TEXTS = load_texts(TEXTS_FILE, SCENARIO)
+PICK = TextPicker(len(TEXTS), ZIPF)
 REQUEST_NAME = f"{MODEL} [{SCENARIO}]"
 
 
@@ -104,7 +106,7 @@ class BerthClientUser(User):
 
     @task
     def predict(self) -> None:
-        text = random.choice(TEXTS)
+        text = TEXTS[PICK()]
         started = time.perf_counter()
         exception = None
         try:
@@ -137,6 +139,7 @@ def build_body(text: str) -> tuple[bytes, dict]:
 
 _BODIES: dict[int, tuple[bytes, dict]] = {}
 BODY_POOL = min(len(TEXTS), 2048)
+PICK_BODY = TextPicker(BODY_POOL, ZIPF)
 
 
 def body_for(index: int) -> tuple[bytes, dict]:
@@ -159,7 +162,7 @@ class FastTritonUser(FastHttpUser):
 
     @task
     def infer(self) -> None:
-        body, headers = body_for(random.randrange(BODY_POOL))
+        body, headers = body_for(PICK_BODY())
         with self.client.post(
             self.path, data=body, headers=headers, name=REQUEST_NAME, catch_response=True
         ) as response:
@@ -178,7 +181,7 @@ class ReferenceServiceUser(FastHttpUser):
 
     @task
     def predict(self) -> None:
-        payload = json.dumps({"text": random.choice(TEXTS)})
+        payload = json.dumps({"text": TEXTS[PICK()]})
         with self.client.post(
             "/predict",
             data=payload,

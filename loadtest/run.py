@@ -178,6 +178,12 @@ class LoadtestConfig:
         "default: users send back to back",
     )
     scenario: str = option("snippets", "", choices=SCENARIOS)
+    repeat_zipf: float = option(
+        0.0,
+        "draw texts with Zipf-like repeats, the text of rank k with probability "
+        "proportional to 1/k^S (1.0: a few texts repeat often, as real traffic does); "
+        "0: uniform",
+    )
     texts: Path | None = option(
         None,
         "texts file (runs/<run>/splits/test.jsonl, .csv with a text column, or .txt); "
@@ -213,6 +219,8 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadtestConfig:
         parser.error(f"--client {cfg.client} speaks {', '.join(protocols)} only")
     if cfg.users < 1:
         parser.error("--users must be >= 1")
+    if cfg.repeat_zipf < 0:
+        parser.error("--repeat-zipf must be >= 0 (0: uniform draws)")
     return cfg
 
 
@@ -227,6 +235,8 @@ def run_env(cfg: LoadtestConfig) -> dict[str, str]:
         env["BERTH_TEXTS"] = str(Path(cfg.texts).resolve())
     if cfg.pace_rps:
         env["BERTH_USER_RPS"] = str(cfg.pace_rps / cfg.users)
+    if cfg.repeat_zipf:
+        env["BERTH_ZIPF"] = str(cfg.repeat_zipf)
     return env
 
 

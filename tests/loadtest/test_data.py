@@ -93,3 +93,32 @@ def test_reviews_are_the_rotten_tomatoes_corpus_of_the_registry(reviews):
     assert rotten_tomatoes_path() == rotten_tomatoes_file()
     corpus = {row["text"] for _, row in CORPORA["rotten_tomatoes"].rows().rows}
     assert {text for _, text in reviews} == corpus  # the same reviews, duplicates aside
+
+
+def test_text_picker_draws_uniformly_or_with_zipf_like_repeats():
+    import random
+    from collections import Counter
+
+    from loadtest.data import TextPicker
+
+    uniform = TextPicker(100, rng=random.Random(0))
+    counts = Counter(uniform() for _ in range(20_000))
+    assert set(counts) == set(range(100)) and max(counts.values()) < 2 * 200
+    zipf = TextPicker(100, 1.0, rng=random.Random(0))
+    draws = [zipf() for _ in range(20_000)]
+    counts = Counter(draws)
+    harmonic = sum(1 / k for k in range(1, 101))
+    assert abs(counts[0] / 20_000 - 1 / harmonic) < 0.01  # rank 1: 1/H_100 = 19.3 %
+    assert counts[0] > counts[1] > counts[9] and all(0 <= d < 100 for d in draws)
+    # the expected share of repeats matches a drawn stream's
+    stream = draws[:2_000]
+    seen: set[int] = set()
+    repeats = 0
+    for d in stream:
+        repeats += d in seen
+        seen.add(d)
+    assert abs(zipf.repeat_share(2_000) - repeats / 2_000) < 0.02
+    assert zipf.repeat_share(2_000) > uniform.repeat_share(2_000) > 0.9  # 100 texts only
+    assert TextPicker(1_000_000).repeat_share(100) < 0.001
+    with pytest.raises(ValueError):
+        TextPicker(10, -1.0)
