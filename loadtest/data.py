@@ -150,7 +150,8 @@ class TextPicker:
         self.count = count
         self.rng = rng or random.Random()
         weights = [1.0 / k**zipf for k in range(1, count + 1)] if zipf > 0 else None
-        self.probabilities = [w / sum(weights) for w in weights] if weights else None
+        total = sum(weights) if weights else 0.0
+        self.probabilities = [w / total for w in weights] if weights else None
         self.cumulative = list(itertools.accumulate(weights)) if weights else None
 
     def __call__(self) -> int:

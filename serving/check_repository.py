@@ -30,6 +30,7 @@ from berth_args import option, parse_config
 from berth_core.errors import EXIT_FAILED, EXIT_OK, InputError, run_command
 from berth_core.names import CONFIG_FILE
 from serving import conformance
+from serving.served_models import config_text
 
 # ModelConfigToJson (core model_config_utils.cc) prints these 64-bit fields as numbers.
 INT64_FIELDS = frozenset(
@@ -75,12 +76,10 @@ def config_dict(text: str) -> dict:
 def model_configs(repository: Path, config_name: str | None) -> dict[str, dict]:
     """Each model's configuration as Triton picks it: `configs/<config_name>.pbtxt` where
     the model has one, else its `config.pbtxt`."""
-    configs = {}
-    for model in sorted(p for p in repository.iterdir() if (p / CONFIG_FILE).is_file()):
-        custom = model / "configs" / f"{config_name}.pbtxt" if config_name else None
-        path = custom if custom is not None and custom.is_file() else model / CONFIG_FILE
-        configs[model.name] = config_dict(path.read_text())
-    return configs
+    return {
+        model.name: config_dict(config_text(model, config_name))
+        for model in sorted(p for p in repository.iterdir() if (p / CONFIG_FILE).is_file())
+    }
 
 
 def latest_version(model: Path) -> Path | None:

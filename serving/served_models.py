@@ -16,7 +16,9 @@ from pathlib import Path
 from berth_core.names import CONFIG_FILE, classifier_model_pattern
 
 
-def _config_text(model_dir: Path, config_name: str | None) -> str | None:
+def config_text(model_dir: Path, config_name: str | None) -> str | None:
+    """The configuration Triton loads for `model_dir`: `configs/<config_name>.pbtxt`
+    where the model has one, else its `config.pbtxt` (None when it has neither)."""
     custom = model_dir / "configs" / f"{config_name}.pbtxt" if config_name else None
     path = custom if custom is not None and custom.is_file() else model_dir / CONFIG_FILE
     return path.read_text() if path.is_file() else None
@@ -38,7 +40,7 @@ def unused_variants(repository: Path, config_name: str | None = None) -> set[str
     models = {p.name: p for p in repository.iterdir() if (p / CONFIG_FILE).is_file()}
     unused: set[str] = set()
     for name, path in models.items():
-        text = _config_text(path, config_name)
+        text = config_text(path, config_name)
         members = ensemble_members(text) if text else None
         if members is None:
             continue
@@ -47,7 +49,7 @@ def unused_variants(repository: Path, config_name: str | None = None) -> set[str
     referenced = {
         m
         for path in models.values()
-        for m in ensemble_members(_config_text(path, config_name) or "") or []
+        for m in ensemble_members(config_text(path, config_name) or "") or []
     }
     return unused - referenced
 

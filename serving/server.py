@@ -57,7 +57,7 @@ from pathlib import Path
 
 import berth_core
 from berth_core.errors import ServingError
-from berth_core.names import PIP_CONFIG_NAME
+from berth_core.names import PIP_CONFIG_NAME, STRICT_RUNNER_ENV
 from serving.liveness import dead_stubs
 from serving.served_models import served_view
 
@@ -65,8 +65,6 @@ log = logging.getLogger(__name__)
 
 BERTH_BACKEND_SOURCE = Path(__file__).resolve().parent / "onnx_runner" / "model.py"
 CONFORMANCE_SOURCE = Path(__file__).resolve().parent / "conformance"
-# serving/onnx_runner/model.py reads it: refuse what the native backend refuses.
-STRICT_ENV = "BERTH_RUNNER_STRICT"
 
 
 class TritonServerError(ServingError):
@@ -360,7 +358,7 @@ class TritonServer:
         assert self._backend_dir is not None
         env = server_env()
         if self.container_configs:  # the runner refuses what the native backend refuses
-            env[STRICT_ENV] = "1"
+            env[STRICT_RUNNER_ENV] = "1"
         process = subprocess.Popen(
             self.command(self._backend_dir),
             env=env,

@@ -43,6 +43,9 @@ GPU_CONFIG_NAME = "gpu"
 GPU_CONFIG_FILE = f"configs/{GPU_CONFIG_NAME}.pbtxt"
 PIP_CONFIG_NAME = "pip"
 PIP_CONFIG_FILE = f"configs/{PIP_CONFIG_NAME}.pbtxt"
+# Set to "1" in the server's environment (`python -m serving --container-configs`): the
+# Python onnxruntime runner then refuses what the native backend refuses.
+STRICT_RUNNER_ENV = "BERTH_RUNNER_STRICT"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 # Next to a classifier's graph in its version directory: the session settings export

@@ -75,8 +75,8 @@ try:  # only inside the Triton Python backend stub
 except ImportError:  # unit tests inject a stand-in
     pb_utils = None
 
-# berth's runtime contract: installed in the source tree; in a published version, the
-# copy export puts next to this file (the stub has the version directory on sys.path).
+# berth's runtime contract: installed in the source tree; under Triton, the copy
+# serving.server puts next to this file in the backend directory.
 from berth_core import encoding
 from berth_core import names as contracts
 
@@ -96,7 +96,7 @@ TRITON_TO_NUMPY = {
 class WindowAggregation:
     """Window rows → text rows for one request's outputs (see the module docstring)."""
 
-    def __init__(self, directory: Path, config: dict) -> None:
+    def __init__(self, config: dict) -> None:
         self.method = contracts.parameter(config, "aggregation", "mean")
         if self.method not in encoding.AGGREGATIONS:
             raise ValueError(f"aggregation {self.method!r}: one of {encoding.AGGREGATIONS}")
@@ -284,10 +284,6 @@ def run_batched(
     return results
 
 
-# Set by serving.server for --container-configs: refuse what the native backend refuses.
-STRICT_ENV = "BERTH_RUNNER_STRICT"
-
-
 def conformance_rules():
     """The native backend's load-time rules: the copy next to this file in a backend
     directory, else the source tree's (unit tests)."""
@@ -307,7 +303,8 @@ def refuse_as_native(config: dict, session, path: Path, version_dir: Path) -> No
     if violations:
         raise ValueError(
             f"{path}: the native onnxruntime backend refuses this configuration "
-            f"(berth's runner is strict, {STRICT_ENV}=1):\n{rules.refusal(violations)}"
+            f"(berth's runner is strict, {contracts.STRICT_RUNNER_ENV}=1):\n"
+            + rules.refusal(violations)
         )
 
 
@@ -323,8 +320,7 @@ class TritonPythonModel:
         ]
         self.windows = None
         if any(spec["name"] == contracts.WINDOWS for spec in self.config["input"]):
-            directory = Path(args["model_repository"]) / str(args.get("model_version", ""))
-            self.windows = WindowAggregation(directory, self.config)
+            self.windows = WindowAggregation(self.config)
         self.outputs = [
             (spec["name"], TRITON_TO_NUMPY[spec["data_type"]]) for spec in self.config["output"]
         ]
@@ -335,7 +331,7 @@ class TritonPythonModel:
             providers=["CPUExecutionProvider"],
             disabled_optimizers=disabled_optimizers(self.config, path.parent),
         )
-        if os.environ.get(STRICT_ENV) == "1":
+        if os.environ.get(contracts.STRICT_RUNNER_ENV) == "1":
             version_dir = Path(args["model_repository"]) / str(args.get("model_version", ""))
             refuse_as_native(self.config, self.session, path, version_dir)
         graph_inputs = {i.name for i in self.session.get_inputs()}
