@@ -4,10 +4,13 @@
     python -m serving --model-repository model_repository --http-port 8000 --grpc-port 8001 \
         --metrics-port 8002 --host 127.0.0.1
     python -m serving --container-configs --model-repository model_repository
+    python -m serving --sample-texts samples/texts.jsonl --sample-rate 0.05
 
 By default each model's configs/pip.pbtxt is served (berth's Python onnxruntime runner
 batches ragged requests); --container-configs serves the default config.pbtxt files as
 the stock NVIDIA container does, the runner refusing what the native backend refuses.
+--sample-texts (opt-in) keeps a random share of the served texts, texts only, for the
+next student (`python -m training distill --unlabelled-file`; berth_core.traffic_sample).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth_args import build_parser, option
-from berth_core.errors import report
+from berth_core import traffic_sample
+from berth_core.errors import InputError, report
 from serving.server import TritonServer, TritonServerError
 
 
@@ -80,6 +84,27 @@ class ServeConfig:
         "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
         "mode always loads the whole repository)",
     )
+    sample_texts: Path | None = option(
+        None,
+        "opt-in: append a random share of the texts the tokenizer receives to this JSON "
+        "Lines file (*.jsonl, created 0600), the transfer text for `python -m training "
+        "distill --unlabelled-file`; texts only (no labels, times, addresses or request "
+        "ids), each text once; the container: docker run -e BERTH_SAMPLE_TEXTS=PATH",
+        "text sample",
+        metavar="FILE",
+    )
+    sample_rate: float = option(
+        traffic_sample.DEFAULT_RATE,
+        "with --sample-texts: the share of texts sampled (BERTH_SAMPLE_RATE)",
+        "text sample",
+    )
+    sample_max_texts: int = option(
+        traffic_sample.DEFAULT_MAX_TEXTS,
+        "with --sample-texts: stop writing at this many texts in the file, never rotated "
+        f"(BERTH_SAMPLE_MAX_TEXTS; also at BERTH_SAMPLE_MAX_BYTES, default "
+        f"{traffic_sample.DEFAULT_MAX_BYTES // 2**20} MiB)",
+        "text sample",
+    )
 
 
 DESCRIPTION = (
@@ -96,7 +121,22 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         parser.error("--repository-poll-secs must be >= 1")
     if cfg.cache_size < 0:
         parser.error("--cache-size must be >= 0 bytes")
+    try:
+        sample_config(cfg)
+    except InputError as exc:
+        parser.error(str(exc))
     return cfg
+
+
+def sample_config(cfg: ServeConfig) -> traffic_sample.SampleConfig | None:
+    """The tokenizer's text sample `cfg` asks for (None: off), its path checked."""
+    if cfg.sample_texts is None:
+        return None
+    sample = traffic_sample.SampleConfig(
+        str(cfg.sample_texts), cfg.sample_rate, cfg.sample_max_texts
+    )
+    sample.check_path()
+    return sample
 
 
 def start_server(cfg: ServeConfig) -> TritonServer:
@@ -119,6 +159,7 @@ def start_server(cfg: ServeConfig) -> TritonServer:
         ),
         watchdog=cfg.watchdog,
         load_unused_variants=cfg.load_unused_variants,
+        sample=sample_config(cfg),
     )
 
 

@@ -58,6 +58,7 @@ from pathlib import Path
 import berth_core
 from berth_core.errors import ServingError
 from berth_core.names import PIP_CONFIG_NAME, STRICT_RUNNER_ENV
+from berth_core.traffic_sample import SampleConfig
 from serving.liveness import dead_stubs
 from serving.served_models import served_view
 
@@ -203,6 +204,8 @@ class TritonServer:
     died, which Triton 24.10 does not repair itself (`StubWatchdog`). Classifier
     variants that no ensemble uses are not loaded unless `load_unused_variants=True`
     (`serving.served_models`; poll mode always loads the whole repository).
+    `sample` turns on the tokenizer's opt-in text sample (`berth_core.traffic_sample`),
+    its settings passed to the stub processes in their environment.
     """
 
     def __init__(
@@ -227,6 +230,7 @@ class TritonServer:
         watchdog: bool = False,
         watchdog_interval: float = 1.0,
         load_unused_variants: bool = False,
+        sample: SampleConfig | None = None,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
@@ -270,6 +274,7 @@ class TritonServer:
         self._watchdog: StubWatchdog | None = None
         self.restarts = 0  # by restart(), i.e. by the watchdog
         self.load_unused_variants = load_unused_variants
+        self.sample = sample
         self._view: tempfile.TemporaryDirectory | None = None
 
     # -- addresses -------------------------------------------------------------------
@@ -359,6 +364,8 @@ class TritonServer:
         env = server_env()
         if self.container_configs:  # the runner refuses what the native backend refuses
             env[STRICT_RUNNER_ENV] = "1"
+        if self.sample is not None:  # the tokenizer's stubs read it (traffic_sample)
+            env.update(self.sample.environment())
         process = subprocess.Popen(
             self.command(self._backend_dir),
             env=env,

@@ -25,6 +25,7 @@ from training.sources import (
     Source,
     SourceTexts,
     corpus_listing,
+    file_format,
     offline_corpora,
     resolve,
 )
@@ -532,6 +533,22 @@ def carve_missing(splits: dict[str, Split], spec, seed: int, multi: bool) -> dic
     return carved
 
 
+def texts_column(source: Source, raw: RawRows, column: str, any_column: bool) -> str:
+    """The column of `raw` that holds the texts: `column`, or with `any_column` a table's
+    first column when it has no `column`; never a JSON file's, whose records name their
+    fields (its first could be an id: a line without the field is an error)."""
+    if not raw.rows:
+        raise DataError(
+            f"{raw.source}: no texts in it (the file is empty); write one text per line "
+            '(.txt) or one {"text": "..."} object per line (.jsonl), or leave the file out '
+            "(a text sample is empty until sampled traffic has been served)"
+        )
+    keyed = source.kind == "file" and file_format(Path(source.name)) in ("json", "jsonl")
+    if any_column and column not in raw.columns and not keyed:
+        return raw.columns[0]
+    return column
+
+
 def source_texts(source: Source, text_column: str, any_column: bool = False) -> SourceTexts:
     """A source's texts, labels dropped (masked-LM pretraining, distillation): every table
     it has, a Hub dataset's every split. `any_column`: a table without `text_column`
@@ -540,8 +557,7 @@ def source_texts(source: Source, text_column: str, any_column: bool = False) -> 
     tables = source.tables()
     texts = []
     for raw in tables:
-        use = raw.columns[0] if any_column and column not in raw.columns else column
-        texts.extend(raw_to_split(raw, use, None).texts)
+        texts.extend(raw_to_split(raw, texts_column(source, raw, column, any_column), None).texts)
     # a corpus is named by the file it was read from, as its rows' origins are
     return SourceTexts(tables[0].source if source.kind == "corpus" else source.name, texts)
 

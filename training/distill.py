@@ -139,8 +139,9 @@ class DistillConfig(TrainConfig):
     )
     unlabelled_file: list[str] | None = option(
         None,
-        "files of unlabelled text (.txt one per line, or any data file with "
-        "--text-column) that the teacher labels for the student",
+        'files of unlabelled text (.txt one per line; .jsonl one {"text": ...} per line, '
+        "as `python -m serving --sample-texts` and berth-client sample served texts; or "
+        "any data file with --text-column) that the teacher labels for the student",
     )
     offline_unlabelled: bool = option(
         True,

@@ -71,13 +71,40 @@ def package_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def _open_text(path: Path):
+def _open_bytes(path: Path):
     suffixes = path.suffixes
     if suffixes and suffixes[-1] == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
+        return gzip.open(path)
     if suffixes and suffixes[-1] == ".bz2":
-        return io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return bz2.open(path)
+    return open(path, "rb")
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _read_text(path: Path) -> str:
+    """A text file's content (line ends untouched), refusing binary data and text that is
+    not UTF-8 at the line where it starts: decoding would fail with a bare traceback,
+    and NUL bytes would pass as text."""
+    with _open_bytes(path) as f:
+        data = f.read()
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise DataError(
+            f"{path} line {_line_at(data, nul)}: a NUL byte, so binary data (or UTF-16/32 "
+            "text) where UTF-8 text was expected; check the path, or save the file as "
+            "UTF-8 text"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} line {_line_at(data, exc.start)}: not UTF-8 text (byte "
+            f"0x{data[exc.start]:02x}); re-encode the file as UTF-8, e.g. `iconv -f "
+            "latin1 -t utf-8 FILE > FILE.utf8` for Latin-1"
+        ) from None
 
 
 def file_format(path: Path) -> str:
@@ -120,8 +147,7 @@ def read_rows(path: str | Path) -> RawRows:
         rows = [(f"{path} row {i}", r) for i, r in enumerate(table.to_pylist(), 1)]
         return RawRows(str(path), list(table.column_names), rows)
     if fmt == "text":
-        with _open_text(path) as f:
-            lines = f.read().splitlines()
+        lines = _read_text(path).splitlines()
         rows = [(f"{path} line {i}", {"text": line}) for i, line in enumerate(lines, 1)]
         return RawRows(str(path), ["text"], [r for r in rows if r[1]["text"].strip()])
     return _read_json(path, fmt)
@@ -129,7 +155,7 @@ def read_rows(path: str | Path) -> RawRows:
 
 def _read_delimited(path: Path, delimiter: str) -> RawRows:
     kind = "CSV" if delimiter == "," else "TSV"
-    with _open_text(path) as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
@@ -168,8 +194,7 @@ def _read_delimited(path: Path, delimiter: str) -> RawRows:
 
 
 def _read_json(path: Path, fmt: str) -> RawRows:
-    with _open_text(path) as f:
-        content = f.read()
+    content = _read_text(path)
     if fmt == "json" and content.lstrip().startswith("["):
         try:
             records = json.loads(content)

@@ -3,10 +3,13 @@
     berth-client predict --url localhost:8000 --model sentiment "a gripping film" "dull"
     echo "a gripping film" | berth-client predict --model sentiment -
     berth-client health --url localhost:8000 --model sentiment
+    berth-client predict --model sentiment --sample-texts texts.jsonl - < reviews.txt
 
 `predict` prints one JSON object per text (JSON lines): {"text", "label", ...}.
 `health` prints one JSON object and exits 0 only when the server is live and ready
-and the model is ready (1 otherwise).
+and the model is ready (1 otherwise). `--sample-texts FILE` (opt-in) appends a random
+share of the texts sent to FILE, texts only, for `python -m training distill
+--unlabelled-file` (berth_core.traffic_sample).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from berth_client.client import PROTOCOLS, Classifier
 from berth_client.errors import BerthError
 from berth_core.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK
+from berth_core.traffic_sample import DEFAULT_MAX_TEXTS, DEFAULT_RATE
 
 
 def _add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,30 @@ def _add_connection_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sample_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("text sample (opt-in)")
+    group.add_argument(
+        "--sample-texts",
+        metavar="FILE",
+        default=None,
+        help="append a random share of the texts sent to this JSON Lines file (*.jsonl, "
+        "created 0600): texts only, each once, for `python -m training distill "
+        "--unlabelled-file`",
+    )
+    group.add_argument(
+        "--sample-rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"the share of texts sampled (default {DEFAULT_RATE})",
+    )
+    group.add_argument(
+        "--sample-max-texts",
+        type=int,
+        default=DEFAULT_MAX_TEXTS,
+        help=f"stop writing at this many texts in the file (default {DEFAULT_MAX_TEXTS})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="berth-client", description="Classify texts with a berth model served by Triton."
@@ -54,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="texts to classify; '-' reads one text per line from standard input",
     )
+    _add_sample_args(predict)
     health = sub.add_parser(
         "health",
         help="server live/ready and model ready; non-zero exit when not ready",
@@ -81,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             protocol=args.protocol,
             timeout=args.timeout,
             retries=args.retries,
+            sample_file=getattr(args, "sample_texts", None),
+            sample_rate=getattr(args, "sample_rate", DEFAULT_RATE),
+            sample_max_texts=getattr(args, "sample_max_texts", DEFAULT_MAX_TEXTS),
         ) as classifier:
             if args.command == "health":
                 status = classifier.health()

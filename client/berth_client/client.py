@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
@@ -18,6 +19,7 @@ from berth_client.model import (
     validate_texts,
 )
 from berth_client.retry import RetryPolicy, acall_with_retry, call_with_retry
+from berth_core.traffic_sample import DEFAULT_MAX_TEXTS, DEFAULT_RATE, SampleConfig, TextSample
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
@@ -84,6 +86,15 @@ def _not_found(model: str, url: str, index: list[dict] | None, detail: str) -> M
     )
 
 
+def _sample(path: str | os.PathLike | None, rate: float, max_texts: int) -> TextSample | None:
+    """The client's text sample (None: off); a bad setting or path raises `InputError`."""
+    if path is None:
+        return None
+    config = SampleConfig(os.fspath(path), rate, max_texts)
+    config.check_path()
+    return TextSample(config)
+
+
 def _index_entries(index: Any) -> list[dict]:
     if isinstance(index, dict):  # gRPC as_json
         return list(index.get("models", []))
@@ -92,7 +103,13 @@ def _index_entries(index: Any) -> list[dict]:
 
 class _Base:
     """What both clients take: the server, the model and how calls are bounded and
-    retried (`Classifier` and `AsyncClassifier` add their own concurrency option)."""
+    retried (`Classifier` and `AsyncClassifier` add their own concurrency option).
+
+    `sample_file` (opt-in, off by default) appends a random share `sample_rate` of the
+    texts classified to that JSON Lines file, at most `sample_max_texts` of them, each
+    once and nothing but the text: the next student's `python -m training distill
+    --unlabelled-file` (`berth_core.traffic_sample`; a writing error stops the sample,
+    never a call)."""
 
     def __init__(
         self,
@@ -105,6 +122,9 @@ class _Base:
         backoff: float = 0.05,
         max_backoff: float = 2.0,
         model_version: str = "",
+        sample_file: str | os.PathLike | None = None,
+        sample_rate: float = DEFAULT_RATE,
+        sample_max_texts: int = DEFAULT_MAX_TEXTS,
     ) -> None:
         self.protocol = protocol.lower()
         self.url = normalize_url(url, self.protocol)
@@ -117,11 +137,17 @@ class _Base:
         self.timeout = float(timeout)
         self.retry_policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff)
         self._info: ModelInfo | None = None
+        self.sample = _sample(sample_file, sample_rate, sample_max_texts)
         if self.protocol == "http":
             import tritonclient.http as tc
         else:
             import tritonclient.grpc as tc
         self._tc = tc
+
+    def _record(self, texts: Sequence[str]) -> None:
+        """Offer the texts the server has just classified to the sample (if any)."""
+        if self.sample is not None:
+            self.sample.offer(texts)
 
     def _translate(self, exc: BaseException) -> BerthError:
         return translate(exc, url=f"{self.protocol}://{self.url}", model=self.model)
@@ -276,6 +302,7 @@ class Classifier(_Base):
         if not items:
             return np.zeros((0, len(info.labels)), dtype=np.float32)
         parts = [self._infer_chunk(chunk, info) for chunk in chunks(items, info.chunk_size)]
+        self._record(items)
         return np.concatenate(parts)
 
     def _infer_chunk(self, texts: Sequence[str], info: ModelInfo) -> np.ndarray:
@@ -410,6 +437,7 @@ class AsyncClassifier(_Base):
                 return await self._infer_chunk(chunk, info)
 
         parts = await asyncio.gather(*(run(c) for c in chunks(items, info.chunk_size)))
+        self._record(items)
         return np.concatenate(parts)
 
     async def _infer_chunk(self, texts: Sequence[str], info: ModelInfo) -> np.ndarray:

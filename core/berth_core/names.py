@@ -52,6 +52,13 @@ TOKENIZER_FILE = "tokenizer.json"
 # measured for that graph on the exporting machine ({"disabled_optimizers": [...]}).
 # Machine-dependent, so never in a (committed) config.pbtxt.
 SESSION_FILE = "session.json"
+# An opt-in sample of the texts the tokenizer receives (berth_core.traffic_sample), for
+# the next student's `distill --unlabelled-file`: set in the server's environment (so in
+# its stub processes) by `python -m serving --sample-texts`, or by `docker run -e`.
+SAMPLE_TEXTS_ENV = "BERTH_SAMPLE_TEXTS"
+SAMPLE_RATE_ENV = "BERTH_SAMPLE_RATE"
+SAMPLE_MAX_TEXTS_ENV = "BERTH_SAMPLE_MAX_TEXTS"
+SAMPLE_MAX_BYTES_ENV = "BERTH_SAMPLE_MAX_BYTES"
 
 
 def tokenizer_model_name(name: str) -> str:

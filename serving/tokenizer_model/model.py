@@ -33,6 +33,12 @@ valid UTF-8 fails that request alone with an INVALID_ARG error (HTTP 400 / gRPC
 INVALID_ARGUMENT) that names the row, the limit and the fix; the other requests of the
 same dynamic batch are answered normally. Empty and whitespace-only texts are valid: they
 encode to `[CLS] [SEP]` and are classified like any other text.
+
+Text sample (opt-in, off by default): with `BERTH_SAMPLE_TEXTS` set in the server's
+environment (`python -m serving --sample-texts`, `docker run -e`), each instance appends
+a random share of the valid texts it receives to that JSON Lines file, for `python -m
+training distill --unlabelled-file` (`berth_core.traffic_sample`: texts only, capped,
+each once; a writing error is logged and never fails a request).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ except ImportError:  # unit tests inject a stand-in
 
 # berth's runtime contract: installed in the source tree; in a published version, the
 # copy export puts next to this file (the stub has the version directory on sys.path).
-from berth_core import encoding
+from berth_core import encoding, traffic_sample
 from berth_core import names as contracts
 from berth_core.errors import InputError
 
@@ -201,6 +207,7 @@ class TritonPythonModel:
         self.max_text_bytes = int(
             contracts.parameter(config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES))
         )
+        self.sample = traffic_sample.from_environment()  # None: sampling is off
 
     def _error(self, message: str):
         """A failed response for one request (INVALID_ARG → HTTP 400 / INVALID_ARGUMENT)."""
@@ -240,6 +247,8 @@ class TritonPythonModel:
                     ]
                 )
             )
+        if self.sample is not None:
+            self.sample.offer(text for batch in valid for text in batch)
         return responses
 
     def finalize(self) -> None:

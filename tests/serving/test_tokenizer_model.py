@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 import berth_core
 from berth_core.encoding import encode, load_tokenizer, pad, pad_token_id
+from berth_core.names import (
+    SAMPLE_MAX_BYTES_ENV,
+    SAMPLE_MAX_TEXTS_ENV,
+    SAMPLE_RATE_ENV,
+    SAMPLE_TEXTS_ENV,
+)
 from serving.tokenizer_model import model as tokenizer_model
 from tests.serving import fake_pb_utils
 
@@ -140,3 +147,77 @@ def test_window_mode_end_to_end_in_process(version_dir, triton_model):
     outputs = response.output_tensors
     assert outputs["input_ids"].shape == (3, 32)
     assert outputs["windows"].tolist() == [[0, 3], [1, 30], [1, 20]]
+
+
+# --------------------------------------------------------------------------- text sample
+
+SAMPLE_VARIABLES = (SAMPLE_TEXTS_ENV, SAMPLE_RATE_ENV, SAMPLE_MAX_TEXTS_ENV, SAMPLE_MAX_BYTES_ENV)
+
+
+def _requests(*texts: bytes):
+    return [fake_pb_utils.InferenceRequest(TEXT=np.array([[t]], dtype=object)) for t in texts]
+
+
+def test_the_served_tokenizer_samples_nothing_unless_asked(
+    version_dir, triton_model, tmp_path, monkeypatch
+):
+    for name in SAMPLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    model = triton_model(tokenizer_model, version_dir, max_length="32")
+    model.execute(_requests(b"a gripping film", b"dull"))
+    assert model.sample is None and sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_served_tokenizer_samples_the_valid_texts_it_receives(
+    version_dir, triton_model, tmp_path, monkeypatch
+):
+    path = tmp_path / "samples" / "texts.jsonl"
+    path.parent.mkdir()
+    monkeypatch.setenv(SAMPLE_TEXTS_ENV, str(path))
+    monkeypatch.setenv(SAMPLE_RATE_ENV, "1")
+    model = triton_model(tokenizer_model, version_dir, max_length="32", max_text_bytes="40")
+    text = "Ünïcödé review,\non two lines"
+    responses = model.execute(_requests(b"a film", b"x" * 41, text.encode(), b"a film"))
+    assert [r.error is None for r in responses] == [True, False, True, True]
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert written == [{"text": "a film"}, {"text": text}]  # refused and repeated texts: not
+
+
+def test_a_sample_that_cannot_be_written_never_fails_a_request(
+    version_dir, triton_model, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(SAMPLE_TEXTS_ENV, str(tmp_path / "gone" / "texts.jsonl"))
+    monkeypatch.setenv(SAMPLE_RATE_ENV, "1")
+    model = triton_model(tokenizer_model, version_dir, max_length="32")
+    responses = model.execute(_requests(b"a film", b"another"))
+    assert all(r.error is None and r.output_tensors["input_ids"].size for r in responses)
+    assert "cannot write" in model.sample.stopped
+
+
+def test_serve_passes_the_sample_settings_to_the_stubs(tmp_path, monkeypatch):
+    """`python -m serving --sample-texts` puts the settings in the server's environment,
+    which the tokenizer's stub processes inherit (as `docker run -e` does)."""
+    import serving.server as server_module
+    from serving.__main__ import parse_args, start_server
+
+    class Started(Exception):
+        pass
+
+    def popen(command, env, **options):
+        raise Started(env)
+
+    for name in SAMPLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(server_module.subprocess, "Popen", popen)
+    environments = []
+    for flags in ([], ["--sample-texts", str(tmp_path / "texts.jsonl"), "--sample-rate", "0.5"]):
+        server = start_server(parse_args(["--model-repository", str(tmp_path), *flags]))
+        server._backend_dir = tmp_path
+        with pytest.raises(Started) as started:
+            server._start_process()
+        environments.append(started.value.args[0])
+    assert not set(SAMPLE_VARIABLES) & set(environments[0])
+    assert environments[1][SAMPLE_TEXTS_ENV] == str(tmp_path / "texts.jsonl")
+    assert environments[1][SAMPLE_RATE_ENV] == "0.5"

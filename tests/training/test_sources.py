@@ -166,6 +166,45 @@ def test_files_serve_every_reader(tmp_path):
     assert load_probe(str(table), "review", "label", None, 0).labels is None  # no such column
 
 
+def test_a_text_sample_is_the_transfer_text_distill_reads(tmp_path):
+    """What berth-client and the served tokenizer sample, `distill --unlabelled-file`
+    reads back text for text: newlines, non-ASCII and U+2028 included."""
+    from berth_core.traffic_sample import SampleConfig, TextSample
+
+    path = tmp_path / "texts.jsonl"
+    texts = ["a gripping film", "two\nlines", "naïve café ✓ 🎬", "split\u2028here"]
+    TextSample(SampleConfig(str(path), rate=1.0)).offer([*texts, "a gripping film"])
+    config = DistillConfig(unlabelled_file=[str(path)], offline_unlabelled=False)
+    assert unlabelled_texts(config, None) == [(str(path), texts)]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", r"texts\.jsonl: no texts in it \(the file is empty\)"),
+        (b"\n  \n", r"no texts in it"),
+        (b'{"text": "fine"}\n\x00\x01\x02', r"texts\.jsonl line 2: a NUL byte, so binary data"),
+        ('{"text": "fine"}\n{"text": "café"}\n'.encode("latin-1"), r"line 2: not UTF-8 text"),
+        (b'{"text": "fine"}\n{"body": "no text"}\n', r"line 2: no 'text' field"),
+        (b'{"review": "a"}\n{"review": "b"}\n', r"no column 'text'.*--text-column"),
+        (b'{"text": "fine"}\n["not an object"]\n', r"line 2: expected a JSON object"),
+    ],
+    ids=["empty", "blank", "binary", "latin-1", "no-text-field", "other-field", "not-object"],
+)
+def test_a_bad_unlabelled_file_says_what_is_wrong_and_where(tmp_path, content, message):
+    path = tmp_path / "texts.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        unlabelled_texts(DistillConfig(unlabelled_file=[str(path)]), None)
+
+
+def test_a_text_file_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_bytes("fine\nalso fine\ncafé\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"texts\.txt line 3: not UTF-8 text \(byte 0xe9\)"):
+        unlabelled_texts(DistillConfig(unlabelled_file=[str(path)]), None)
+
+
 def test_the_packaged_corpora_resolve_by_name():
     rows = offline_rows("bbc_news").rows
     probe = load_probe("bbc_news", "ignored", "ignored", 4, 0)
