@@ -136,7 +136,26 @@ def sample_config(cfg: ServeConfig) -> traffic_sample.SampleConfig | None:
         str(cfg.sample_texts), cfg.sample_rate, cfg.sample_max_texts
     )
     sample.check_path()
+    old = tokenizers_without_sampling(cfg.model_repository)
+    if old:
+        raise InputError(
+            f"--sample-texts: {', '.join(old)} in {cfg.model_repository} was published "
+            "before berth could sample texts and would write nothing; publish it again "
+            "(python -m export)"
+        )
     return sample
+
+
+def tokenizers_without_sampling(repository: Path) -> list[str]:
+    """The tokenizers whose served (latest) version lacks the sampler: export copies
+    model.py and berth_core into each version, so an older one never samples."""
+    old = []
+    for model in sorted(Path(repository).glob("*_tokenizer")):
+        versions = [d for d in model.iterdir() if d.is_dir() and d.name.isdigit()]
+        latest = max(versions, key=lambda d: int(d.name), default=None)
+        if latest and not (latest / "berth_core" / "traffic_sample.py").is_file():
+            old.append(f"{model.name}/{latest.name}")
+    return old
 
 
 def start_server(cfg: ServeConfig) -> TritonServer:

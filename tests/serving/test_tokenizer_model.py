@@ -221,3 +221,19 @@ def test_serve_passes_the_sample_settings_to_the_stubs(tmp_path, monkeypatch):
     assert not set(SAMPLE_VARIABLES) & set(environments[0])
     assert environments[1][SAMPLE_TEXTS_ENV] == str(tmp_path / "texts.jsonl")
     assert environments[1][SAMPLE_RATE_ENV] == "0.5"
+
+
+def test_serve_refuses_to_sample_with_a_tokenizer_published_before_sampling(tmp_path):
+    """The served model.py is the copy export put in the version directory: an older one
+    would sample nothing, silently."""
+    from serving.__main__ import parse_args
+
+    for version, copy in (("1", False), ("2", True)):
+        (tmp_path / "news_tokenizer" / version / "berth_core").mkdir(parents=True)
+        if copy:
+            berth_core.copy_to(tmp_path / "news_tokenizer" / version)
+    flags = ["--model-repository", str(tmp_path), "--sample-texts", str(tmp_path / "t.jsonl")]
+    assert parse_args(flags).sample_texts == tmp_path / "t.jsonl"  # version 2 is served
+    (tmp_path / "news_tokenizer" / "10").mkdir()
+    with pytest.raises(SystemExit):
+        parse_args(flags)
