@@ -34,6 +34,14 @@ SERVING_FLAGS: dict[str, dict] = {
         "serving",
         flag="--no-ragged",
     ),
+    "container_ragged": arg(
+        "the default (stock-container) configs batch requests of any length: each CPU "
+        "classifier also gets model_flat.onnx (flat token ids re-padded inside the "
+        "graph, fed with Triton's BATCH_ITEM_SHAPE batch input), the only ragged form "
+        "the native onnxruntime backend takes; --no-container-ragged: padded batches "
+        "of equal shapes",
+        "serving",
+    ),
     "ragged_run_cost_tokens": arg(
         "ragged batching: one onnxruntime run costs as much as this many tokens, when "
         "berth's runner cuts a length-sorted batch into padded sub-batches",

@@ -95,7 +95,8 @@ def to_fp16(src: Path, dst: Path) -> Path:
 
 def to_int8(src: Path, dst: Path, fused: bool) -> Path:
     """onnxruntime dynamic quantization: per-channel QInt8 weights, activations
-    quantized at run time. A fused graph needs `DefaultTensorType` (see DESIGN)."""
+    quantized at run time. A fused graph needs `DefaultTensorType`: without it the
+    quantizer cannot type the fused ops' outputs."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT} if fused else {}

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import berth_core
+from berth_core import encoding
 from berth_core.checkpoint import BerthConfig
-from berth_core.names import SESSION_FILE
+from berth_core.names import FLAT_MODEL_FILE, MODEL_FILE, SESSION_FILE, TOKENIZER_FILE
+from export.flat_graph import add_flat_front
 from export.progress import say
 from export.repository import publish
 from export.triton_config import (
@@ -22,7 +24,7 @@ from export.triton_config import (
     repository_configs,
     tokenizer_model_name,
 )
-from export.variants import Graph
+from export.variants import VARIANTS, Graph
 
 if TYPE_CHECKING:
     from export.config import ExportConfig
@@ -46,11 +48,13 @@ def stage_versions(
     if stage.exists():
         shutil.rmtree(stage)
     versions: dict[str, Path] = {}
+    tokenizer_json = cfg.checkpoint / TOKENIZER_FILE
+    _, pad_id = encoding.load_tokenizer_and_pad(str(tokenizer_json))
     tok = stage / tokenizer_model_name(cfg.name)
     tok.mkdir(parents=True)
     shutil.copy2(TOKENIZER_MODEL_SOURCE, tok / "model.py")
     berth_core.copy_to(tok)
-    shutil.copy2(cfg.checkpoint / "tokenizer.json", tok / "tokenizer.json")
+    shutil.copy2(tokenizer_json, tok / TOKENIZER_FILE)
     versions[tok.name] = tok
     if berth.windowed:
         aggregate = stage / aggregate_model_name(cfg.name)
@@ -61,7 +65,9 @@ def stage_versions(
     for variant, graph in graphs.items():
         model = stage / classifier_model_name(cfg.name, variant)
         model.mkdir(parents=True)
-        shutil.copy2(graph.path, model / "model.onnx")
+        shutil.copy2(graph.path, model / MODEL_FILE)
+        if cfg.serving.container_ragged and VARIANTS[variant].cpu:
+            add_flat_front(graph.path, model / FLAT_MODEL_FILE, pad_id)
         if graph.disabled_optimizers:
             session = {"disabled_optimizers": list(graph.disabled_optimizers)}
             (model / SESSION_FILE).write_text(json.dumps(session) + "\n")

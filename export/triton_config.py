@@ -54,8 +54,10 @@ from berth_core.checkpoint import BerthConfig
 from berth_core.names import (
     ATTENTION_MASK,
     CONFIG_FILE,
+    FLAT_MODEL_FILE,
     GPU_CONFIG_FILE,
     INPUT_IDS,
+    ITEM_SHAPE,
     LOGITS,
     MODEL_FILE,
     ONNX_LOGITS,
@@ -123,6 +125,13 @@ class ServingSettings:
     # takes them only on a flat [-1] graph input, which berth's graph does not have.
     ragged: bool = True
     ragged_run_cost_tokens: int = 16
+    # The default (stock-container) CPU configs: ragged batches in the form the native
+    # onnxruntime backend takes, the classifier behind a flat front end
+    # (export/flat_graph.py, `model_flat.onnx` next to `model.onnx`) fed with Triton's
+    # BATCH_ITEM_SHAPE batch input; the tokenizer then pads each request to its own
+    # length. Off: padded batches of equal shapes (the GPU configs always). On by
+    # default: it carried more requests than padded batches (BENCHMARKS.md).
+    container_ragged: bool = True
     tokenizer_instances: int = 1
     tokenizer_queue_delay_us: int = 1000
     classifier_instances: int = 2
@@ -174,11 +183,12 @@ class TokenizerModel:
     tokenizer_file: str = TOKENIZER_FILE
 
     def config(self) -> mc.ModelConfig:
-        """Pads each batch to one length: the native backend needs equal shapes."""
-        return self._config("batch")
+        """Pads each batch to one length (the native backend batches equal shapes), or
+        each request to its own where the classifiers take flat ragged batches."""
+        return self._config("per_request" if self.settings.container_ragged else "batch")
 
     def gpu_config(self) -> mc.ModelConfig:
-        return self.config()
+        return self._config("batch")
 
     def pip_config(self) -> mc.ModelConfig:
         """Pads each request to its own length when the classifiers take ragged batches."""
@@ -280,7 +290,22 @@ class ClassifierModel:
         instances has only its GPU configuration."""
         if not self.declared.cpu:
             return self.gpu_config()
+        if self.settings.container_ragged:
+            return self._flat_config()
         return self._cpu_config(ragged=False)
+
+    def _flat_config(self) -> mc.ModelConfig:
+        """Ragged batches as the native backend takes them: flat inputs, each row's
+        length from Triton's BATCH_ITEM_SHAPE batch input (export/flat_graph.py)."""
+        cfg = self._cpu_config(ragged=True, flat=True)
+        cfg.default_model_filename = FLAT_MODEL_FILE
+        cfg.batch_input.add(
+            kind=mc.BatchInput.BATCH_ITEM_SHAPE,
+            target_name=[ITEM_SHAPE],
+            data_type=mc.TYPE_INT32,
+            source_input=[INPUT_IDS],
+        )
+        return cfg
 
     def pip_config(self) -> mc.ModelConfig:
         """CPU for berth's Python runner: ragged inputs when `settings.ragged`."""
@@ -288,12 +313,14 @@ class ClassifierModel:
             return self.gpu_config()
         return self._cpu_config(self.settings.ragged)
 
-    def _cpu_config(self, ragged: bool) -> mc.ModelConfig:
+    def _cpu_config(self, ragged: bool, flat: bool = False) -> mc.ModelConfig:
+        """`flat`: the native backend's ragged form: no runner-only parameters."""
         s = self.settings
         cfg = self._base()
         for tensor in cfg.input:
             tensor.allow_ragged_batch = ragged
-        aggregates = ragged and self.max_windows > 1
+        runner_ragged = ragged and not flat
+        aggregates = runner_ragged and self.max_windows > 1
         if aggregates:  # the windows of a request → one row per text, in this step
             cfg.input.add(**_tensor(WINDOWS, mc.TYPE_INT64, [2]))
         cfg.dynamic_batching.max_queue_delay_microseconds = s.classifier_queue_delay_us
@@ -304,8 +331,12 @@ class ClassifierModel:
             {
                 "intra_op_thread_count": s.intra_op_threads,
                 "inter_op_thread_count": s.inter_op_threads,
-                **({"ragged_run_cost_tokens": s.ragged_run_cost_tokens} if ragged else {}),
-                **({"max_run_tokens": self.max_run_tokens} if self.max_run_tokens else {}),
+                **({"ragged_run_cost_tokens": s.ragged_run_cost_tokens} if runner_ragged else {}),
+                **(
+                    {"max_run_tokens": self.max_run_tokens}
+                    if self.max_run_tokens and not flat
+                    else {}
+                ),
                 **(
                     {"aggregation": self.aggregation, "problem_type": self.problem_type}
                     if aggregates

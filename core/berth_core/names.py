@@ -47,6 +47,12 @@ PIP_CONFIG_FILE = f"configs/{PIP_CONFIG_NAME}.pbtxt"
 # Python onnxruntime runner then refuses what the native backend refuses.
 STRICT_RUNNER_ENV = "BERTH_RUNNER_STRICT"
 MODEL_FILE = "model.onnx"
+# The same classifier behind a ragged front end (export --container-ragged): flat
+# token ids and mask ([-1]: the requests' rows, concatenated) plus ITEM_SHAPE (INT32
+# [rows, 1]: each row's length, Triton's BATCH_ITEM_SHAPE batch input); the graph
+# re-pads them per batch. The only ragged form the native onnxruntime backend takes.
+FLAT_MODEL_FILE = "model_flat.onnx"
+ITEM_SHAPE = "item_shape"
 TOKENIZER_FILE = "tokenizer.json"
 # Next to a classifier's graph in its version directory: the session settings export
 # measured for that graph on the exporting machine ({"disabled_optimizers": [...]}).

@@ -284,6 +284,60 @@ def run_batched(
     return results
 
 
+def batch_input(spec: dict, shapes: list[tuple[int, ...]]) -> np.ndarray:
+    """The value Triton gives a backend for batch input `spec`, for requests whose
+    source input has `shapes` (batch dimension first): backend
+    src/backend_input_collector.cc BatchInputShape and ProcessBatchInput."""
+    kind = spec.get("kind", "BATCH_ELEMENT_COUNT")
+    dtype = np.float32 if spec.get("data_type") == "TYPE_FP32" else np.int32
+    counts = np.array([int(np.prod(shape)) for shape in shapes], dtype=np.int64)
+    if kind == "BATCH_ELEMENT_COUNT":
+        values = counts
+    elif kind == "BATCH_ACCUMULATED_ELEMENT_COUNT":
+        values = np.cumsum(counts)
+    elif kind == "BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO":
+        values = np.concatenate([[0], np.cumsum(counts)])
+    elif kind == "BATCH_MAX_ELEMENT_COUNT_AS_SHAPE":
+        values = np.zeros(int(counts.max()))  # only its shape carries the value
+    elif kind in ("BATCH_ITEM_SHAPE", "BATCH_ITEM_SHAPE_FLATTEN"):
+        items = [shape[1:] for shape in shapes for _ in range(shape[0])]
+        values = np.array(items, dtype=np.int64).reshape(len(items), len(shapes[0]) - 1)
+        values = values.reshape(-1) if kind == "BATCH_ITEM_SHAPE_FLATTEN" else values
+    else:
+        raise ValueError(f"unsupported batch input kind {kind!r}")
+    return values.astype(dtype)
+
+
+def run_flat(
+    session,
+    batches: list[dict[str, np.ndarray]],
+    output_names: list[str],
+    ragged: frozenset[str] | set[str],
+    batch_inputs: list[dict],
+) -> list[dict[str, np.ndarray]]:
+    """The native backend's ragged batching: one `session.run` for every request, each
+    ragged input's requests flattened and concatenated, the batch inputs computed as
+    Triton computes them, the outputs split back by each request's batch size."""
+    feed = {
+        name: np.concatenate([b[name].reshape(-1) for b in batches])
+        if name in ragged
+        else np.concatenate([b[name] for b in batches], axis=0)
+        for name in batches[0]
+    }
+    for spec in batch_inputs:
+        value = batch_input(spec, [b[spec["source_input"][0]].shape for b in batches])
+        feed.update(dict.fromkeys(spec["target_name"], value))
+    outputs = session.run(output_names, feed)
+    results, start = [], 0
+    for b in batches:
+        rows = len(next(iter(b.values())))
+        results.append(
+            {n: o[start : start + rows] for n, o in zip(output_names, outputs, strict=True)}
+        )
+        start += rows
+    return results
+
+
 def conformance_rules():
     """The native backend's load-time rules: the copy next to this file in a backend
     directory, else the source tree's (unit tests)."""
@@ -346,6 +400,7 @@ class TritonPythonModel:
             contracts.parameter(self.config, "ragged_run_cost_tokens", "16")
         )
         self.max_run_tokens = int(contracts.parameter(self.config, "max_run_tokens", "0"))
+        self.batch_inputs = list(self.config.get("batch_input") or [])
 
     def read_inputs(self, request) -> dict[str, np.ndarray]:
         feed = {}
@@ -381,18 +436,25 @@ class TritonPythonModel:
             ]
         )
 
+    def _run(self, batches: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        if self.batch_inputs and batches:  # the native backend's ragged form
+            return run_flat(
+                self.session, batches, self.output_names, self.ragged, self.batch_inputs
+            )
+        return run_batched(
+            self.session,
+            batches,
+            self.output_names,
+            self.ragged,
+            self.run_cost_tokens,
+            self.max_run_tokens,
+        )
+
     def execute(self, requests):
         batches, errors, windows = self._read(requests)
         valid = [i for i, b in enumerate(batches) if b is not None]
         try:
-            results = run_batched(
-                self.session,
-                [batches[i] for i in valid],
-                self.output_names,
-                self.ragged,
-                self.run_cost_tokens,
-                self.max_run_tokens,
-            )
+            results = self._run([batches[i] for i in valid])
             by_index = dict(zip(valid, results, strict=True))
         except Exception as exc:
             by_index = {}

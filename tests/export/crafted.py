@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper
 
 from berth_core.checkpoint import BerthConfig
 from export.build import FusionChoice, Graphs, Int8Tuning
@@ -44,7 +46,7 @@ def run(tmp: Path, berth: BerthConfig | None = None, cfg: ExportConfig | None = 
     tokenizer.json), with a fake held-out row."""
     checkpoint = tmp / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
-    (checkpoint / "tokenizer.json").write_text("{}\n")
+    tokenizer(checkpoint / "tokenizer.json")
     berth = berth or BerthConfig(labels=LABELS)
     cfg = cfg or ExportConfig(
         checkpoint=checkpoint,
@@ -62,15 +64,46 @@ def run(tmp: Path, berth: BerthConfig | None = None, cfg: ExportConfig | None = 
     )
 
 
+def tokenizer(path: Path) -> Path:
+    """A real tokenizer.json of two tokens (publishing reads its pad id)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    Tokenizer(WordLevel({"[PAD]": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(path))
+    return path
+
+
+def tiny_graph(path: Path, name: str) -> Path:
+    """A real, tiny classifier graph (input_ids, attention_mask → logits,
+    probabilities) named `name`: publishing puts the flat front end before it."""
+    ids, mask = (
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"])
+        for n in ("input_ids", "attention_mask")
+    )
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", 2])
+        for n in ("logits", "probabilities")
+    ]
+    nodes = [
+        helper.make_node("Mul", ["input_ids", "attention_mask"], ["m"]),
+        helper.make_node("Cast", ["m"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["f", "axes"], ["s"], keepdims=1),
+        helper.make_node("Concat", ["s", "s"], ["logits"], axis=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(nodes, name, [ids, mask], outputs, initializer=[axes])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
 def graphs(export_run: ExportRun, disabled_optimizers: tuple[str, ...] = ()) -> Graphs:
-    """A (fake) graph file per variant of the run; int8 as tuned with
+    """A tiny graph file per variant of the run; int8 as tuned with
     `disabled_optimizers` skipped."""
-    raw = export_run.work / "model.raw.onnx"
-    raw.write_bytes(b"raw graph")
+    raw = tiny_graph(export_run.work / "model.raw.onnx", "raw graph")
     built = {}
     for name in export_run.cfg.variant_list:
-        path = export_run.work / f"model.{name}.onnx"
-        path.write_bytes(f"{name} graph".encode())
+        path = tiny_graph(export_run.work / f"model.{name}.onnx", f"{name} graph")
         tuning = Int8Tuning("unfused", disabled_optimizers) if name == "int8" else None
         built[name] = Graph(path, tuning)
     return Graphs(raw, FusionChoice(raw, fused=False, fused_path=None, mode="off"), built)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from berth_core.checkpoint import MULTI_LABEL, BerthConfig
-from berth_core.names import SESSION_FILE
+from berth_core.names import FLAT_MODEL_FILE, SESSION_FILE
 from export.config import parse_args
 from export.stage import publish_variants
 from export.triton_config import (
@@ -75,7 +76,10 @@ def test_the_demo_export_writes_the_committed_configs_whatever_the_cpu_measured(
         assert (repo / rel).read_text() == (REPOSITORY / rel).read_text(), rel
     for variant in ("fp32", "fp16", "int8"):
         version = repo / f"{DEMO_NAME}_onnx_{variant}/1"
-        assert (version / "model.onnx").read_bytes() == f"{variant} graph".encode()
+        assert onnx.load(version / "model.onnx").graph.name == f"{variant} graph"
+        flat = onnx.load(version / FLAT_MODEL_FILE)  # the same graph, behind the front end
+        assert flat.graph.name == f"{variant} graph"
+        assert [i.name for i in flat.graph.input] == ["input_ids", "attention_mask", "item_shape"]
         session = version / SESSION_FILE
         if variant == "int8" and measured:
             assert json.loads(session.read_text()) == {"disabled_optimizers": list(measured)}
@@ -118,19 +122,34 @@ def test_ensemble_contract():
     assert params(tok)["truncation"] == "head+tail" and params(tok)["bucket"] == "8"
     assert [o.name for o in tok.output] == ["input_ids", "attention_mask"]
     assert all(o.data_type == mc.TYPE_INT64 and list(o.dims) == [-1] for o in tok.output)
-    # default and GPU (the native onnxruntime backend, int8 included): batch padding, no
-    # ragged inputs; pip (berth's runner): each request padded to its own length, the
-    # classifiers take ragged batches
-    assert params(tok)["padding"] == "batch"
+    # default (the native onnxruntime backend on CPU): each request padded to its own
+    # length, the classifiers' flat graphs take ragged batches with BATCH_ITEM_SHAPE; GPU:
+    # batch padding, no ragged inputs (int8 keeps its CPU config); pip (berth's runner):
+    # each request padded to its own length, ragged batches on the padded graph
+    assert params(tok)["padding"] == "per_request"
     assert params(configs["tags_tokenizer/configs/gpu.pbtxt"])["padding"] == "batch"
     assert params(configs["tags_tokenizer/configs/pip.pbtxt"])["padding"] == "per_request"
     for variant in ("fp32", "fp16", "int8"):
-        for native in ("config.pbtxt", "configs/gpu.pbtxt"):
-            config = configs[f"tags_onnx_{variant}/{native}"]
-            assert not any(i.allow_ragged_batch for i in config.input)
-        assert all(
-            i.allow_ragged_batch for i in configs[f"tags_onnx_{variant}/configs/pip.pbtxt"].input
+        flat = configs[f"tags_onnx_{variant}/config.pbtxt"]
+        assert all(i.allow_ragged_batch for i in flat.input)
+        assert flat.default_model_filename == "model_flat.onnx"
+        assert [(b.kind, list(b.target_name), list(b.source_input)) for b in flat.batch_input] == [
+            (mc.BatchInput.BATCH_ITEM_SHAPE, ["item_shape"], ["input_ids"])
+        ]
+        assert not params(flat).keys() & {"ragged_run_cost_tokens", "max_run_tokens"}
+        gpu = configs[f"tags_onnx_{variant}/configs/gpu.pbtxt"]
+        assert (
+            gpu == flat if variant == "int8" else not any(i.allow_ragged_batch for i in gpu.input)
         )
+        pip = configs[f"tags_onnx_{variant}/configs/pip.pbtxt"]
+        assert all(i.allow_ragged_batch for i in pip.input) and not pip.batch_input
+        assert pip.default_model_filename == "model.onnx"
+    padded = repository_configs(
+        "t", berth, ["fp32", "int8"], "int8", "fp32", ServingSettings(container_ragged=False)
+    )
+    assert params(padded["t_tokenizer/config.pbtxt"])["padding"] == "batch"
+    assert not any(i.allow_ragged_batch for i in padded["t_onnx_int8/config.pbtxt"].input)
+    assert not padded["t_onnx_int8/config.pbtxt"].batch_input
     assert [s.model_name for s in configs["tags/configs/pip.pbtxt"].ensemble_scheduling.step] == [
         "tags_tokenizer",
         "tags_onnx_int8",
@@ -144,6 +163,9 @@ def test_ensemble_contract():
     ragged = repository_configs("t", berth, ["fp32", "int8"], "int8", "fp32")
     for rel in ("t/config.pbtxt", "t_tokenizer/config.pbtxt", "t_onnx_int8/config.pbtxt"):
         assert plain[rel] == ragged[rel]
+    # ... and --no-container-ragged for the default ones: the pip configs stay
+    for rel in ("t/configs/pip.pbtxt", "t_tokenizer/configs/pip.pbtxt"):
+        assert padded[rel] == ragged[rel]
 
 
 def test_classifier_cpu_and_gpu_configs():
@@ -213,7 +235,7 @@ def test_window_mode_keeps_the_public_api_and_sizes_the_members():
     # a request of 32 long texts is 32 × 8 window rows for the classifier and aggregation
     for rel in ("t_onnx_fp16/config.pbtxt", "t_onnx_fp16/configs/gpu.pbtxt"):
         assert configs[rel].max_batch_size == 32 * 8
-    assert params(configs["t_onnx_int8/config.pbtxt"])["max_run_tokens"] == str(32 * 96)
+    assert params(configs["t_onnx_int8/configs/pip.pbtxt"])["max_run_tokens"] == str(32 * 96)
     agg = configs["t_aggregate/config.pbtxt"]
     assert agg == configs["t_aggregate/configs/gpu.pbtxt"]
     assert agg == AggregateModel("t_aggregate", WINDOWED, settings).config()

@@ -11,16 +11,19 @@ a dead stub, and the refusal of a configuration only the pip layout may use.
 
 from __future__ import annotations
 
+import queue
 import shutil
 import time
 
 import numpy as np
 import psutil
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from berth_client import Classifier
+from berth_core.names import FLAT_MODEL_FILE
 from serving.server import TritonServer, TritonServerError
 from tests.client.ensembles import LONG, MULTI, SINGLE
 from tests.client.test_long_texts import infer, long_texts
@@ -48,16 +51,20 @@ def config(server, model: str) -> dict:
 
 
 def test_the_default_configs_are_served(container):
-    """Padded batches and no berth extension: what the native backend takes."""
+    """Ragged batches in the form the native backend takes (flat graph inputs, Triton's
+    BATCH_ITEM_SHAPE batch input) and no berth extension."""
     server, _ = container
     assert server.model_config_name is None
     classifier = config(server, f"{SINGLE}_onnx_int8")
     assert [(i["name"], i.get("allow_ragged_batch", False)) for i in classifier["input"]] == [
-        ("input_ids", False),
-        ("attention_mask", False),
+        ("input_ids", True),
+        ("attention_mask", True),
     ]
+    assert classifier["default_model_filename"] == FLAT_MODEL_FILE
+    assert [b["kind"] for b in classifier["batch_input"]] == ["BATCH_ITEM_SHAPE"]
+    assert "ragged_run_cost_tokens" not in classifier["parameters"]
     assert config(server, f"{SINGLE}_tokenizer")["parameters"]["padding"]["string_value"] == (
-        "batch"
+        "per_request"
     )
     steps = config(server, LONG)["ensemble_scheduling"]["step"]
     assert [s["model_name"] for s in steps] == [f"{LONG}_tokenizer", f"{LONG}_onnx_fp32",
@@ -97,6 +104,45 @@ def test_long_texts_are_read_in_windows(container):
     logits, probs = infer(server, LONG, [*texts, "short"])
     assert np.abs(probs - predictor.probabilities([*texts, "short"])).max() <= 1e-3
     assert np.abs(logits - predictor.logits([*texts, "short"])).max() <= 1e-3
+
+
+def executions(server, model: str) -> tuple[int, int]:
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        s = client.get_inference_statistics(model)["model_stats"][0]
+    finally:
+        client.close()
+    return int(s["inference_count"]), int(s["execution_count"])
+
+
+def test_requests_of_different_lengths_share_a_batch(container):
+    """The flat graph lets the classifier's dynamic batcher merge requests of any
+    length (a padded layout merges only equal shapes), and each answer is the one the
+    text gets alone."""
+    server, _ = container
+    texts = [("great " * n).strip() + " film" for n in (1, 3, 9, 17, 30, 2, 12, 25)] * 2
+    model = f"{SINGLE}_onnx_int8"
+    before = executions(server, model)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    done: queue.Queue = queue.Queue()
+    for index, text in enumerate(texts):  # one request per text, all in flight together
+        inp = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+        client.async_infer(
+            SINGLE,
+            [inp],
+            callback=lambda result, error, i=index: done.put((i, result, error)),
+            request_id=str(index),
+        )
+    answers = sorted(done.get(timeout=HANG_S) for _ in texts)
+    client.close()
+    assert all(e is None for _, _, e in answers)
+    inferences, runs = (a - b for a, b in zip(executions(server, model), before, strict=True))
+    assert inferences >= len(texts) and runs < len(texts) / 2, (inferences, runs)
+    with Classifier(server.http_url, model=SINGLE) as clf:
+        alone = np.array([list(clf.predict(t)["probabilities"].values()) for t in texts[:8]])
+    together = np.concatenate([r.as_numpy("PROBABILITIES") for _, r, _ in answers[:8]])
+    assert np.abs(together - alone).max() < 0.02  # int8: activation scales follow the batch
 
 
 def test_bad_input_fails_alone_and_the_server_stays_up(container):
@@ -139,7 +185,7 @@ def test_a_dead_stub_is_recovered(container):
     assert server.process.pid != old_pid and server.container_configs
     with Classifier(server.http_url, model=SINGLE) as clf:
         assert clf.predict("a gripping, funny film")["label"] in ("negative", "positive")
-    assert config(server, f"{SINGLE}_onnx_int8")["input"][0].get("allow_ragged_batch") is False
+    assert config(server, f"{SINGLE}_onnx_int8")["default_model_filename"] == FLAT_MODEL_FILE
 
 
 def test_a_pip_only_configuration_is_refused_as_the_native_backend_would(container, tmp_path):

@@ -303,3 +303,86 @@ def test_large_groups_run_in_runs_of_at_most_max_run_tokens():
     session.calls.clear()
     ort_backend.run_batched(session, batches, ["sum", "mean"])  # no limit: one run
     assert [call["input_ids"] for call in session.calls] == [(70, 16)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("BATCH_ELEMENT_COUNT", [[4, 1, 6]]),
+        ("BATCH_ACCUMULATED_ELEMENT_COUNT", [[4, 5, 11]]),
+        ("BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO", [[0, 4, 5, 11]]),
+        ("BATCH_ITEM_SHAPE", [[4], [1], [3], [3]]),
+        ("BATCH_ITEM_SHAPE_FLATTEN", [[4, 1, 3, 3]]),
+    ],
+)
+def test_batch_inputs_are_computed_as_triton_computes_them(kind, expected):
+    """backend src/backend_input_collector.cc: per request (counts) or per batch item
+    (shapes without the batch dimension; a request of 2 rows gives 2 items)."""
+    shapes = [(1, 4), (1, 1), (2, 3)]
+    value = ort_backend.batch_input({"kind": kind, "data_type": "TYPE_INT32"}, shapes)
+    assert value.dtype == np.int32
+    assert np.atleast_2d(value).tolist() == expected
+    shape = ort_backend.batch_input(
+        {"kind": "BATCH_MAX_ELEMENT_COUNT_AS_SHAPE", "data_type": "TYPE_FP32"}, shapes
+    )
+    assert shape.shape == (6,) and shape.dtype == np.float32
+
+
+FLAT_CONFIG = {
+    "name": "m",
+    "backend": "onnxruntime",
+    "max_batch_size": 8,
+    "dynamic_batching": {},
+    "default_model_filename": "model_flat.onnx",
+    "input": [
+        {"name": n, "data_type": "TYPE_INT64", "dims": [-1], "allow_ragged_batch": True}
+        for n in ("input_ids", "attention_mask")
+    ],
+    "batch_input": [
+        {
+            "kind": "BATCH_ITEM_SHAPE",
+            "target_name": ["item_shape"],
+            "data_type": "TYPE_INT32",
+            "source_input": ["input_ids"],
+        }
+    ],
+    "output": [
+        {"name": "logits", "data_type": "TYPE_FP32", "dims": [1]},
+        {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [1]},
+    ],
+}
+
+
+def test_flat_ragged_batches_as_the_native_backend_in_process(tiny_onnx, triton_model, monkeypatch):
+    """The container layout's ragged form (export --container-ragged): requests of any
+    length in one `session.run`, flattened, with BATCH_ITEM_SHAPE; the strict runner
+    (native backend's rules) accepts the configuration."""
+    from export.flat_graph import add_flat_front
+
+    add_flat_front(tiny_onnx / "1" / "model.onnx", tiny_onnx / "1" / "model_flat.onnx")
+    monkeypatch.setenv("BERTH_RUNNER_STRICT", "1")
+    model = triton_model(ort_backend, tiny_onnx / "1", FLAT_CONFIG)
+    calls = []
+    run = model.session.run
+    model.session = type("Recording", (), {"run": lambda s, n, f: calls.append(f) or run(n, f)})()
+    requests = [
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[1, 2, 3, 4]], np.int64), attention_mask=np.ones((1, 4), np.int64)
+        ),
+        fake_pb_utils.InferenceRequest(
+            input_ids=np.array([[7]], np.int64), attention_mask=np.array([[1]], np.int64)
+        ),
+        fake_pb_utils.InferenceRequest(  # two windows, the second padded within its request
+            input_ids=np.array([[4, 5], [1, 0]], np.int64),
+            attention_mask=np.array([[1, 1], [1, 0]], np.int64),
+        ),
+    ]
+    responses = model.execute(requests)
+    assert [r.output_tensors["logits"].ravel().tolist() for r in responses] == [
+        [10.0],
+        [7.0],
+        [9.0, 1.0],
+    ]
+    assert len(calls) == 1  # one run, as the native backend
+    assert calls[0]["input_ids"].shape == (9,)
+    assert calls[0]["item_shape"].ravel().tolist() == [4, 1, 2, 2]
