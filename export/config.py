@@ -38,8 +38,7 @@ SERVING_FLAGS: dict[str, dict] = {
         "the default (stock-container) configs batch requests of any length: each CPU "
         "classifier also gets model_flat.onnx (flat token ids re-padded inside the "
         "graph, fed with Triton's BATCH_ITEM_SHAPE batch input), the only ragged form "
-        "the native onnxruntime backend takes; --no-container-ragged: padded batches "
-        "of equal shapes",
+        "the native onnxruntime backend takes (default: padded batches of equal shapes)",
         "serving",
     ),
     "ragged_run_cost_tokens": arg(

@@ -14,12 +14,16 @@ The repository for a model named `<name>`:
       configs/gpu.pbtxt     --model-config-name=gpu: uses <name>_onnx_<gpu variant> (fp16)
       configs/pip.pbtxt     `python -m serving` (pip tritonserver + berth's Python runner)
     <name>_tokenizer/       Python backend, `tokenizers` via berth_core/encoding.py
-      config.pbtxt          pads each batch to one length (`padding: batch`)
-      configs/gpu.pbtxt     the same
+      config.pbtxt          pads each batch to one length (`padding: batch`; each request
+                            to its own with --container-ragged)
+      configs/gpu.pbtxt     pads each batch to one length
       configs/pip.pbtxt     pads each request to its own length (`padding: per_request`)
     <name>_onnx_<variant>/  backend "onnxruntime", one per variant (fp32, fp16, int8:
                             export/variants.py declares where each may serve)
-      config.pbtxt          KIND_CPU, thread settings, padded batches (the native backend)
+      config.pbtxt          KIND_CPU, thread settings, padded batches (the native backend);
+                            --container-ragged: ragged batches as the native backend takes
+                            them, model_flat.onnx (export/flat_graph.py) fed with a
+                            BATCH_ITEM_SHAPE batch input
       configs/gpu.pbtxt     KIND_GPU + TensorRT accelerator (fp32/fp16; int8 stays on CPU)
       configs/pip.pbtxt     KIND_CPU, ragged inputs (berth's Python runner sub-batches them
                             by length; the native backend takes none on this graph)
@@ -121,17 +125,18 @@ class ServingSettings:
     # its dynamic batcher merges requests of any length; berth's Python onnxruntime
     # runner sorts them and runs sub-batches padded to their own longest, each
     # `session.run` weighed as `ragged_run_cost_tokens` tokens when it plans the cuts.
-    # The default and GPU configs never use ragged inputs: the native onnxruntime backend
-    # takes them only on a flat [-1] graph input, which berth's graph does not have.
+    # The native onnxruntime backend takes ragged inputs only on a flat [-1] graph input:
+    # `container_ragged` below.
     ragged: bool = True
     ragged_run_cost_tokens: int = 16
     # The default (stock-container) CPU configs: ragged batches in the form the native
     # onnxruntime backend takes, the classifier behind a flat front end
     # (export/flat_graph.py, `model_flat.onnx` next to `model.onnx`) fed with Triton's
     # BATCH_ITEM_SHAPE batch input; the tokenizer then pads each request to its own
-    # length. Off: padded batches of equal shapes (the GPU configs always). On by
-    # default: it carried more requests than padded batches (BENCHMARKS.md).
-    container_ragged: bool = True
+    # length. Off (the default): padded batches of equal shapes, as the GPU configs
+    # always are. Opt-in: on this CPU it carried no more requests than padded batches
+    # (BENCHMARKS.md): one session.run pads a merged batch to its longest row.
+    container_ragged: bool = False
     tokenizer_instances: int = 1
     tokenizer_queue_delay_us: int = 1000
     classifier_instances: int = 2

@@ -35,7 +35,8 @@ WINDOWS = "windows"
 # Files of the repository.
 CONFIG_FILE = "config.pbtxt"
 # config.pbtxt: what the stock NVIDIA container serves as-is (native onnxruntime backend,
-# padded batches, KIND_CPU). configs/gpu.pbtxt: --model-config-name=gpu in the container.
+# padded batches or, exported with --container-ragged, ragged ones on the flat graph,
+# KIND_CPU). configs/gpu.pbtxt: --model-config-name=gpu in the container.
 # configs/pip.pbtxt: what `python -m serving` selects on the pip tritonserver, where
 # berth's Python onnxruntime runner adds what the native backend lacks (ragged batches,
 # windows aggregated in the classifier step).

@@ -27,7 +27,8 @@ What it honours from `config.pbtxt`:
   skipped as well;
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
-- `allow_ragged_batch: true` on inputs (pip configs), with the parameter
+- `allow_ragged_batch: true` on inputs: with `batch_input`s (default configs exported
+  with `--container-ragged`, on `model_flat.onnx`), as the native backend; without (pip configs), with the parameter
   `ragged_run_cost_tokens` (see below);
 - `max_run_tokens` (0 or absent: no limit): a group larger than this many tokens (rows ×
   padded length) runs as several `session.run`s of consecutive rows, so a window-mode
@@ -58,8 +59,12 @@ padded position is masked. Where to cut is chosen exactly (dynamic programming o
 the distinct lengths) for the cost model `run cost + rows × padded length` tokens, with
 one `session.run` costing as much as `ragged_run_cost_tokens` tokens (default 16:
 measured with one intra-op thread, a run's fixed cost is small, so sub-batches carry
-almost no padding). The native onnxruntime backend would instead flatten ragged inputs
-into one dimension, so the default and GPU configs, served by it, never set them.
+almost no padding).
+
+With `batch_input`s in the config (default configs exported with `--container-ragged`:
+a flat `[-1]` graph input, the only ragged form the native backend takes), it does what the native backend and Triton
+core do: every request in one `session.run`, ragged inputs flattened and concatenated,
+the batch inputs computed from the requests' shapes (`batch_input`, `run_flat`).
 """
 
 from __future__ import annotations

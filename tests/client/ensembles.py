@@ -16,7 +16,9 @@ LONG = "reviews"
 LONG_STEPS = "reviews_steps"
 EXTRA_ARGS = {
     LONG: ["--default-variant", "fp32"],
-    LONG_STEPS: ["--default-variant", "fp32", "--no-ragged"],
+    # pip: padded batches, windows in a third step; default configs: the flat graph's
+    # ragged batches (the native backend's form)
+    LONG_STEPS: ["--default-variant", "fp32", "--no-ragged", "--container-ragged"],
 }
 
 

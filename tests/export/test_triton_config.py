@@ -77,14 +77,30 @@ def test_the_demo_export_writes_the_committed_configs_whatever_the_cpu_measured(
     for variant in ("fp32", "fp16", "int8"):
         version = repo / f"{DEMO_NAME}_onnx_{variant}/1"
         assert onnx.load(version / "model.onnx").graph.name == f"{variant} graph"
-        flat = onnx.load(version / FLAT_MODEL_FILE)  # the same graph, behind the front end
-        assert flat.graph.name == f"{variant} graph"
-        assert [i.name for i in flat.graph.input] == ["input_ids", "attention_mask", "item_shape"]
+        assert not (version / FLAT_MODEL_FILE).exists()  # written with --container-ragged
         session = version / SESSION_FILE
         if variant == "int8" and measured:
             assert json.loads(session.read_text()) == {"disabled_optimizers": list(measured)}
         else:
             assert not session.exists()
+
+
+def test_container_ragged_publishes_each_cpu_graph_behind_the_flat_front_end(tmp_path):
+    """--container-ragged: model_flat.onnx beside model.onnx, the same graph with flat
+    inputs and the BATCH_ITEM_SHAPE input; the default configs name it."""
+    argv = ["--checkpoint", str(tmp_path / "checkpoint"), "--name", DEMO_NAME, "--container-ragged"]
+    argv += ["--model-repository", str(tmp_path / "repo"), "--output-dir", str(tmp_path / "out")]
+    cfg = parse_args(argv)
+    run = crafted.run(tmp_path, DEMO_BERTH, cfg)
+    publish_variants(run, crafted.graphs(run).variants, cfg.variant_list, {})
+    for variant in ("fp32", "fp16", "int8"):
+        model = cfg.model_repository / f"{DEMO_NAME}_onnx_{variant}"
+        flat = onnx.load(model / "1" / FLAT_MODEL_FILE)
+        assert flat.graph.name == f"{variant} graph"
+        assert [i.name for i in flat.graph.input] == ["input_ids", "attention_mask", "item_shape"]
+        assert parse((model / "config.pbtxt").read_text()).default_model_filename == FLAT_MODEL_FILE
+        pip = (model / "configs/pip.pbtxt").read_text()
+        assert pip == (REPOSITORY / f"{DEMO_NAME}_onnx_{variant}/configs/pip.pbtxt").read_text()
 
 
 def test_ensemble_contract():
@@ -122,34 +138,41 @@ def test_ensemble_contract():
     assert params(tok)["truncation"] == "head+tail" and params(tok)["bucket"] == "8"
     assert [o.name for o in tok.output] == ["input_ids", "attention_mask"]
     assert all(o.data_type == mc.TYPE_INT64 and list(o.dims) == [-1] for o in tok.output)
-    # default (the native onnxruntime backend on CPU): each request padded to its own
-    # length, the classifiers' flat graphs take ragged batches with BATCH_ITEM_SHAPE; GPU:
-    # batch padding, no ragged inputs (int8 keeps its CPU config); pip (berth's runner):
-    # each request padded to its own length, ragged batches on the padded graph
-    assert params(tok)["padding"] == "per_request"
+    # default and GPU (the native onnxruntime backend, int8 included): batch padding, no
+    # ragged inputs; pip (berth's runner): each request padded to its own length, the
+    # classifiers take ragged batches
+    assert params(tok)["padding"] == "batch"
     assert params(configs["tags_tokenizer/configs/gpu.pbtxt"])["padding"] == "batch"
     assert params(configs["tags_tokenizer/configs/pip.pbtxt"])["padding"] == "per_request"
     for variant in ("fp32", "fp16", "int8"):
-        flat = configs[f"tags_onnx_{variant}/config.pbtxt"]
+        for native in ("config.pbtxt", "configs/gpu.pbtxt"):
+            config = configs[f"tags_onnx_{variant}/{native}"]
+            assert not any(i.allow_ragged_batch for i in config.input) and not config.batch_input
+        pip = configs[f"tags_onnx_{variant}/configs/pip.pbtxt"]
+        assert all(i.allow_ragged_batch for i in pip.input) and not pip.batch_input
+    # --container-ragged (the native backend's ragged form): each request padded to its
+    # own length, the classifiers' flat graphs take ragged batches with BATCH_ITEM_SHAPE;
+    # GPU: batch padding (int8 keeps its CPU config); the pip configs stay as they are
+    flat_settings = ServingSettings(container_ragged=True)
+    flat_configs = repository_configs("tags", berth, None, "int8", "fp16", flat_settings)
+    assert params(flat_configs["tags_tokenizer/config.pbtxt"])["padding"] == "per_request"
+    assert params(flat_configs["tags_tokenizer/configs/gpu.pbtxt"])["padding"] == "batch"
+    for variant in ("fp32", "fp16", "int8"):
+        flat = flat_configs[f"tags_onnx_{variant}/config.pbtxt"]
         assert all(i.allow_ragged_batch for i in flat.input)
         assert flat.default_model_filename == "model_flat.onnx"
         assert [(b.kind, list(b.target_name), list(b.source_input)) for b in flat.batch_input] == [
             (mc.BatchInput.BATCH_ITEM_SHAPE, ["item_shape"], ["input_ids"])
         ]
         assert not params(flat).keys() & {"ragged_run_cost_tokens", "max_run_tokens"}
-        gpu = configs[f"tags_onnx_{variant}/configs/gpu.pbtxt"]
+        gpu = flat_configs[f"tags_onnx_{variant}/configs/gpu.pbtxt"]
         assert (
-            gpu == flat if variant == "int8" else not any(i.allow_ragged_batch for i in gpu.input)
+            gpu == flat
+            if variant == "int8"
+            else gpu == configs[f"tags_onnx_{variant}/configs/gpu.pbtxt"]
         )
-        pip = configs[f"tags_onnx_{variant}/configs/pip.pbtxt"]
-        assert all(i.allow_ragged_batch for i in pip.input) and not pip.batch_input
-        assert pip.default_model_filename == "model.onnx"
-    padded = repository_configs(
-        "t", berth, ["fp32", "int8"], "int8", "fp32", ServingSettings(container_ragged=False)
-    )
-    assert params(padded["t_tokenizer/config.pbtxt"])["padding"] == "batch"
-    assert not any(i.allow_ragged_batch for i in padded["t_onnx_int8/config.pbtxt"].input)
-    assert not padded["t_onnx_int8/config.pbtxt"].batch_input
+        pip = f"tags_onnx_{variant}/configs/pip.pbtxt"
+        assert flat_configs[pip] == configs[pip]
     assert [s.model_name for s in configs["tags/configs/pip.pbtxt"].ensemble_scheduling.step] == [
         "tags_tokenizer",
         "tags_onnx_int8",
@@ -163,9 +186,6 @@ def test_ensemble_contract():
     ragged = repository_configs("t", berth, ["fp32", "int8"], "int8", "fp32")
     for rel in ("t/config.pbtxt", "t_tokenizer/config.pbtxt", "t_onnx_int8/config.pbtxt"):
         assert plain[rel] == ragged[rel]
-    # ... and --no-container-ragged for the default ones: the pip configs stay
-    for rel in ("t/configs/pip.pbtxt", "t_tokenizer/configs/pip.pbtxt"):
-        assert padded[rel] == ragged[rel]
 
 
 def test_classifier_cpu_and_gpu_configs():

@@ -84,12 +84,8 @@ def graph_io(inputs, outputs, initializers=()) -> GraphIO:
 
 
 def good() -> dict:
-    """The padded layout the native backend takes: berth's int8 CPU config as export
-    --no-container-ragged renders it."""
-    settings = ServingSettings(container_ragged=False)
-    model = ClassifierModel("sentiment_onnx_int8", "int8", 2, settings, max_windows=16)
-    model.max_run_tokens = 8192
-    return config_dict(render(model.config()))
+    """The padded layout the native backend takes: berth's int8 GPU config."""
+    return published("sentiment_onnx_int8")
 
 
 def flat_graph(tmp_path: Path) -> GraphIO:
@@ -178,16 +174,17 @@ def test_graph_io_from_path_does_not_need_external_weights(tmp_path):
 
 @pytest.mark.parametrize("model", CLASSIFIERS)
 def test_published_container_classifier_configs_pass(model, tmp_path):
-    """berth's container configurations load in the native backend: config.pbtxt (ragged
-    inputs on the flat graph with a BATCH_ITEM_SHAPE batch input, KIND_CPU) and
-    configs/gpu.pbtxt (padded, KIND_GPU with TensorRT for fp16/fp32; int8 keeps its CPU
-    configuration). The padded graph is refused under the flat configuration."""
-    flat = flat_graph(tmp_path)
-    assert check_onnxruntime_model(published(model, "config.pbtxt"), flat) == []
-    assert "ort.ragged-batch" in refused(published(model, "config.pbtxt"), GRAPH)
-    gpu = published(model)
-    graph = flat if gpu["default_model_filename"] == "model_flat.onnx" else GRAPH
-    assert check_onnxruntime_model(gpu, graph) == []
+    """berth's container configurations load in the native backend: config.pbtxt (padded
+    inputs, KIND_CPU) and configs/gpu.pbtxt (KIND_GPU with TensorRT for fp16/fp32,
+    KIND_CPU for int8); with --container-ragged, config.pbtxt's ragged inputs on the flat
+    graph with a BATCH_ITEM_SHAPE batch input, which the padded graph cannot take."""
+    assert check_onnxruntime_model(published(model, "config.pbtxt"), GRAPH) == []
+    assert check_onnxruntime_model(published(model), GRAPH) == []
+    variant = model.rsplit("_", 1)[1]
+    settings = ServingSettings(container_ragged=True)
+    flat = config_dict(render(ClassifierModel(model, variant, 2, settings).config()))
+    assert check_onnxruntime_model(flat, flat_graph(tmp_path)) == []
+    assert "ort.ragged-batch" in refused(flat, GRAPH)
 
 
 @pytest.mark.parametrize("model", CLASSIFIERS)
