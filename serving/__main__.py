@@ -66,7 +66,8 @@ class ServeConfig:
     model_control_mode: str = option(
         "none",
         "`poll`: watch the repository and load newly published versions while serving "
-        "(zero failed requests during the switch); `none`: load it once at start-up",
+        "(zero failed requests during the switch; a dead stub then costs a server "
+        "restart); `none`: load it once at start-up",
         choices=("none", "poll"),
     )
     repository_poll_secs: int = option(
@@ -74,9 +75,11 @@ class ServeConfig:
     )
     watchdog: bool = option(
         True,
-        "restart the server on its ports when a Python-backend stub process died "
-        "(Triton 24.10 leaves that model failing every request while /v2/health/ready "
-        "says 200; serving/liveness.py)",
+        "repair a dead Python-backend stub process (Triton 24.10 leaves that model "
+        "failing every request while /v2/health/ready says 200; serving/liveness.py): "
+        "reload that model while the others keep serving (Triton in explicit mode, every "
+        "model loaded at start, its model-repository API refused to clients: load, "
+        "unload and index), or restart the server on its ports if the reload fails",
     )
     load_unused_variants: bool = option(
         False,
@@ -172,7 +175,8 @@ def start_server(cfg: ServeConfig) -> TritonServer:
         log_verbose=cfg.log_verbose,
         startup_timeout=cfg.startup_timeout,
         stdout=sys.stdout,
-        model_control_mode=cfg.model_control_mode,
+        # None: Triton's mode none, or explicit for the watchdog's reloads (TritonServer)
+        model_control_mode=None if cfg.model_control_mode == "none" else cfg.model_control_mode,
         repository_poll_secs=(
             cfg.repository_poll_secs if cfg.model_control_mode == "poll" else None
         ),

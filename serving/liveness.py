@@ -4,16 +4,27 @@ Triton 24.10's Python backend does not restart a stub process that died (killed,
 killer, a crash in native code): the model stays READY, `/v2/health/ready` keeps
 answering 200, and every request to the model fails after ~1 s with
 "Stub process '<model>_0_0' is not healthy" (triton-inference-server/server#8604).
-Reloading does not repair it (an explicit load of unchanged files is a no-op, a
-poll-mode reload of the broken model never finishes); a new server process does.
+Loading the model again as it is does not repair it (explicit mode: a plain load of
+unchanged files is a no-op; a load with the served config keeps every instance whose
+instance group is unchanged, the dead one included, for Python-backend models). A
+reload that creates new instances does, in the same server process: a load whose config
+gives the instances a new signature (what the watchdog does, serving/model_control.py),
+or, in poll mode, changed files (a new version published, or the config file touched:
+seen reloaded and answering again ~2 s later; the watchdog writes nothing there).
 
 The dead stub stays behind as a zombie child of `tritonserver` (Triton reaps only the
 stubs it stops itself), so a zombie `triton_python_backend_stub` child is the signal.
-`serving.server.TritonServer(watchdog=True)` (`python -m serving`, on by default) restarts
-the server when it sees one; in a container, run this file as the liveness check
-(docker/Dockerfile's HEALTHCHECK, or a Kubernetes `livenessProbe` exec):
+`serving.server.TritonServer(watchdog=True)` (`python -m serving`, on by default) reloads
+the dead stub's model when it sees one (its model read from the stub's command line,
+`live_stubs`, while it lived), or restarts the server where it cannot. The stock
+container runs no such watchdog, so there a dead stub costs the pod: run this file as
+the liveness check (docker/Dockerfile's HEALTHCHECK, or a Kubernetes `livenessProbe`
+exec), and the orchestrator restarts the container:
 
     python3 liveness.py --url http://127.0.0.1:8000    # exit 0 live, 1 not
+
+Against a server the watchdog repaired it may still say 1: Triton can keep a replaced
+dead stub as a zombie for good (seen for a model with two instances).
 """
 
 from __future__ import annotations
@@ -67,6 +78,39 @@ def dead_stubs(server_pid: int, proc: Path = PROC) -> list[int]:
         for p in processes(proc)
         if p.ppid == server_pid and p.comm.startswith(STUB_COMM) and p.state == "Z"
     )
+
+
+@dataclass(frozen=True)
+class LiveStub:
+    model: str  # the model directory's name
+    instance: str  # Triton's instance name, e.g. "sentiment_tokenizer_0_0"
+
+
+def stub_of(args: list[str]) -> LiveStub | None:
+    """The model and instance a stub's command line names: Triton starts it as
+    `triton_python_backend_stub <repository>/<model>/<version>/<file> <shm region> <shm
+    size> <shm growth> <parent pid> <backend dir> <ipc handle> <instance> ...`."""
+    if len(args) < 9 or not Path(args[0]).name.startswith(STUB_COMM):
+        return None
+    return LiveStub(model=Path(args[1]).parent.parent.name, instance=args[8])
+
+
+def live_stubs(server_pid: int, proc: Path = PROC) -> dict[int, LiveStub]:
+    """{pid: its model and instance} of the live Python-backend stubs of `server_pid`.
+    A dead stub's command line is empty (a zombie keeps none), so whoever wants to know
+    which model a dead stub served must have read this while it lived."""
+    found = {}
+    for p in processes(proc):
+        if p.ppid != server_pid or not p.comm.startswith(STUB_COMM) or p.state == "Z":
+            continue
+        try:
+            raw = (proc / str(p.pid) / "cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        stub = stub_of(raw.decode(errors="replace").split("\0"))
+        if stub is not None:
+            found[p.pid] = stub
+    return found
 
 
 def servers(proc: Path = PROC) -> list[int]:

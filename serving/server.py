@@ -41,6 +41,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -59,7 +60,13 @@ import berth_core
 from berth_core.errors import ServingError
 from berth_core.names import PIP_CONFIG_NAME, STRICT_RUNNER_ENV
 from berth_core.traffic_sample import SampleConfig
-from serving.liveness import dead_stubs
+from serving.liveness import dead_stubs, live_stubs
+from serving.model_control import (
+    HEADER,
+    ModelControl,
+    ModelControlError,
+    equivalent_config,
+)
 from serving.served_models import served_view
 
 log = logging.getLogger(__name__)
@@ -200,10 +207,14 @@ class TritonServer:
     `repository_poll_secs` seconds and load newly published versions while serving (the
     old version answers until the new one is ready: zero failed requests, see
     RELIABILITY.md); the default ("none") loads the repository once at start-up.
-    `watchdog=True` restarts the server on the same ports when a Python-backend stub
-    died, which Triton 24.10 does not repair itself (`StubWatchdog`). Classifier
-    variants that no ensemble uses are not loaded unless `load_unused_variants=True`
-    (`serving.served_models`; poll mode always loads the whole repository).
+    `watchdog=True` repairs a dead Python-backend stub, which Triton 24.10 does not
+    repair itself (`StubWatchdog`): it reloads that model, or restarts the server on the
+    same ports where it cannot. With the watchdog and no `model_control_mode`, Triton
+    runs in explicit mode with every model loaded at start (what mode none loads), its
+    model-repository API (load, unload, index) restricted to the watchdog (`HEADER`
+    with a random key). Classifier variants that no ensemble uses are not loaded unless
+    `load_unused_variants=True` (`serving.served_models`; poll mode always loads the
+    whole repository).
     `sample` turns on the tokenizer's opt-in text sample (`berth_core.traffic_sample`),
     its settings passed to the stub processes in their environment.
     """
@@ -228,7 +239,7 @@ class TritonServer:
         model_control_mode: str | None = None,
         repository_poll_secs: int | None = None,
         watchdog: bool = False,
-        watchdog_interval: float = 1.0,
+        watchdog_interval: float = 0.5,
         load_unused_variants: bool = False,
         sample: SampleConfig | None = None,
     ) -> None:
@@ -269,13 +280,18 @@ class TritonServer:
         self._backend_dir: Path | None = None
         self._lock = threading.RLock()
         self.process: subprocess.Popen | None = None
-        self.watchdog = watchdog
-        self.watchdog_interval = watchdog_interval
-        self._watchdog: StubWatchdog | None = None
-        self.restarts = 0  # by restart(), i.e. by the watchdog
+        self._init_watchdog(watchdog, watchdog_interval)
         self.load_unused_variants = load_unused_variants
         self.sample = sample
         self._view: tempfile.TemporaryDirectory | None = None
+
+    def _init_watchdog(self, watchdog: bool, interval: float) -> None:
+        self.watchdog = watchdog
+        self.watchdog_interval = interval
+        self._watchdog: StubWatchdog | None = None
+        self.restarts = 0  # by restart(), i.e. by the watchdog
+        self.reloads = 0  # models reloaded by reload_models(), i.e. by the watchdog
+        self._control_key = secrets.token_hex(16)  # for the restricted model-control API
 
     # -- addresses -------------------------------------------------------------------
     def _url(self, port: int) -> str:
@@ -323,6 +339,8 @@ class TritonServer:
             ]
         if self.model_control_mode:
             cmd.append(f"--model-control-mode={self.model_control_mode}")
+        elif self.watchdog:
+            cmd += self._watchdog_control_args()
         if self.repository_poll_secs is not None:
             cmd.append(f"--repository-poll-secs={self.repository_poll_secs}")
         return cmd + self.extra_args
@@ -383,6 +401,51 @@ class TritonServer:
         except BaseException:
             self._stop_process()
             raise
+
+    def _watchdog_control_args(self) -> list[str]:
+        """Explicit mode loading every model at start, so that the watchdog can reload
+        one; the API that loads (and could upload model files) only for the watchdog."""
+        restricted = f"model-repository:{HEADER}={self._control_key}"
+        return [
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            f"--http-restricted-api={restricted}",
+            f"--grpc-restricted-protocol={restricted}",
+        ]
+
+    @property
+    def can_reload(self) -> bool:
+        """Triton accepts model loads: explicit mode, asked for or the watchdog's."""
+        mode = self.model_control_mode
+        return mode == "explicit" or (mode is None and self.watchdog)
+
+    def model_control(self) -> ModelControl:
+        return ModelControl(self.http_url, self._control_key, timeout=self.startup_timeout)
+
+    def model_stubs(self, model: str) -> set[int]:
+        """PIDs of the live Python-backend stubs serving `model`."""
+        process = self.process
+        if process is None:
+            return set()
+        return {pid for pid, stub in live_stubs(process.pid).items() if stub.model == model}
+
+    def reload_models(self, models: list[str]) -> dict[str, set[int]]:
+        """Give each of `models` new instances (new stub processes) in the running
+        server (`serving.model_control`); returns each model's new stub PIDs. Raises
+        ModelControlError when Triton refuses or no new stub came up."""
+        with self._lock:
+            if not self.can_reload:
+                raise ModelControlError("the server is not in explicit model-control mode")
+            control = self.model_control()
+            fresh = {}
+            for model in models:
+                before = self.model_stubs(model)
+                control.load(model, equivalent_config(control.config(model)))
+                fresh[model] = self.model_stubs(model) - before
+                if not fresh[model] or not control.ready(model):
+                    raise ModelControlError(f"model {model!r} has no new stub after its reload")
+                self.reloads += 1
+            return fresh
 
     def restart(self) -> None:
         """Replace the server process by a new one on the same ports (what the watchdog
@@ -477,19 +540,35 @@ class TritonServer:
 
 
 class StubWatchdog:
-    """Restarts `server` when one of its Python-backend stubs has died.
+    """Repairs `server` when one of its Python-backend stubs has died.
 
     Triton 24.10 leaves such a model READY but failing every request (serving/liveness.py
     says why and how a dead stub is recognized). The stub must be seen dead on
-    `confirmations` checks `interval` seconds apart before the restart.
+    `confirmations` checks `interval` seconds apart (a stub Triton stops itself is a
+    zombie only until Triton reaps it, at once). Every second counts: requests to the
+    model fail meanwhile, and berth-client's default retries span about 4 s. Then the
+    models whose stubs died are reloaded (`TritonServer.reload_models`; the other models
+    keep serving, and so do these once their new stubs are up); the server is restarted
+    on the same ports only where that cannot work: the server is not in explicit mode
+    (e.g. poll mode), the dead stub's model is unknown (it died before a check saw it
+    alive), or the reload failed.
+
+    Which model a stub served is read from its command line while it lives (a zombie
+    keeps none). Triton may keep a replaced dead stub as a zombie for good (seen after
+    a reload of a model with two instances), so a zombie a reload handled is not
+    counted again.
     """
 
-    def __init__(self, server: TritonServer, interval: float = 1.0, confirmations: int = 2):
+    def __init__(self, server: TritonServer, interval: float = 0.5, confirmations: int = 2):
         self.server = server
         self.interval = interval
         self.confirmations = confirmations
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="berth-stub-watchdog", daemon=True)
+        self._server_pid = 0
+        self._models: dict[int, str] = {}  # stub pid -> its model, recorded while it lived
+        self._seen: dict[int, int] = {}  # dead stub pid -> consecutive checks
+        self._handled: set[int] = set()  # dead stubs a reload replaced
 
     def start(self) -> None:
         self._thread.start()
@@ -500,24 +579,69 @@ class StubWatchdog:
             self._thread.join(self.server.startup_timeout + 30)
 
     def _run(self) -> None:
-        seen: dict[int, int] = {}  # dead stub pid -> consecutive checks
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():  # the first check at once: it records the stubs
             process = self.server.process
-            if process is None:
-                continue
-            seen = {pid: seen.get(pid, 0) + 1 for pid in dead_stubs(process.pid)}
-            if not seen or max(seen.values()) < self.confirmations or self._stop.is_set():
-                continue
+            dead = self._confirmed_dead(process.pid) if process is not None else []
+            if dead and not self._stop.is_set():
+                self._recover(process.pid, dead)
+                continue  # record the repaired server's stubs at once
+            self._stop.wait(self.interval)
+
+    def _confirmed_dead(self, server_pid: int) -> list[int]:
+        """The stubs seen dead on `confirmations` checks in a row, not yet handled."""
+        if server_pid != self._server_pid:  # a new server process: a clean slate
+            self._server_pid, self._models, self._seen, self._handled = server_pid, {}, {}, set()
+        self._models.update((pid, s.model) for pid, s in live_stubs(server_pid).items())
+        dead = [pid for pid in dead_stubs(server_pid) if pid not in self._handled]
+        self._seen = {pid: self._seen.get(pid, 0) + 1 for pid in dead}
+        return sorted(pid for pid, n in self._seen.items() if n >= self.confirmations)
+
+    def _recover(self, server_pid: int, dead: list[int]) -> None:
+        models = sorted({self._models.get(pid, "") for pid in dead})
+        self._seen = {}
+        if "" in models or not self.server.can_reload:
+            why = "not in explicit model-control mode" if "" not in models else "model unknown"
+            self._restart(server_pid, dead, why)
+            return
+        log.warning(
+            "tritonserver %d: Python-backend stub(s) %s of %s died; Triton does not restart "
+            "them, reloading %s",
+            server_pid,
+            dead,
+            ", ".join(models),
+            "it" if len(models) == 1 else "them",
+        )
+        started = time.monotonic()
+        try:
+            fresh = self.server.reload_models(models)
+        except (ServingError, OSError, ValueError) as exc:  # refused, or an odd answer
+            log.error("reload failed after %.1f s: %s", time.monotonic() - started, exc)
+            self._restart(server_pid, dead, "the reload failed")
+            return
+        self._handled |= set(dead)
+        log.warning(
+            "reloaded %s in %.1f s (new stubs %s); the other models kept serving",
+            ", ".join(models),
+            time.monotonic() - started,
+            fresh,
+        )
+
+    def _restart(self, server_pid: int, dead: list[int], why: str) -> None:
+        log.warning(
+            "tritonserver %d: Python-backend stub(s) %s died (%s): restarting the server on "
+            "the same ports",
+            server_pid,
+            dead,
+            why,
+        )
+        started = time.monotonic()
+        try:
+            self.server.restart()
+        except TritonServerError as exc:
+            log.error("restart after a dead stub failed: %s", exc)
+        else:
             log.warning(
-                "tritonserver %d: Python-backend stub(s) %s died; Triton does not restart "
-                "them, restarting the server on the same ports",
-                process.pid,
-                sorted(seen),
+                "tritonserver restarted in %.1f s (pid %d)",
+                time.monotonic() - started,
+                self.server.process.pid,
             )
-            seen = {}
-            try:
-                self.server.restart()
-            except TritonServerError as exc:
-                log.error("restart after a dead stub failed: %s", exc)
-            else:
-                log.warning("tritonserver restarted (pid %d)", self.server.process.pid)

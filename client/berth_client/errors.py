@@ -23,7 +23,7 @@ __all__ = [
 
 class ServerUnavailableError(ServingError):
     """The server could not be reached (connection refused, reset, DNS, HTTP 503, gRPC
-    UNAVAILABLE)."""
+    UNAVAILABLE), or the model's Python-backend stub died and is being replaced."""
 
     transient = True
 
@@ -73,6 +73,16 @@ _TIMEOUT_STATUSES = {"504", "StatusCode.DEADLINE_EXCEEDED"}
 _OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 
 
+def _dead_stub(lowered: str) -> bool:
+    """A Python-backend stub that died (HTTP 500 / gRPC INTERNAL), until the server
+    replaces it: berth's watchdog reloads the model within seconds, the model staying
+    READY (so "unknown model" is never part of that window and stays permanent). The
+    health mutex: the stub died holding its health lock."""
+    return ("stub process" in lowered and "is not healthy" in lowered) or (
+        "failed to obtain the health mutex" in lowered
+    )
+
+
 def _is_aiohttp_connection_error(exc: BaseException) -> bool:
     try:
         import aiohttp
@@ -100,11 +110,7 @@ def translate(exc: BaseException, *, url: str, model: str | None = None) -> Bert
     lowered = message.lower()
     if status in _OVERLOAD_STATUSES or any(m in lowered for m in _OVERLOAD_MESSAGES):
         return ServerOverloadedError(f"server overloaded{where}: {message}")
-    if (
-        status in _UNAVAILABLE_STATUSES
-        or "failed to connect" in lowered
-        or ("stub process" in lowered and "is not healthy" in lowered)
-    ):  # the last: a Python-backend model restarting its crashed stub (retried)
+    if status in _UNAVAILABLE_STATUSES or "failed to connect" in lowered or _dead_stub(lowered):
         return ServerUnavailableError(f"server unavailable at {url} ({status}): {message}", url=url)
     if status in _TIMEOUT_STATUSES or "deadline exceeded" in lowered:
         return RequestTimeoutError(f"no answer within the timeout{where}: {message}")

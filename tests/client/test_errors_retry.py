@@ -43,6 +43,24 @@ def ise(status, msg="boom"):
         (ise("429"), ServerOverloadedError, True),
         (ise("StatusCode.RESOURCE_EXHAUSTED"), ServerOverloadedError, True),
         (ise("503", "Exceeds maximum queue size"), ServerOverloadedError, True),
+        # a dead Python-backend stub's window, until the watchdog reloaded its model
+        (
+            ise("500", "in ensemble 's', Stub process 's_0_0' is not healthy."),
+            ServerUnavailableError,
+            True,
+        ),
+        (
+            ise("StatusCode.INTERNAL", "Stub process 's_0_0' is not healthy."),
+            ServerUnavailableError,
+            True,
+        ),
+        (ise("500", "Failed to obtain the health mutex."), ServerUnavailableError, True),
+        (ise("503", "in ensemble 's', Request timeout expired"), ServerOverloadedError, True),
+        (
+            ise("400", "Request for unknown model: 'sentimnet' is not found"),
+            ModelNotFoundError,
+            False,
+        ),
         (ise("400", "Exceeds maximum queue size"), ServerOverloadedError, True),
         (ise("404", "Request for unknown model: 'x' is not found"), ModelNotFoundError, False),
         (ise("StatusCode.NOT_FOUND"), ModelNotFoundError, False),
@@ -117,6 +135,25 @@ def test_retries_are_bounded():
         call_with_retry(fn, RetryPolicy(retries=2), tr, sleep=sleeps.append)
     assert fn.calls == 3 and len(sleeps) == 2
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
+
+
+def test_the_default_policy_outlasts_a_dead_stub_and_not_a_typo():
+    """A dead stub fails each attempt after ~1 s (Triton's stub health check) until the
+    watchdog reloaded the model: 2-3 s after the kill in RELIABILITY.md's drill, so the
+    default 3 retries (4 attempts, ~4 s, plus <= 0.35 s of backoff) outlast it; a
+    mistyped model is refused on the first attempt."""
+    from berth_client import Classifier
+
+    policy = Classifier("localhost:1").retry_policy
+    assert policy == RetryPolicy(retries=3, backoff=0.05, max_backoff=2.0)
+    assert sum(policy.cap(n) for n in range(1, policy.retries + 1)) == pytest.approx(0.35)
+    dead = ise("500", "in ensemble 's', Stub process 's_tokenizer_0_0' is not healthy.")
+    fn = Flaky([dead] * policy.retries)
+    assert call_with_retry(fn, policy, tr, sleep=lambda _: None) == "ok"
+    typo = Flaky([ise("400", "Request for unknown model: 'sentimnet' is not found")])
+    with pytest.raises(ModelNotFoundError):
+        call_with_retry(typo, policy, tr, sleep=lambda _: None)
+    assert typo.calls == 1
 
 
 @pytest.mark.parametrize(

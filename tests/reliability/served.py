@@ -4,7 +4,8 @@ one real `tritonserver` for the whole suite, is in conftest.py.
 The tiny sentiment checkpoint (tests/fixtures/checkpoints.py, built once per session) is
 published by `python -m export` with reliability settings: a small bounded queue (so a
 test can overload it in seconds), a short queue timeout and the default 1 MiB text limit.
-Its watchdog is on, as in `python -m serving`: a dead Python-backend stub restarts it.
+Its watchdog is on, as in `python -m serving`; in poll mode a dead Python-backend stub
+restarts it (explicit mode reloads the model: test_stub_recovery.py).
 The server watches the repository (`model_control_mode="poll"`), so the publish-under-load
 test can add a version while it serves. The restart test stops it and
 `Served.restart_stopped()` starts a new process on the same ports; every test uses the

@@ -108,7 +108,9 @@ def test_killed_tokenizer_stub_is_replaced_by_a_server_restart(served):
     """SIGKILL the tokenizer's Python-backend stub under load. Triton 24.10 does not
     restart it (the model stays READY and every request fails with "Stub process ... is
     not healthy"); the watchdog (`TritonServer(watchdog=True)`, on in `python -m serving`)
-    sees the dead stub and restarts the server on the same ports; later requests succeed.
+    sees the dead stub. This server polls the repository, where Triton takes no model
+    load, so the watchdog restarts it on the same ports (in its default explicit mode it
+    reloads the model instead: test_stub_recovery.py); later requests succeed.
     """
     server = served.server
     old_pid = server.process.pid

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 import serving.server as server_module
 from serving.server import (
@@ -251,23 +254,137 @@ def test_a_dead_stub_is_not_repaired_by_triton_and_liveness_says_so(tiny_reposit
         assert liveness.main(["--url", f"http://{server.http_url}"]) == 1
 
 
+def _text_infer(server: TritonServer, model: str) -> np.ndarray:
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        text = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+        text.set_data_from_numpy(np.array([[b"good"]], dtype=np.object_))
+        return client.infer(model, [text]).as_numpy("PROBABILITIES")
+    finally:
+        client.close()
+
+
 @pytest.mark.server
-def test_watchdog_restarts_the_server_when_a_stub_died(tiny_repository):
-    with TritonServer(tiny_repository, watchdog=True, watchdog_interval=0.5) as server:
+def test_a_load_repairs_a_dead_stub_only_with_an_equivalent_config(tmp_path):
+    """Why `serving.model_control.equivalent_config`: after its stub died, a Python-backend
+    model loaded again as it is served (a plain load, or with the served config) keeps
+    its dead instance; the same config with the host policy named ("cpu", what "" means)
+    gets a new instance, in the same server process."""
+    from serving import liveness
+    from serving.model_control import ModelControl, equivalent_config
+    from tests.client.stub_models import write_stub_model
+
+    # byte-compiled as export publishes it: the stub writing __pycache__ would make
+    # the first plain load a reload of changed files
+    compileall.compile_dir(write_stub_model(tmp_path, "stand_in", ["a", "b"]), quiet=2)
+    explicit = {"model_control_mode": "explicit", "extra_args": ["--load-model=*"]}
+    with TritonServer(tmp_path, **explicit) as server:
+        control = ModelControl(server.http_url)
+        served = control.config("stand_in")
+        stubs = _kill_stubs(server)
+        for config in (None, served):
+            control.load("stand_in", config)
+            assert liveness.dead_stubs(server.process.pid) == stubs  # still there, still dead
+            with pytest.raises(InferenceServerException, match=r"not healthy"):
+                _text_infer(server, "stand_in")
+        control.load("stand_in", equivalent_config(served))
+        assert server.model_stubs("stand_in") and not server.model_stubs("stand_in") & set(stubs)
+        assert _text_infer(server, "stand_in").shape == (1, 2)
+        assert control.config("stand_in")["instance_group"][0]["host_policy"] == "cpu"
+
+
+@pytest.mark.server
+def test_watchdog_reloads_the_model_whose_stub_died(tiny_repository):
+    """The watchdog's default: Triton in explicit mode; the dead stub's model reloaded
+    in the same server process, the dead stub not handled twice."""
+    with TritonServer(tiny_repository, watchdog=True) as server:
+        first, stubs = server.process.pid, server.model_stubs("m")
+        assert stubs
+        time.sleep(1.5)  # a live server is left alone
+        assert (server.restarts, server.reloads) == (0, 0)
+        _kill_stubs(server)
+        deadline = time.monotonic() + 120
+        while server.reloads == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (server.reloads, server.restarts) == (1, 0), server.log_tail
+        assert server.process.pid == first and not server.model_stubs("m") & stubs
+        assert _tiny_infer(server) == [[6.0]]
+        time.sleep(1.5)
+        assert (server.reloads, server.restarts) == (1, 0)
+    assert processes_using(tiny_repository) == []
+
+
+@pytest.mark.server
+def test_watchdog_restarts_the_server_where_triton_cannot_reload(tiny_repository):
+    """Mode none (or poll) takes no model load: the watchdog restarts the server."""
+    with TritonServer(tiny_repository, watchdog=True, model_control_mode="none") as server:
         ports = (server.http_url, server.grpc_url, server.metrics_url)
         first = server.process.pid
-        time.sleep(1.5)  # a live server is left alone
-        assert server.restarts == 0
+        assert not server.can_reload
         _kill_stubs(server)
         deadline = time.monotonic() + 120
         while server.restarts == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert server.restarts == 1, server.log_tail
+        assert (server.restarts, server.reloads) == (1, 0), server.log_tail
         assert server.running() and server.process.pid != first
         assert (server.http_url, server.grpc_url, server.metrics_url) == ports
         assert _tiny_infer(server) == [[6.0]]
         assert not group_alive(first)
     assert processes_using(tiny_repository) == []
+
+
+def test_the_watchdog_runs_triton_in_explicit_mode_with_its_api_restricted(tmp_path):
+    """`python -m serving` (watchdog on, mode none): explicit mode, every model loaded at
+    start, the model-repository API only with the watchdog's key; a mode the caller
+    chose is kept, and the watchdog then restarts instead of reloading."""
+    from serving.__main__ import parse_args, start_server
+
+    server = start_server(parse_args(["--model-repository", str(tmp_path)]))
+    cmd = server.command(tmp_path / "backends")
+    key = server._control_key
+    assert len(key) == 32 and server.can_reload
+    for arg in (
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        f"--http-restricted-api=model-repository:berth-model-control={key}",
+        f"--grpc-restricted-protocol=model-repository:berth-model-control={key}",
+    ):
+        assert arg in cmd
+    for kwargs in ({"model_control_mode": "none"}, {"model_control_mode": "poll"}, {}):
+        other = TritonServer(tmp_path, watchdog=bool(kwargs), **kwargs)
+        assert not other.can_reload
+        assert not [a for a in other.command(tmp_path) if "explicit" in a or "restricted" in a]
+    poll = parse_args(["--model-repository", str(tmp_path), "--model-control-mode", "poll"])
+    assert "--model-control-mode=poll" in start_server(poll).command(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("group", "policy"),
+    [
+        ({"kind": "KIND_CPU", "host_policy": ""}, "cpu"),
+        ({"kind": "KIND_CPU", "host_policy": "cpu"}, ""),
+        ({"kind": "KIND_MODEL"}, "model"),
+        ({"kind": "KIND_GPU", "gpus": [1, 2], "host_policy": ""}, "gpu_1"),
+    ],
+)
+def test_equivalent_config_swaps_the_host_policy_for_the_name_triton_gives_it(group, policy):
+    from serving.model_control import equivalent_config
+
+    config = {"name": "m", "instance_group": [dict(group, name="m_0", count=2)]}
+    new = equivalent_config(config)
+    assert new["instance_group"] == [dict(group, name="m_0", count=2, host_policy=policy)]
+    assert config["instance_group"][0] == dict(group, name="m_0", count=2)  # a copy
+
+
+def test_equivalent_config_refuses_what_it_cannot_renew():
+    from serving.model_control import ModelControlError, equivalent_config
+
+    for config in (
+        {"name": "e", "platform": "ensemble"},
+        {"instance_group": [{"host_policy": "numa0"}]},
+    ):
+        with pytest.raises(ModelControlError):
+            equivalent_config(config)
 
 
 @pytest.mark.parametrize(
@@ -300,3 +417,78 @@ def test_dead_stubs_are_zombie_stub_children_of_the_server(tmp_path):
     assert dead_stubs(100, proc=tmp_path) == [101]
     assert dead_stubs(200, proc=tmp_path) == [103]
     assert servers(proc=tmp_path) == [100]
+
+
+def test_live_stubs_names_each_stubs_model_from_its_command_line(tmp_path):
+    from serving.liveness import LiveStub, live_stubs
+
+    def stub_args(model: str, instance: str) -> str:
+        return "\0".join([
+            "/b/python/triton_python_backend_stub", f"/repo/{model}/1/model.py", "shm", "1048576",
+            "1048576", "100", "/b/python", "336", instance, "DEFAULT", "",
+        ])  # fmt: skip
+
+    for pid, stat, cmdline in (
+        (
+            101,
+            "101 (triton_python_b) S 100 100 100",
+            stub_args("news_tokenizer", "news_tokenizer_0_0"),
+        ),
+        (102, "102 (triton_python_b) Z 100 100 100", ""),  # dead: no command line
+        (103, "103 (triton_python_b) S 200 200 200", stub_args("other", "other_0_0")),
+        (104, "104 (python) S 100 100 100", "python\0x.py"),
+    ):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(stat)
+        (tmp_path / str(pid) / "cmdline").write_text(cmdline)
+    assert live_stubs(100, proc=tmp_path) == {101: LiveStub("news_tokenizer", "news_tokenizer_0_0")}
+
+
+class _Recorded:
+    """What StubWatchdog sees of a TritonServer: its process, reloads and restarts."""
+
+    can_reload, startup_timeout = True, 1.0
+
+    def __init__(self, reload_error: Exception | None = None) -> None:
+        self.process, self.calls, self.reload_error = mock.Mock(pid=7), [], reload_error
+
+    def reload_models(self, models: list[str]) -> dict:
+        self.calls.append(("reload", models))
+        if self.reload_error:
+            raise self.reload_error
+        return {m: {99} for m in models}
+
+    def restart(self) -> None:
+        self.calls.append(("restart",))
+
+
+def test_watchdog_decides_reload_or_restart_per_dead_stub(monkeypatch):
+    """A stub seen dead twice: its model reloaded; its zombie, if Triton keeps it, not
+    handled again; a stub never seen alive (model unknown) or a failed reload: a
+    restart."""
+    from serving.liveness import LiveStub
+    from serving.model_control import ModelControlError
+
+    live = {11: LiveStub("tok", "tok_0_0"), 12: LiveStub("clf", "clf_0_0")}
+    dead: list[int] = []
+    monkeypatch.setattr(
+        server_module, "live_stubs", lambda pid: {p: live[p] for p in live if p not in dead}
+    )
+    monkeypatch.setattr(server_module, "dead_stubs", lambda pid: list(dead))
+    server = _Recorded()
+    dog = server_module.StubWatchdog(server)
+    assert dog._confirmed_dead(7) == []  # records the live stubs' models
+    dead.append(11)
+    assert (dog._confirmed_dead(7), dog._confirmed_dead(7)) == ([], [11])
+    dog._recover(7, [11])
+    assert server.calls == [("reload", ["tok"])]
+    assert (dog._confirmed_dead(7), dog._confirmed_dead(7)) == ([], [])  # kept zombie
+    dead.append(13)  # never seen alive
+    assert (dog._confirmed_dead(7), dog._confirmed_dead(7)) == ([], [13])
+    dog._recover(7, [13])
+    assert server.calls[-1] == ("restart",)
+    failing = _Recorded(ModelControlError("load of 'clf': HTTP 400"))
+    dog = server_module.StubWatchdog(failing)
+    dog._confirmed_dead(7)
+    dog._recover(7, [12])
+    assert failing.calls == [("reload", ["clf"]), ("restart",)]
