@@ -28,8 +28,8 @@ What it honours from `config.pbtxt`:
 - the declared inputs and outputs: inputs are fed by name, outputs are cast to the
   declared data type;
 - `allow_ragged_batch: true` on inputs: with `batch_input`s (default configs exported
-  with `--container-ragged`, on `model_flat.onnx`), as the native backend; without (pip configs), with the parameter
-  `ragged_run_cost_tokens` (see below);
+  with `--container-ragged`, on `model_flat.onnx`), as the native backend; without
+  (pip configs), with the parameter `ragged_run_cost_tokens` (see below);
 - `max_run_tokens` (0 or absent: no limit): a group larger than this many tokens (rows ×
   padded length) runs as several `session.run`s of consecutive rows, so a window-mode
   batch (up to `max_batch_size × max_windows` window rows) never needs more memory than
@@ -62,9 +62,10 @@ measured with one intra-op thread, a run's fixed cost is small, so sub-batches c
 almost no padding).
 
 With `batch_input`s in the config (default configs exported with `--container-ragged`:
-a flat `[-1]` graph input, the only ragged form the native backend takes), it does what the native backend and Triton
-core do: every request in one `session.run`, ragged inputs flattened and concatenated,
-the batch inputs computed from the requests' shapes (`batch_input`, `run_flat`).
+a flat `[-1]` graph input, the only ragged form the native backend takes), it does what
+the native backend and Triton core do: every request in one `session.run`, ragged inputs
+flattened and concatenated, the batch inputs computed from the requests' shapes
+(`batch_input`, `run_flat`).
 """
 
 from __future__ import annotations
