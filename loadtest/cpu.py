@@ -9,8 +9,9 @@ import psutil
 
 
 class CpuMeter:
-    """Samples the CPU time of named process trees (root + all descendants) until
-    stopped. Processes that exit between samples lose at most one interval.
+    """Samples the CPU time of named process trees (root + all descendants, or the root
+    alone: `watch(..., tree=False)`) until stopped. Processes that exit between samples
+    lose at most one interval.
 
         meter = CpuMeter()
         meter.watch("server", server_pid)
@@ -22,14 +23,18 @@ class CpuMeter:
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self.roots: dict[str, int] = {}
+        self.alone: set[str] = set()  # names whose root is measured without descendants
         # name -> pid -> [cpu seconds at first sight, latest cpu seconds]
         self._seen: dict[str, dict[int, list[float]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = self.stopped = 0.0
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, tree: bool = True) -> None:
+        """`tree=False`: `pid` alone, e.g. a generator whose child is the server."""
         self.roots[name] = pid
+        if not tree:
+            self.alone.add(name)
         self._seen.setdefault(name, {})
         if self._thread is not None:  # started already: count from now, pids are new
             self._sample(name, pid, new_is_zero=True)
@@ -37,7 +42,7 @@ class CpuMeter:
     def _sample(self, name: str, root: int, new_is_zero: bool) -> None:
         try:
             proc = psutil.Process(root)
-            procs = [proc, *proc.children(recursive=True)]
+            procs = [proc] if name in self.alone else [proc, *proc.children(recursive=True)]
         except psutil.Error:
             return
         seen = self._seen[name]

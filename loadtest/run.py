@@ -520,7 +520,7 @@ def measure_open_loop(cfg: LoadtestConfig) -> OpenLoopOutcome:
         before = triton_stats.snapshot(target.stats_url) if target.stats_url else {}
         started = time.monotonic()
         meter = CpuMeter()
-        meter.watch("load generator", os.getpid())
+        meter.watch("load generator", os.getpid(), tree=False)  # the server may be a child
         if target.server_pid:
             meter.watch("server", target.server_pid)
         with meter:
