@@ -159,8 +159,11 @@ class ServingSettings:
     # the rest at once; a request that waited `queue_timeout_us` (0 = no limit) is
     # rejected too. Both are UNAVAILABLE to the client (berth-client:
     # ServerOverloadedError, retried with backoff). Clients may set a shorter timeout.
-    max_queue_size: int = 256
-    queue_timeout_us: int = 2_000_000
+    # 64 and 0.5 s: overloaded at 2x and 5x its capacity (open loop, BENCHMARKS.md), the
+    # demo's ensemble kept the accepted requests' p99 near or under 0.5 s; with 256 and
+    # 2 s, at 1.14x it answered after 0.74 s (median) and 0.93 s (p99).
+    max_queue_size: int = 64
+    queue_timeout_us: int = 500_000
     # Tokenizer: texts longer than this many UTF-8 bytes are refused before tokenization.
     max_text_bytes: int = 1 << 20
     # Triton's response cache on the ensemble (all its configurations): a repeated request
