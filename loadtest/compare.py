@@ -37,9 +37,10 @@ from berth_core.checkpoint import BerthConfig
 from berth_core.errors import InputError, run_command
 from berth_core.names import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from loadtest import triton_stats
+from loadtest.closed_loop import ROOT, LocustRun, stop_process
+from loadtest.config import parse_duration
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
-from loadtest.run import ROOT, LocustRun, parse_duration, stop_process
 from serving.server import free_port
 
 BATCH_SIZES = (1, 8, 16, 32, 64)

@@ -20,6 +20,7 @@ import pytest
 
 from loadtest import open_loop
 from loadtest.bodies import build_bodies
+from loadtest.config import parse_args
 from loadtest.open_loop import (
     FAILED,
     OK,
@@ -33,7 +34,7 @@ from loadtest.open_loop import (
     run_open_loop,
     summarize,
 )
-from loadtest.run import main, parse_args
+from loadtest.run import main
 
 MODEL = "sentiment"
 ANSWER = json.dumps(

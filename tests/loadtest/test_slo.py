@@ -8,7 +8,8 @@ import json
 import pytest
 
 from loadtest import run as run_mod
-from loadtest.run import parse_duration
+from loadtest.closed_loop import LocustRun
+from loadtest.config import parse_duration
 from loadtest.slo import (
     SLO,
     Stats,
@@ -89,7 +90,7 @@ def test_parse_duration_rejects_garbage():
 def test_cli_exit_codes_follow_the_slos(monkeypatch, tmp_path, capsys):
     """The CLI end to end with the Locust run replaced by fixed stats."""
     outcome = {"stats": GOOD}
-    monkeypatch.setattr(run_mod.LocustRun, "run", lambda self, meter=None: outcome["stats"])
+    monkeypatch.setattr(LocustRun, "run", lambda self, meter=None: outcome["stats"])
     argv = [
         "--host",
         "127.0.0.1:1",
@@ -119,7 +120,7 @@ def test_cli_rejects_grpc_on_the_fast_path():
 
 
 def test_locust_command(tmp_path):
-    run = run_mod.LocustRun(
+    run = LocustRun(
         host="127.0.0.1:8000",
         user_class="FastTritonUser",
         users=8,

@@ -22,10 +22,11 @@ import psutil
 import pytest
 
 from berth_core.errors import InputError, ServingError
-from loadtest import run as loadtest_run
 from loadtest import soak
+from loadtest.closed_loop import LocustRun
+from loadtest.config import parse_args
 from loadtest.open_loop import Tally
-from loadtest.run import main, parse_args
+from loadtest.run import main
 from loadtest.slo import Stats
 from loadtest.soak import (
     FLAT,
@@ -45,6 +46,7 @@ from loadtest.soak import (
     trend,
     warmup_intervals,
 )
+from loadtest.soak_run import soak_rate
 from serving.liveness import STUB_COMM
 from tests.loadtest.test_open_loop import fake_triton, slow  # noqa: F401 (a fixture)
 
@@ -370,10 +372,10 @@ def test_without_a_rate_the_soak_offers_a_share_of_the_probed_capacity(monkeypat
         runs.append(self)
         return Stats(requests=6000, failures=600, rps=100.0, p50_ms=20, p99_ms=80)
 
-    monkeypatch.setattr(loadtest_run.LocustRun, "run", fake_run)
+    monkeypatch.setattr(LocustRun, "run", fake_run)
     cfg = parse_args(["--soak", "30m", "--users", "32", "--duration", "30s",
                       "--report-dir", str(tmp_path)])  # fmt: skip
-    rate, source = loadtest_run.soak_rate(cfg, "127.0.0.1:8000")
+    rate, source = soak_rate(cfg, "127.0.0.1:8000")
     assert rate == pytest.approx(0.7 * 90.0)  # 90 OK answers a second
     assert source.startswith("70% of 90.0 req/s") and "32 closed-loop users" in source
     (probe,) = runs
@@ -381,16 +383,14 @@ def test_without_a_rate_the_soak_offers_a_share_of_the_probed_capacity(monkeypat
     assert probe.duration_s == 30.0 and probe.prefix == "soak_probe"
 
     half = parse_args(["--soak", "30m", "--soak-load", "0.5"])
-    assert loadtest_run.soak_rate(half, "h:1")[0] == pytest.approx(45.0)
+    assert soak_rate(half, "h:1")[0] == pytest.approx(45.0)
     given = parse_args(["--soak", "30m", "--arrival-rate", "250"])
-    assert loadtest_run.soak_rate(given, "h:1") == (250.0, "--arrival-rate")
+    assert soak_rate(given, "h:1") == (250.0, "--arrival-rate")
     assert len(runs) == 2  # no probe with --arrival-rate
 
-    monkeypatch.setattr(
-        loadtest_run.LocustRun, "run", lambda self, meter=None: Stats(0, 0, 0, 0, 0)
-    )
+    monkeypatch.setattr(LocustRun, "run", lambda self, meter=None: Stats(0, 0, 0, 0, 0))
     with pytest.raises(ServingError, match="no answer"):
-        loadtest_run.soak_rate(half, "h:1")
+        soak_rate(half, "h:1")
 
 
 # ----------------------------------------------------------------- the command line
