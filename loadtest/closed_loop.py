@@ -17,7 +17,7 @@ from berth_core.errors import BerthError, ServingError
 from loadtest import triton_stats
 from loadtest.config import CLIENTS, LoadtestConfig
 from loadtest.cpu import CpuMeter
-from loadtest.slo import Stats, check, exit_code, read_locust_json, summary_table
+from loadtest.slo import Stats, check, exit_code, print_missed, read_locust_json, summary_table
 from loadtest.target import maybe_server
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -189,9 +189,7 @@ def report(cfg: LoadtestConfig, outcome: Outcome, results: list) -> None:
         print(triton_stats.table(outcome.triton))
     run = outcome.run
     print(f"\nreports: {run.html_path}, {run.csv_prefix}_stats.csv, {run.json_path}")
-    for r in results:
-        if not r.passed:
-            print(r.message, file=sys.stderr)
+    print_missed(results)
 
 
 def main_closed_loop(cfg: LoadtestConfig) -> int:

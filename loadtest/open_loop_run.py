@@ -18,7 +18,7 @@ from loadtest.config import LoadtestConfig
 from loadtest.cpu import CpuMeter
 from loadtest.data import TextPicker, load_texts
 from loadtest.open_loop import OpenLoopSettings, OpenLoopSummary
-from loadtest.slo import exit_code
+from loadtest.slo import exit_code, print_missed
 from loadtest.target import maybe_server
 
 
@@ -105,9 +105,7 @@ def open_loop_report(cfg: LoadtestConfig, outcome: OpenLoopOutcome, results: lis
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nreport: {path}")
-    for r in results:
-        if not r.passed:
-            print(r.message, file=sys.stderr)
+    print_missed(results)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,13 @@ def check(stats: Stats, slo: SLO) -> list[SLOResult]:
             )
         )
     return results
+
+
+def print_missed(results: list[SLOResult]) -> None:
+    """Each missed SLO's message on stderr, after the report: the reason for exit 1."""
+    for r in results:
+        if not r.passed:
+            print(r.message, file=sys.stderr)
 
 
 def exit_code(results: list[SLOResult]) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from loadtest.closed_loop import LocustError, locust_run
 from loadtest.config import LoadtestConfig
 from loadtest.open_loop import OpenLoopSettings, OpenLoopSummary
 from loadtest.open_loop_run import open_loop_requests
-from loadtest.slo import exit_code
+from loadtest.slo import exit_code, print_missed
 from loadtest.soak import DEFAULT_LOAD
 from loadtest.target import maybe_server
 
@@ -131,9 +130,7 @@ def soak_report(cfg: LoadtestConfig, outcome: SoakOutcome, results: list) -> Pat
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nreports: {path}, {path.with_suffix('.csv')}")
-    for r in results:
-        if not r.passed:
-            print(r.message, file=sys.stderr)
+    print_missed(results)
     return path
 
 
