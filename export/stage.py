@@ -49,7 +49,6 @@ def stage_versions(
         shutil.rmtree(stage)
     versions: dict[str, Path] = {}
     tokenizer_json = cfg.checkpoint / TOKENIZER_FILE
-    _, pad_id = encoding.load_tokenizer_and_pad(str(tokenizer_json))
     tok = stage / tokenizer_model_name(cfg.name)
     tok.mkdir(parents=True)
     shutil.copy2(TOKENIZER_MODEL_SOURCE, tok / "model.py")
@@ -62,15 +61,15 @@ def stage_versions(
         shutil.copy2(AGGREGATE_MODEL_SOURCE, aggregate / "model.py")
         berth_core.copy_to(aggregate)
         versions[aggregate.name] = aggregate
+    # --container-ragged: the classifier behind the flat front end, padding with the
+    # tokenizer's pad id (masked; the same answers whatever it is)
+    pad_id = None
+    if cfg.serving.container_ragged:
+        _, pad_id = encoding.load_tokenizer_and_pad(str(tokenizer_json))
     for variant, graph in graphs.items():
-        model = stage / classifier_model_name(cfg.name, variant)
-        model.mkdir(parents=True)
-        shutil.copy2(graph.path, model / MODEL_FILE)
-        if cfg.serving.container_ragged and VARIANTS[variant].cpu:
+        model = stage_classifier(stage / classifier_model_name(cfg.name, variant), graph)
+        if pad_id is not None and VARIANTS[variant].cpu:
             add_flat_front(graph.path, model / FLAT_MODEL_FILE, pad_id)
-        if graph.disabled_optimizers:
-            session = {"disabled_optimizers": list(graph.disabled_optimizers)}
-            (model / SESSION_FILE).write_text(json.dumps(session) + "\n")
         versions[model.name] = model
     ensemble = stage / cfg.name  # the ensemble's version dir: provenance only
     ensemble.mkdir(parents=True)
@@ -78,6 +77,17 @@ def stage_versions(
     (ensemble / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     versions[cfg.name] = ensemble
     return versions
+
+
+def stage_classifier(model: Path, graph: Graph) -> Path:
+    """A classifier's version directory: its graph, and the session settings measured
+    for it on this machine (session.json), if any."""
+    model.mkdir(parents=True)
+    shutil.copy2(graph.path, model / MODEL_FILE)
+    if graph.disabled_optimizers:
+        session = {"disabled_optimizers": list(graph.disabled_optimizers)}
+        (model / SESSION_FILE).write_text(json.dumps(session) + "\n")
+    return model
 
 
 def publish_variants(
