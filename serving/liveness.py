@@ -71,13 +71,18 @@ def processes(proc: Path = PROC) -> list[ProcessInfo]:
     return found
 
 
-def dead_stubs(server_pid: int, proc: Path = PROC) -> list[int]:
+def stub_processes(server_pid: int, proc: Path = PROC) -> list[ProcessInfo]:
+    """The Python-backend stub children of `server_pid`, live or dead (one /proc scan;
+    `dead_stubs` and `live_stubs` take it to share one)."""
+    return [p for p in processes(proc) if p.ppid == server_pid and p.comm.startswith(STUB_COMM)]
+
+
+def dead_stubs(
+    server_pid: int, proc: Path = PROC, stubs: list[ProcessInfo] | None = None
+) -> list[int]:
     """PIDs of the Python-backend stubs of `server_pid` that have died (zombies)."""
-    return sorted(
-        p.pid
-        for p in processes(proc)
-        if p.ppid == server_pid and p.comm.startswith(STUB_COMM) and p.state == "Z"
-    )
+    stubs = stub_processes(server_pid, proc) if stubs is None else stubs
+    return sorted(p.pid for p in stubs if p.state == "Z")
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,15 @@ def stub_of(args: list[str]) -> LiveStub | None:
     return LiveStub(model=Path(args[1]).parent.parent.name, instance=args[8])
 
 
-def live_stubs(server_pid: int, proc: Path = PROC) -> dict[int, LiveStub]:
+def live_stubs(
+    server_pid: int, proc: Path = PROC, stubs: list[ProcessInfo] | None = None
+) -> dict[int, LiveStub]:
     """{pid: its model and instance} of the live Python-backend stubs of `server_pid`.
     A dead stub's command line is empty (a zombie keeps none), so whoever wants to know
     which model a dead stub served must have read this while it lived."""
     found = {}
-    for p in processes(proc):
-        if p.ppid != server_pid or not p.comm.startswith(STUB_COMM) or p.state == "Z":
+    for p in stub_processes(server_pid, proc) if stubs is None else stubs:
+        if p.state == "Z":
             continue
         try:
             raw = (proc / str(p.pid) / "cmdline").read_bytes()

@@ -60,7 +60,7 @@ import berth_core
 from berth_core.errors import ServingError
 from berth_core.names import PIP_CONFIG_NAME, STRICT_RUNNER_ENV
 from berth_core.traffic_sample import SampleConfig
-from serving.liveness import dead_stubs, live_stubs
+from serving.liveness import dead_stubs, live_stubs, stub_processes
 from serving.model_control import (
     HEADER,
     ModelControl,
@@ -591,8 +591,11 @@ class StubWatchdog:
         """The stubs seen dead on `confirmations` checks in a row, not yet handled."""
         if server_pid != self._server_pid:  # a new server process: a clean slate
             self._server_pid, self._models, self._seen, self._handled = server_pid, {}, {}, set()
-        self._models.update((pid, s.model) for pid, s in live_stubs(server_pid).items())
-        dead = [pid for pid in dead_stubs(server_pid) if pid not in self._handled]
+        stubs = stub_processes(server_pid)  # one /proc scan for both
+        self._models.update(
+            (pid, s.model) for pid, s in live_stubs(server_pid, stubs=stubs).items()
+        )
+        dead = [pid for pid in dead_stubs(server_pid, stubs=stubs) if pid not in self._handled]
         self._seen = {pid: self._seen.get(pid, 0) + 1 for pid in dead}
         return sorted(pid for pid, n in self._seen.items() if n >= self.confirmations)
 

@@ -471,10 +471,13 @@ def test_watchdog_decides_reload_or_restart_per_dead_stub(monkeypatch):
 
     live = {11: LiveStub("tok", "tok_0_0"), 12: LiveStub("clf", "clf_0_0")}
     dead: list[int] = []
+    monkeypatch.setattr(server_module, "stub_processes", lambda pid: [])  # read by the fakes
     monkeypatch.setattr(
-        server_module, "live_stubs", lambda pid: {p: live[p] for p in live if p not in dead}
+        server_module,
+        "live_stubs",
+        lambda pid, stubs=None: {p: live[p] for p in live if p not in dead},
     )
-    monkeypatch.setattr(server_module, "dead_stubs", lambda pid: list(dead))
+    monkeypatch.setattr(server_module, "dead_stubs", lambda pid, stubs=None: list(dead))
     server = _Recorded()
     dog = server_module.StubWatchdog(server)
     assert dog._confirmed_dead(7) == []  # records the live stubs' models
