@@ -47,19 +47,27 @@ def open_loop_requests(cfg: LoadtestConfig) -> tuple[list[tuple[bytes, dict]], T
     return bodies, TextPicker(len(bodies), cfg.repeat_zipf)
 
 
+def open_loop_settings(
+    cfg: LoadtestConfig, host: str, rate: float, duration_s: float
+) -> OpenLoopSettings:
+    """The open loop `cfg` asks for against `host`, at `rate` for `duration_s` (the soak
+    chooses both its own way)."""
+    return OpenLoopSettings(
+        url=open_loop.infer_url(host, cfg.model),
+        rate=rate,
+        duration_s=duration_s,
+        arrivals=cfg.arrivals,
+        max_in_flight=cfg.max_in_flight,
+        timeout_s=cfg.timeout,
+    )
+
+
 def measure_open_loop(cfg: LoadtestConfig) -> OpenLoopOutcome:
     """The open loop against the target, watching this process's CPU, the server's when
     this run started it, and Triton's per-model statistics."""
     bodies, pick = open_loop_requests(cfg)
     with maybe_server(cfg) as target:
-        settings = OpenLoopSettings(
-            url=open_loop.infer_url(target.host, cfg.model),
-            rate=float(cfg.arrival_rate or 0),
-            duration_s=cfg.duration,
-            arrivals=cfg.arrivals,
-            max_in_flight=cfg.max_in_flight,
-            timeout_s=cfg.timeout,
-        )
+        settings = open_loop_settings(cfg, target.host, float(cfg.arrival_rate or 0), cfg.duration)
         print(f"open loop: {settings.rate:g} req/s ({settings.arrivals}) to {settings.url}")
         before = triton_stats.snapshot(target.stats_url) if target.stats_url else {}
         started = time.monotonic()

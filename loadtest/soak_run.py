@@ -17,7 +17,7 @@ from loadtest import open_loop, soak
 from loadtest.closed_loop import LocustError, locust_run
 from loadtest.config import LoadtestConfig
 from loadtest.open_loop import OpenLoopSettings, OpenLoopSummary
-from loadtest.open_loop_run import open_loop_requests
+from loadtest.open_loop_run import open_loop_requests, open_loop_settings
 from loadtest.slo import exit_code, print_missed
 from loadtest.soak import DEFAULT_LOAD
 from loadtest.target import maybe_server
@@ -81,14 +81,7 @@ def measure_soak(cfg: LoadtestConfig) -> SoakOutcome:
     with maybe_server(cfg) as target:
         pid, pid_source = soak.server_process(target.server_pid, cfg.server_pid, target.host)
         rate, rate_source = soak_rate(cfg, target.host)
-        settings = OpenLoopSettings(
-            url=open_loop.infer_url(target.host, cfg.model),
-            rate=rate,
-            duration_s=float(cfg.soak or 0),
-            arrivals=cfg.arrivals,
-            max_in_flight=cfg.max_in_flight,
-            timeout_s=cfg.timeout,
-        )
+        settings = open_loop_settings(cfg, target.host, rate, float(cfg.soak or 0))
         print(
             f"soak: {rate:.1f} req/s ({rate_source}) to {settings.url} for "
             f"{settings.duration_s:g} s; sampling pid {pid} ({pid_source}) and its "
