@@ -279,15 +279,28 @@ def run_batched(
             for name in batches[group[0]]
         }
         outputs = run_chunked(session, output_names, feed, max_run_tokens)
-        start = 0
-        for i in group:
-            rows = len(next(iter(batches[i].values())))
-            results[i] = {
+        answers = split_by_request([batches[i] for i in group], output_names, outputs)
+        for i, answer in zip(group, answers, strict=True):
+            results[i] = answer
+    return results
+
+
+def split_by_request(
+    batches: list[dict[str, np.ndarray]], output_names: list[str], outputs: list[np.ndarray]
+) -> list[dict[str, np.ndarray]]:
+    """The rows of one run's `outputs` back to the requests they came from, in order:
+    each request's share is its batch size (its inputs' first dimension)."""
+    answers, start = [], 0
+    for inputs in batches:
+        rows = len(next(iter(inputs.values())))
+        answers.append(
+            {
                 name: out[start : start + rows]
                 for name, out in zip(output_names, outputs, strict=True)
             }
-            start += rows
-    return results
+        )
+        start += rows
+    return answers
 
 
 def batch_input(spec: dict, shapes: list[tuple[int, ...]]) -> np.ndarray:
@@ -333,15 +346,7 @@ def run_flat(
     for spec in batch_inputs:
         value = batch_input(spec, [b[spec["source_input"][0]].shape for b in batches])
         feed.update(dict.fromkeys(spec["target_name"], value))
-    outputs = session.run(output_names, feed)
-    results, start = [], 0
-    for b in batches:
-        rows = len(next(iter(b.values())))
-        results.append(
-            {n: o[start : start + rows] for n, o in zip(output_names, outputs, strict=True)}
-        )
-        start += rows
-    return results
+    return split_by_request(batches, output_names, session.run(output_names, feed))
 
 
 def conformance_rules():
