@@ -18,7 +18,16 @@ EXTRA_ARGS = {
     LONG: ["--default-variant", "fp32"],
     # pip: padded batches, windows in a third step; default configs: the flat graph's
     # ragged batches (the native backend's form)
-    LONG_STEPS: ["--default-variant", "fp32", "--no-ragged", "--container-ragged"],
+    # queue timeout 2 s: its tests send bursts to a fresh server, whose Python-backend
+    # stubs' first executions can take longer than the default 0.5 s
+    LONG_STEPS: [
+        "--default-variant",
+        "fp32",
+        "--no-ragged",
+        "--container-ragged",
+        "--queue-timeout-us",
+        "2000000",
+    ],
 }
 
 

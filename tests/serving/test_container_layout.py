@@ -149,7 +149,7 @@ def test_requests_of_different_lengths_share_a_batch(container):
         )
     answers = sorted(done.get(timeout=HANG_S) for _ in texts)
     client.close()
-    assert all(e is None for _, _, e in answers)
+    assert all(e is None for _, _, e in answers), [str(e) for _, _, e in answers if e]
     after = executions(server, model, at_least=before[0] + len(texts))
     inferences, runs = (a - b for a, b in zip(after, before, strict=True))
     assert inferences >= len(texts) and runs < len(texts) / 2, (inferences, runs)
