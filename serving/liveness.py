@@ -33,7 +33,7 @@ import argparse
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,23 @@ def stub_processes(server_pid: int, proc: Path = PROC) -> list[ProcessInfo]:
     """The Python-backend stub children of `server_pid`, live or dead (one /proc scan;
     `dead_stubs` and `live_stubs` take it to share one)."""
     return [p for p in processes(proc) if p.ppid == server_pid and p.comm.startswith(STUB_COMM)]
+
+
+def known_stub_processes(
+    server_pid: int, pids: Iterable[int], proc: Path = PROC
+) -> list[ProcessInfo]:
+    """`stub_processes` for stubs already seen: reads only their own `stat` files (a
+    handful of reads instead of all of /proc, so the watchdog can look often); one
+    that was reaped, or whose PID now belongs to another process, is left out."""
+    found = []
+    for pid in pids:
+        try:
+            info = read_stat((proc / str(pid) / "stat").read_text())
+        except (OSError, ValueError, IndexError):  # reaped meanwhile
+            continue
+        if info.ppid == server_pid and info.comm.startswith(STUB_COMM):
+            found.append(info)
+    return found
 
 
 def dead_stubs(

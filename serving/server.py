@@ -40,6 +40,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -60,7 +61,7 @@ import berth_core
 from berth_core.errors import ServingError
 from berth_core.names import PIP_CONFIG_NAME, STRICT_RUNNER_ENV
 from berth_core.traffic_sample import SampleConfig
-from serving.liveness import dead_stubs, live_stubs, stub_processes
+from serving.liveness import dead_stubs, known_stub_processes, live_stubs, stub_processes
 from serving.model_control import (
     HEADER,
     ModelControl,
@@ -217,6 +218,9 @@ class TritonServer:
     whole repository).
     `sample` turns on the tokenizer's opt-in text sample (`berth_core.traffic_sample`),
     its settings passed to the stub processes in their environment.
+    Triton's config auto-complete is off unless `auto_complete_config=True`: berth
+    writes complete configs, and auto-complete costs each Python-backend model load a
+    second (`command`).
     """
 
     def __init__(
@@ -239,9 +243,10 @@ class TritonServer:
         model_control_mode: str | None = None,
         repository_poll_secs: int | None = None,
         watchdog: bool = False,
-        watchdog_interval: float = 0.5,
+        watchdog_interval: float = 0.1,
         load_unused_variants: bool = False,
         sample: SampleConfig | None = None,
+        auto_complete_config: bool = False,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
@@ -283,6 +288,7 @@ class TritonServer:
         self._init_watchdog(watchdog, watchdog_interval)
         self.load_unused_variants = load_unused_variants
         self.sample = sample
+        self.auto_complete_config = auto_complete_config
         self._view: tempfile.TemporaryDirectory | None = None
 
     def _init_watchdog(self, watchdog: bool, interval: float) -> None:
@@ -330,6 +336,12 @@ class TritonServer:
             "--allow-cpu-metrics=true",
             f"--exit-timeout-secs={self.exit_timeout}",
         ]
+        if not self.auto_complete_config:
+            # berth's configs are complete (serving.check_repository); auto-complete would
+            # start one more stub per Python-backend model at every load and then sleep
+            # 1 s (python_backend stub_launcher.cc UpdateHealth): a second added to each
+            # start and to each reload that repairs a dead stub.
+            cmd.append("--disable-auto-complete-config")
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
         if self.cache_size:  # the local response cache the wheel ships (caches/local)
@@ -546,7 +558,10 @@ class StubWatchdog:
     says why and how a dead stub is recognized). The stub must be seen dead on
     `confirmations` checks `interval` seconds apart (a stub Triton stops itself is a
     zombie only until Triton reaps it, at once). Every second counts: requests to the
-    model fail meanwhile, and berth-client's default retries span about 4 s. Then the
+    model fail meanwhile, and berth-client's default retries span about 4 s. So a check
+    reads only the `stat` files of the stubs already seen (`known_stub_processes`, tens
+    of microseconds), and all of /proc only every `rescan` seconds and right after a
+    repair, which is when new stubs appear. Then the
     models whose stubs died are reloaded (`TritonServer.reload_models`; the other models
     keep serving, and so do these once their new stubs are up); the server is restarted
     on the same ports only where that cannot work: the server is not in explicit mode
@@ -559,10 +574,18 @@ class StubWatchdog:
     counted again.
     """
 
-    def __init__(self, server: TritonServer, interval: float = 0.5, confirmations: int = 2):
+    def __init__(
+        self,
+        server: TritonServer,
+        interval: float = 0.1,
+        confirmations: int = 2,
+        rescan: float = 1.0,
+    ):
         self.server = server
         self.interval = interval
         self.confirmations = confirmations
+        self.rescan = rescan
+        self._scanned = -math.inf  # when all of /proc was last read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="berth-stub-watchdog", daemon=True)
         self._server_pid = 0
@@ -584,17 +607,24 @@ class StubWatchdog:
             dead = self._confirmed_dead(process.pid) if process is not None else []
             if dead and not self._stop.is_set():
                 self._recover(process.pid, dead)
-                continue  # record the repaired server's stubs at once
+                self._scanned = -math.inf  # record the repaired server's stubs at once
+                continue
             self._stop.wait(self.interval)
 
     def _confirmed_dead(self, server_pid: int) -> list[int]:
         """The stubs seen dead on `confirmations` checks in a row, not yet handled."""
         if server_pid != self._server_pid:  # a new server process: a clean slate
             self._server_pid, self._models, self._seen, self._handled = server_pid, {}, {}, set()
-        stubs = stub_processes(server_pid)  # one /proc scan for both
-        self._models.update(
-            (pid, s.model) for pid, s in live_stubs(server_pid, stubs=stubs).items()
-        )
+            self._scanned = -math.inf
+        now = time.monotonic()
+        if now - self._scanned >= self.rescan:
+            self._scanned = now
+            stubs = stub_processes(server_pid)  # one /proc scan for both
+            self._models.update(
+                (pid, s.model) for pid, s in live_stubs(server_pid, stubs=stubs).items()
+            )
+        else:
+            stubs = known_stub_processes(server_pid, self._models.keys() - self._handled)
         dead = [pid for pid in dead_stubs(server_pid, stubs=stubs) if pid not in self._handled]
         self._seen = {pid: self._seen.get(pid, 0) + 1 for pid in dead}
         return sorted(pid for pid, n in self._seen.items() if n >= self.confirmations)
@@ -621,7 +651,11 @@ class StubWatchdog:
             log.error("reload failed after %.1f s: %s", time.monotonic() - started, exc)
             self._restart(server_pid, dead, "the reload failed")
             return
-        self._handled |= set(dead)
+        # the reload replaced every instance: the model's other dead stubs too (killed
+        # together, one check apart), which Triton may keep as zombies
+        self._handled |= set(dead) | {
+            pid for pid in dead_stubs(server_pid) if self._models.get(pid) in models
+        }
         log.warning(
             "reloaded %s in %.1f s (new stubs %s); the other models kept serving",
             ", ".join(models),

@@ -45,12 +45,13 @@ def python_stubs(server_pid: int, model: str) -> list[psutil.Process]:
 
 class LoadLoop:
     """Back-to-back requests from `threads` threads (half HTTP, half gRPC), each result
-    recorded as (time, ok, message); a wrong answer counts as a failure."""
+    recorded as (time answered, ok, message, time sent); a wrong answer counts as a
+    failure."""
 
     def __init__(self, served, threads: int = 2) -> None:
         self.served = served
         self.stop_event = threading.Event()
-        self.results: list[tuple[float, bool, str]] = []
+        self.results: list[tuple[float, bool, str, float]] = []
         self.threads = [
             threading.Thread(target=self._run, args=("http" if i % 2 == 0 else "grpc",))
             for i in range(threads)
@@ -64,12 +65,13 @@ class LoadLoop:
         while not self.stop_event.is_set():
             inp = tc.InferInput("TEXT", [1, 1], "BYTES")
             inp.set_data_from_numpy(data)
+            sent = time.monotonic()
             try:
                 probs = client.infer(MODEL, [inp]).as_numpy("PROBABILITIES")
                 ok = np.allclose(probs, self.served.reference, atol=ATOL)
-                self.results.append((time.monotonic(), ok, "" if ok else f"wrong: {probs}"))
+                self.results.append((time.monotonic(), ok, "" if ok else f"wrong: {probs}", sent))
             except Exception as exc:
-                self.results.append((time.monotonic(), False, str(exc)))
+                self.results.append((time.monotonic(), False, str(exc), sent))
                 time.sleep(0.01)
         client.close()
 
@@ -84,10 +86,10 @@ class LoadLoop:
             thread.join(30)
 
     def failures(self, since: float = 0.0) -> list[str]:
-        return [m for t, ok, m in self.results if not ok and t >= since]
+        return [m for t, ok, m, _ in self.results if not ok and t >= since]
 
     def successes(self, since: float = 0.0) -> int:
-        return sum(1 for t, ok, _ in self.results if ok and t >= since)
+        return sum(1 for t, ok, *_ in self.results if ok and t >= since)
 
 
 def test_poll_mode_loads_each_published_model_once(served):
@@ -126,7 +128,7 @@ def test_killed_tokenizer_stub_is_replaced_by_a_server_restart(served):
         recovered_at = None
         while time.monotonic() < killed_at + HANG_S:
             time.sleep(0.25)
-            recent = [ok for t, ok, _ in load.results if t > time.monotonic() - 1.0]
+            recent = [ok for t, ok, *_ in load.results if t > time.monotonic() - 1.0]
             if server.restarts > restarts and recent and all(recent):
                 recovered_at = time.monotonic()
                 break
@@ -147,7 +149,7 @@ def test_killed_tokenizer_stub_is_replaced_by_a_server_restart(served):
     assert all(not p.is_running() for p in stubs)  # the old process tree is gone
     # Failures happen only between the kill and the restart: the dead stub's
     # "not healthy", then connection errors while the new server starts.
-    last_failure = max((t for t, ok, _ in load.results if not ok), default=killed_at)
+    last_failure = max((t for t, ok, *_ in load.results if not ok), default=killed_at)
     assert last_failure < recovered_at
     assert load.successes(since=last_failure) > 0
     assert not [m for m in failures if m.startswith("wrong")], failures[:3]

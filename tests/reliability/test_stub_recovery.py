@@ -70,9 +70,10 @@ class ClientLoop(LoadLoop):
                 try:
                     probs = clf.probabilities([GOOD_TEXT])
                     ok = np.allclose(probs, self.served.reference, atol=ATOL)
-                    self.results.append((time.monotonic(), ok, "" if ok else f"wrong: {probs}"))
+                    message = "" if ok else f"wrong: {probs}"
                 except BerthError as exc:
-                    self.results.append((time.monotonic(), False, f"{type(exc).__name__}: {exc}"))
+                    ok, message = False, f"{type(exc).__name__}: {exc}"
+                self.results.append((time.monotonic(), ok, message, started))
                 self.latencies.append(time.monotonic() - started)
 
 
@@ -94,7 +95,7 @@ def _kill_and_wait_for_reload(served: Served, victim, raw: LoadLoop) -> tuple[fl
         time.sleep(0.05)
         if reloaded_at is None and server.reloads > reloads:
             reloaded_at = time.monotonic()
-        recent = [ok for t, ok, _ in raw.results if t > time.monotonic() - 1.0]
+        recent = [ok for t, ok, *_ in raw.results if t > time.monotonic() - 1.0]
         if reloaded_at and recent and all(recent):
             return killed_at, reloaded_at, time.monotonic()
     raise AssertionError(
@@ -104,14 +105,26 @@ def _kill_and_wait_for_reload(served: Served, victim, raw: LoadLoop) -> tuple[fl
     )
 
 
+def _last_failure_sent(raw: LoadLoop, default: float) -> float:
+    return max((sent for _, ok, _, sent in raw.results if not ok), default=default)
+
+
+def _first_good_answer(raw: LoadLoop, killed_at: float) -> float:
+    """When the first request sent after the last failing one was answered: the end of
+    the outage. (A request the dead instance held fails when Triton gives up on it, ~1
+    s later, which can be after other instances answered.)"""
+    last_sent = _last_failure_sent(raw, killed_at)
+    return min(t for t, ok, _, sent in raw.results if ok and sent > last_sent)
+
+
 def _report(model: str, raw: LoadLoop, users: ClientLoop, killed_at: float, reloaded_at: float):
     """The figures of RELIABILITY.md's row (printed with `pytest -s`)."""
     raw_failures, user_failures = raw.failures(), users.failures()
-    last_failure = max((t for t, ok, _ in raw.results if not ok), default=killed_at)
-    first_good = min(t for t, ok, _ in raw.results if ok and t > last_failure)
+    last_failure = max((t for t, ok, *_ in raw.results if not ok), default=killed_at)
+    first_good = _first_good_answer(raw, killed_at)
     print(
         f"\n{model} stub kill: reloaded {reloaded_at - killed_at:.1f} s after the kill; raw "
-        f"requests: last failure {last_failure - killed_at:.1f} s, next answer "
+        f"requests: last failure {last_failure - killed_at:.1f} s, first good answer "
         f"{first_good - killed_at:.1f} s after the kill, {len(raw_failures)} failed of "
         f"{len(raw.results)} {sorted(set(raw_failures))[:2]}; berth-client: "
         f"{len(user_failures)} failed of {len(users.results)}, slowest call "
@@ -145,8 +158,9 @@ def test_a_killed_stub_is_replaced_by_a_model_reload(reloading, member):
     assert users.failures() == []
     raw_failures = raw.failures()
     assert all(any(e in m for e in WINDOW_ERRORS) for m in raw_failures), raw_failures[:3]
-    last_failure = max((t for t, ok, _ in raw.results if not ok), default=killed_at)
-    assert killed_at <= last_failure < recovered_at
+    # every failed request failed after the kill and was sent before the reload
+    assert min((t for t, ok, *_ in raw.results if not ok), default=killed_at) >= killed_at
+    assert _last_failure_sent(raw, killed_at) <= reloaded_at < recovered_at
     assert {m: _live_stubs(pid, m) for m in others} == others  # the other models untouched
     assert _live_stubs(pid, model) - victims  # new stubs for the reloaded model
     assert _log_count(server, f'"loading: {model}:1"') == loads_before + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import math
 import os
 import signal
 import subprocess
@@ -419,6 +420,22 @@ def test_dead_stubs_are_zombie_stub_children_of_the_server(tmp_path):
     assert servers(proc=tmp_path) == [100]
 
 
+def test_known_stub_processes_reads_only_the_stubs_it_is_given(tmp_path):
+    from serving.liveness import known_stub_processes
+
+    for pid, stat in {
+        101: "101 (triton_python_b) Z 100 100 100",  # dead stub of 100
+        102: "102 (triton_python_b) S 100 100 100",  # live stub of 100
+        103: "103 (triton_python_b) S 200 200 200",  # PID reused by another server's stub
+        104: "104 (python) S 100 100 100",  # PID reused by a process that is no stub
+        105: "105 (triton_python_b) S 100 100 100",  # a stub not asked about
+    }.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(stat)
+    found = known_stub_processes(100, [101, 102, 103, 104, 106], proc=tmp_path)  # 106: reaped
+    assert [(p.pid, p.state) for p in found] == [(101, "Z"), (102, "S")]
+
+
 def test_live_stubs_names_each_stubs_model_from_its_command_line(tmp_path):
     from serving.liveness import LiveStub, live_stubs
 
@@ -479,7 +496,7 @@ def test_watchdog_decides_reload_or_restart_per_dead_stub(monkeypatch):
     )
     monkeypatch.setattr(server_module, "dead_stubs", lambda pid, stubs=None: list(dead))
     server = _Recorded()
-    dog = server_module.StubWatchdog(server)
+    dog = server_module.StubWatchdog(server, rescan=0)  # every check reads all of /proc
     assert dog._confirmed_dead(7) == []  # records the live stubs' models
     dead.append(11)
     assert (dog._confirmed_dead(7), dog._confirmed_dead(7)) == ([], [11])
@@ -491,7 +508,30 @@ def test_watchdog_decides_reload_or_restart_per_dead_stub(monkeypatch):
     dog._recover(7, [13])
     assert server.calls[-1] == ("restart",)
     failing = _Recorded(ModelControlError("load of 'clf': HTTP 400"))
-    dog = server_module.StubWatchdog(failing)
+    dog = server_module.StubWatchdog(failing, rescan=0)
     dog._confirmed_dead(7)
     dog._recover(7, [12])
     assert failing.calls == [("reload", ["clf"]), ("restart",)]
+
+
+def test_watchdog_reads_all_of_proc_only_every_rescan_seconds(monkeypatch):
+    """Between full scans a check reads only the stubs already seen, so it can run
+    every 0.1 s; a repair forces a full scan (its new stubs must be recorded)."""
+    from serving.liveness import LiveStub, ProcessInfo
+
+    scans, known = [], []
+    stub = ProcessInfo(pid=11, ppid=7, comm="triton_python_b", state="S")
+    monkeypatch.setattr(server_module, "stub_processes", lambda pid: scans.append(pid) or [stub])
+    monkeypatch.setattr(
+        server_module, "known_stub_processes", lambda pid, pids: known.append(set(pids)) or [stub]
+    )
+    monkeypatch.setattr(
+        server_module, "live_stubs", lambda pid, stubs=None: {11: LiveStub("tok", "tok_0_0")}
+    )
+    dog = server_module.StubWatchdog(_Recorded(), rescan=60.0)
+    for _ in range(3):
+        assert dog._confirmed_dead(7) == []
+    assert (scans, known) == ([7], [{11}, {11}])
+    dog._scanned = -math.inf  # what _run does after a repair
+    dog._confirmed_dead(7)
+    assert scans == [7, 7]
