@@ -624,7 +624,9 @@ class StubWatchdog:
                 (pid, s.model) for pid, s in live_stubs(server_pid, stubs=stubs).items()
             )
         else:
-            stubs = known_stub_processes(server_pid, self._models.keys() - self._handled)
+            # the stubs seen alive, and those first seen dead (whose model is unknown)
+            known = (self._models.keys() | self._seen.keys()) - self._handled
+            stubs = known_stub_processes(server_pid, known)
         dead = [pid for pid in dead_stubs(server_pid, stubs=stubs) if pid not in self._handled]
         self._seen = {pid: self._seen.get(pid, 0) + 1 for pid in dead}
         return sorted(pid for pid, n in self._seen.items() if n >= self.confirmations)

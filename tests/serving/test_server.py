@@ -18,6 +18,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 import serving.server as server_module
+from serving.liveness import LiveStub, ProcessInfo
 from serving.server import (
     TritonServer,
     TritonServerError,
@@ -517,8 +518,6 @@ def test_watchdog_decides_reload_or_restart_per_dead_stub(monkeypatch):
 def test_watchdog_reads_all_of_proc_only_every_rescan_seconds(monkeypatch):
     """Between full scans a check reads only the stubs already seen, so it can run
     every 0.1 s; a repair forces a full scan (its new stubs must be recorded)."""
-    from serving.liveness import LiveStub, ProcessInfo
-
     scans, known = [], []
     stub = ProcessInfo(pid=11, ppid=7, comm="triton_python_b", state="S")
     monkeypatch.setattr(server_module, "stub_processes", lambda pid: scans.append(pid) or [stub])
@@ -535,3 +534,18 @@ def test_watchdog_reads_all_of_proc_only_every_rescan_seconds(monkeypatch):
     dog._scanned = -math.inf  # what _run does after a repair
     dog._confirmed_dead(7)
     assert scans == [7, 7]
+
+
+def test_a_stub_first_seen_dead_is_confirmed_between_full_scans(monkeypatch):
+    """A stub killed before any check saw it alive (its model unknown: the watchdog will
+    restart) is seen by a full scan only; the checks after it must follow it too."""
+    zombie = ProcessInfo(pid=12, ppid=7, comm="triton_python_b", state="Z")
+    monkeypatch.setattr(server_module, "stub_processes", lambda pid: [zombie])
+    monkeypatch.setattr(
+        server_module,
+        "known_stub_processes",
+        lambda pid, pids: [zombie] if 12 in set(pids) else [],
+    )
+    monkeypatch.setattr(server_module, "live_stubs", lambda pid, stubs=None: {})
+    dog = server_module.StubWatchdog(_Recorded(), rescan=60.0)
+    assert (dog._confirmed_dead(7), dog._confirmed_dead(7)) == ([], [12])
