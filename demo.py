@@ -3,9 +3,11 @@
 train the teacher (MiniLM-L6 on Rotten Tomatoes) → distil a 3-layer student from it →
 export the student (ONNX fp32/fp16/int8, gated) → publish it as the `sentiment` ensemble
 → serve it with the pip `tritonserver` → classify a few held-out reviews through
-berth-client → a short Locust run → load it as the stock NVIDIA container would (its
-default configs, berth's runner strict) and print the `docker run` lines that serve it.
-The teacher stays a run directory one export away.
+berth-client → a short Locust run → the student against its teacher as served (accuracy
+on the held-out split and outside review text, throughput in one run) → load it as the
+stock NVIDIA container would (its default configs, berth's runner strict) and print the
+`docker run` lines that serve it. The teacher is published only into a copy of the
+repository, for the comparison.
 Each stage is the documented command, so this file is also the README's walkthrough in
 executable form.
 """
@@ -129,7 +131,8 @@ def classifier_graph(repository: Path, ensemble: str) -> Path:
     member = re.search(rf'model_name: "({re.escape(ensemble)}_onnx_\w+)"', config)
     if member is None:
         raise SystemExit(f"{repository / ensemble} names no {ensemble}_onnx_* classifier")
-    return repository / member.group(1) / "1" / "model.onnx"
+    versions = [v for v in (repository / member.group(1)).iterdir() if v.name.isdigit()]
+    return max(versions, key=lambda v: int(v.name)) / "model.onnx"  # the latest, as served
 
 
 def student_against_teacher(args: argparse.Namespace, student_dir: Path) -> None:
