@@ -218,9 +218,10 @@ class TritonServer:
     whole repository).
     `sample` turns on the tokenizer's opt-in text sample (`berth_core.traffic_sample`),
     its settings passed to the stub processes in their environment.
-    Triton's config auto-complete is off unless `auto_complete_config=True`: berth
-    writes complete configs, and auto-complete costs each Python-backend model load a
-    second (`command`).
+    `auto_complete_config=False` turns Triton's config auto-complete off (berth writes
+    complete configs): each Python-backend model load is then 1 s shorter (`command`),
+    but the first requests to a just-started server met the cold-start stall more often
+    (RELIABILITY.md), so it stays on by default.
     """
 
     def __init__(
@@ -246,7 +247,7 @@ class TritonServer:
         watchdog_interval: float = 0.1,
         load_unused_variants: bool = False,
         sample: SampleConfig | None = None,
-        auto_complete_config: bool = False,
+        auto_complete_config: bool = True,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
@@ -337,10 +338,8 @@ class TritonServer:
             f"--exit-timeout-secs={self.exit_timeout}",
         ]
         if not self.auto_complete_config:
-            # berth's configs are complete (serving.check_repository); auto-complete would
-            # start one more stub per Python-backend model at every load and then sleep
-            # 1 s (python_backend stub_launcher.cc UpdateHealth): a second added to each
-            # start and to each reload that repairs a dead stub.
+            # auto-complete starts one more stub per Python-backend model at every load
+            # and then sleeps 1 s (python_backend stub_launcher.cc UpdateHealth)
             cmd.append("--disable-auto-complete-config")
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
