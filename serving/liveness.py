@@ -74,7 +74,11 @@ def processes(proc: Path = PROC) -> list[ProcessInfo]:
 def stub_processes(server_pid: int, proc: Path = PROC) -> list[ProcessInfo]:
     """The Python-backend stub children of `server_pid`, live or dead (one /proc scan;
     `dead_stubs` and `live_stubs` take it to share one)."""
-    return [p for p in processes(proc) if p.ppid == server_pid and p.comm.startswith(STUB_COMM)]
+    return [p for p in processes(proc) if is_stub_of(p, server_pid)]
+
+
+def is_stub_of(info: ProcessInfo, server_pid: int) -> bool:
+    return info.ppid == server_pid and info.comm.startswith(STUB_COMM)
 
 
 def known_stub_processes(
@@ -89,7 +93,7 @@ def known_stub_processes(
             info = read_stat((proc / str(pid) / "stat").read_text())
         except (OSError, ValueError, IndexError):  # reaped meanwhile
             continue
-        if info.ppid == server_pid and info.comm.startswith(STUB_COMM):
+        if is_stub_of(info, server_pid):
             found.append(info)
     return found
 
