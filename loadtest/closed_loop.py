@@ -17,7 +17,15 @@ from berth_core.errors import BerthError, ServingError
 from loadtest import triton_stats
 from loadtest.config import CLIENTS, LoadtestConfig
 from loadtest.cpu import CpuMeter
-from loadtest.slo import Stats, check, exit_code, print_missed, read_locust_json, summary_table
+from loadtest.slo import (
+    Stats,
+    check,
+    exit_code,
+    print_missed,
+    read_locust_failures,
+    read_locust_json,
+    summary_table,
+)
 from loadtest.target import maybe_server
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -51,6 +59,10 @@ class LocustRun:
     def html_path(self) -> Path:
         return self.report_dir / f"{self.prefix}.html"
 
+    @property
+    def failures_path(self) -> Path:
+        return self.report_dir / f"{self.prefix}_failures.json"
+
     def command(self) -> list[str]:
         host = self.host if "://" in self.host else f"http://{self.host}"
         argv = [
@@ -74,7 +86,7 @@ class LocustRun:
         """Run Locust to completion; with `meter`, its process tree is watched as
         "load generator"."""
         self.report_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, "BERTH_FAILURES_FILE": str(self.failures_path)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         stdout = subprocess.DEVNULL if self.quiet else None
         proc = subprocess.Popen(self.command(), env=env, cwd=ROOT, stdout=stdout)
@@ -184,6 +196,13 @@ def report(cfg: LoadtestConfig, outcome: Outcome, results: list) -> None:
     if outcome.server_pid:
         cpu += f"\n| server CPU | {outcome.meter.cores('server'):.2f} cores | | |"
     print(cpu)
+    failures = read_locust_failures(outcome.run.failures_path)
+    if failures:
+        print("\nFailures by message:\n")
+        print("| occurrences | message |\n| ---: | --- |")
+        for message, count in failures:
+            cell = " ".join(message.split()).replace("|", "\\|")[:300]
+            print(f"| {count} | {cell} |")
     if outcome.triton:
         print("\nInside Triton during the run (/v2/models/stats):\n")
         print(triton_stats.table(outcome.triton))

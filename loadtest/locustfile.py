@@ -20,7 +20,9 @@ User classes:
 Environment: BERTH_MODEL (default sentiment), BERTH_PROTOCOL (http|grpc, for
 BerthClientUser), BERTH_SCENARIO (snippets|long), BERTH_TEXTS (a texts file; default:
 the Rotten Tomatoes snippets), BERTH_TIMEOUT (seconds, default 10), BERTH_USER_RPS
-(per-user pacing; unset = no wait between requests).
+(per-user pacing; unset = no wait between requests), BERTH_FAILURES_FILE (where the
+run's failures are written by message at the end, as JSON; Locust's own failures CSV
+is flushed periodically and can miss the last second).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from locust import FastHttpUser, User, constant, constant_throughput, events, task
+from locust.runners import WorkerRunner
 
 from berth_client.model import PROBABILITIES
 from loadtest.bodies import BODY_POOL as MAX_BODIES
@@ -44,6 +48,7 @@ TIMEOUT = float(os.environ.get("BERTH_TIMEOUT", "10"))
 USER_RPS = float(os.environ.get("BERTH_USER_RPS", "0") or 0)
 # Zipf-like repeats of the texts (loadtest.data.TextPicker); 0: uniform draws.
 ZIPF = float(os.environ.get("BERTH_ZIPF", "0") or 0)
+FAILURES_FILE = os.environ.get("BERTH_FAILURES_FILE") or None
 
 if PROTOCOL == "grpc":
     # grpc's C core runs its own threads; under Locust's gevent monkey-patching they
@@ -58,6 +63,30 @@ from berth_client import Classifier  # noqa: E402  (after gevent set-up for grpc
 TEXTS = load_texts(TEXTS_FILE, SCENARIO)
 PICK = TextPicker(len(TEXTS), ZIPF)
 REQUEST_NAME = f"{MODEL} [{SCENARIO}]"
+
+
+_ENVIRONMENT: list = []
+
+
+@events.init.add_listener
+def _keep_environment(environment, **_) -> None:
+    _ENVIRONMENT.append(environment)
+
+
+@events.quit.add_listener
+def _write_failures(**_) -> None:
+    """After the runner stopped (the point Locust writes --json-file): the run's failures
+    by message. Workers leave it to the master, which holds them all."""
+    runner = _ENVIRONMENT[0].runner if _ENVIRONMENT else None
+    if not FAILURES_FILE or runner is None or isinstance(runner, WorkerRunner):
+        return
+    rows = [
+        {"error": e.to_name(), "occurrences": e.occurrences} for e in runner.stats.errors.values()
+    ]
+    path = Path(FAILURES_FILE)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(rows))
+    partial.replace(path)
 
 
 def _wait_time():

@@ -65,6 +65,17 @@ def read_locust_json(path: str | Path) -> Stats:
     return stats_from_entries(json.loads(Path(path).read_text()))
 
 
+def read_locust_failures(path: str | Path) -> list[tuple[str, int]]:
+    """(error message, occurrences), most frequent first, from the failures file the
+    locustfile writes when Locust quits (BERTH_FAILURES_FILE); [] when there is none.
+    The report names why requests failed, not only how many."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = [(row["error"], int(row["occurrences"])) for row in json.loads(path.read_text())]
+    return sorted(rows, key=lambda row: -row[1])
+
+
 @dataclass(frozen=True)
 class SLO:
     """None = not checked."""

@@ -16,6 +16,7 @@ from loadtest.slo import (
     check,
     exit_code,
     percentile,
+    read_locust_failures,
     read_locust_json,
     stats_from_entries,
     summary_table,
@@ -154,3 +155,16 @@ def test_stats_from_locust_json_entries(tmp_path):
     assert read_locust_json(path) == stats
     assert percentile({}, 0, 0.99) == 0.0
     assert stats_from_entries([]).requests == 0
+
+
+def test_failures_are_read_by_message_most_frequent_first(tmp_path):
+    path = tmp_path / "locust_failures.json"
+    path.write_text(json.dumps([
+        {"error": 'HTTP 503: {"error":"Request timeout expired"}', "occurrences": 2},
+        {"error": "ConnectionRefusedError(111)", "occurrences": 5},
+    ]))  # fmt: skip
+    assert read_locust_failures(path) == [
+        ("ConnectionRefusedError(111)", 5),
+        ('HTTP 503: {"error":"Request timeout expired"}', 2),
+    ]
+    assert read_locust_failures(tmp_path / "missing.json") == []

@@ -1,12 +1,13 @@
 """A short headless Locust run against a real tritonserver: requests flow, nothing
-fails, the reports are written."""
+fails (but the queue's refusal of a stall, on the real ensemble), the reports are
+written and name each failure's message."""
 
 from __future__ import annotations
 
 import pytest
 
 from loadtest.run import main
-from loadtest.slo import read_locust_json
+from loadtest.slo import read_locust_failures, read_locust_json
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -56,15 +57,25 @@ def test_unknown_model_counts_as_failures(stub_server, tmp_path, capsys):
     assert code == 1
     stats = read_locust_json(tmp_path / "locust_final.json")
     assert stats.failures == stats.requests > 0
-    assert "SLO failure rate MISSED" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "SLO failure rate MISSED" in err
+    # The report says why: Triton's own refusal, with its count.
+    assert f"| {stats.failures} | POST nope [snippets]: HTTP 404" in out
+    assert "unknown model" in out
 
 
 def test_short_run_against_the_real_ensemble(ensemble, tmp_path, capsys):
     server, _ = ensemble
     code = main(["--host", server.http_url, "--model", "sentiment", "--client", "fast",
-                 "--users", "4", "--duration", "3s", "--max-failure-rate", "0",
+                 "--users", "4", "--duration", "3s", "--max-failure-rate", "0.01",
                  "--report-dir", str(tmp_path)])  # fmt: skip
     assert code == 0, capsys.readouterr().out
     stats = read_locust_json(tmp_path / "locust_final.json")
-    assert stats.requests > 0 and stats.failures == 0
+    assert stats.requests > 0
     assert (tmp_path / "locust.html").is_file() and (tmp_path / "locust_stats.csv").is_file()
+    # The one failure allowed: Triton's queue-timeout refusal (the published 0.5 s
+    # default) when the shared 2-core machine stalls the server that long
+    # (RELIABILITY.md, known limits). Any other failure fails the test.
+    failures = read_locust_failures(tmp_path / "locust_failures.json")
+    assert sum(n for _, n in failures) == stats.failures
+    assert all("Request timeout expired" in message for message, _ in failures), failures
