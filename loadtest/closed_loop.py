@@ -21,6 +21,7 @@ from loadtest.slo import (
     Stats,
     check,
     exit_code,
+    failures_table,
     print_missed,
     read_locust_failures,
     read_locust_json,
@@ -199,10 +200,7 @@ def report(cfg: LoadtestConfig, outcome: Outcome, results: list) -> None:
     failures = read_locust_failures(outcome.run.failures_path)
     if failures:
         print("\nFailures by message:\n")
-        print("| occurrences | message |\n| ---: | --- |")
-        for message, count in failures:
-            cell = " ".join(message.split()).replace("|", "\\|")[:300]
-            print(f"| {count} | {cell} |")
+        print(failures_table(failures))
     if outcome.triton:
         print("\nInside Triton during the run (/v2/models/stats):\n")
         print(triton_stats.table(outcome.triton))

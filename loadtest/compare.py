@@ -41,6 +41,7 @@ from loadtest.closed_loop import ROOT, LocustRun, stop_process
 from loadtest.config import parse_duration
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
+from loadtest.slo import failures_table, read_locust_failures
 from serving.server import free_port
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
@@ -381,6 +382,9 @@ def compare(args: CompareConfig, command: str) -> None:
             "",
             triton_stats.table(json.loads(stats.read_text())),
         ]
+        failures = read_locust_failures(args.report_dir / f"triton-{model}_failures.json")
+        if failures:
+            extra += ["", f"Failures during {tag}:", "", failures_table(failures)]
     text = markdown(rows, args, command, extra)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

@@ -76,6 +76,15 @@ def read_locust_failures(path: str | Path) -> list[tuple[str, int]]:
     return sorted(rows, key=lambda row: -row[1])
 
 
+def failures_table(failures: list[tuple[str, int]]) -> str:
+    """Markdown: one row per failure message, with its count."""
+    lines = ["| occurrences | message |", "| ---: | --- |"]
+    for message, count in failures:
+        cell = " ".join(message.split()).replace("|", "\\|")[:300]
+        lines.append(f"| {count} | {cell} |")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class SLO:
     """None = not checked."""

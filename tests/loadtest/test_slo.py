@@ -15,6 +15,7 @@ from loadtest.slo import (
     Stats,
     check,
     exit_code,
+    failures_table,
     percentile,
     read_locust_failures,
     read_locust_json,
@@ -168,3 +169,8 @@ def test_failures_are_read_by_message_most_frequent_first(tmp_path):
         ('HTTP 503: {"error":"Request timeout expired"}', 2),
     ]
     assert read_locust_failures(tmp_path / "missing.json") == []
+
+
+def test_failures_table_keeps_each_message_on_one_row():
+    table = failures_table([("HTTP 500: a | b\nc", 3)])
+    assert table.splitlines()[-1] == "| 3 | HTTP 500: a \\| b c |"
