@@ -18,17 +18,13 @@ EXTRA_ARGS = {
     LONG: ["--default-variant", "fp32"],
     # pip: padded batches, windows in a third step; default configs: the flat graph's
     # ragged batches (the native backend's form)
-    # queue timeout 2 s: its tests send bursts to a fresh server, whose Python-backend
-    # stubs' first executions can take longer than the default 0.5 s
-    LONG_STEPS: [
-        "--default-variant",
-        "fp32",
-        "--no-ragged",
-        "--container-ragged",
-        "--queue-timeout-us",
-        "2000000",
-    ],
+    LONG_STEPS: ["--default-variant", "fp32", "--no-ragged", "--container-ragged"],
 }
+# Every test ensemble waits up to 2 s in a queue instead of the published 0.5 s: on the
+# shared 2-core machine the served ensemble now and then stalls for about 0.5 s, fresh
+# or warm (RELIABILITY.md, known limits), and the default then refuses the requests
+# waiting. These tests are about what is served; tests/reliability has the queue's own.
+QUEUE_TIMEOUT = ["--queue-timeout-us", "2000000"]
 
 
 def publish(
@@ -48,6 +44,7 @@ def publish(
         # On 64 rows one flipped row is 1.6 points, and int8 flips one on some CPUs
         # (an Intel Xeon, not an AMD EPYC): these tests are about serving; the gate has its own.
         "--max-accuracy-drop", "5",
+        *QUEUE_TIMEOUT,
         *(extra_args or []),
     ])  # fmt: skip
     assert code == 0, f"python -m export failed for {name} (exit {code})"

@@ -1,6 +1,5 @@
 """A short headless Locust run against a real tritonserver: requests flow, nothing
-fails (but the queue's refusal of a stall, on the real ensemble), the reports are
-written and name each failure's message."""
+fails, the reports are written and name each failure's message."""
 
 from __future__ import annotations
 
@@ -67,15 +66,10 @@ def test_unknown_model_counts_as_failures(stub_server, tmp_path, capsys):
 def test_short_run_against_the_real_ensemble(ensemble, tmp_path, capsys):
     server, _ = ensemble
     code = main(["--host", server.http_url, "--model", "sentiment", "--client", "fast",
-                 "--users", "4", "--duration", "3s", "--max-failure-rate", "0.01",
+                 "--users", "4", "--duration", "3s", "--max-failure-rate", "0",
                  "--report-dir", str(tmp_path)])  # fmt: skip
     assert code == 0, capsys.readouterr().out
     stats = read_locust_json(tmp_path / "locust_final.json")
-    assert stats.requests > 0
+    assert stats.requests > 0 and stats.failures == 0
     assert (tmp_path / "locust.html").is_file() and (tmp_path / "locust_stats.csv").is_file()
-    # The one failure allowed: Triton's queue-timeout refusal (the published 0.5 s
-    # default) when the shared 2-core machine stalls the server that long
-    # (RELIABILITY.md, known limits). Any other failure fails the test.
-    failures = read_locust_failures(tmp_path / "locust_failures.json")
-    assert sum(n for _, n in failures) == stats.failures
-    assert all("Request timeout expired" in message for message, _ in failures), failures
+    assert read_locust_failures(tmp_path / "locust_failures.json") == []
