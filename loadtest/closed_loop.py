@@ -87,6 +87,10 @@ class LocustRun:
         """Run Locust to completion; with `meter`, its process tree is watched as
         "load generator"."""
         self.report_dir.mkdir(parents=True, exist_ok=True)
+        # A report dir used before keeps the last run's files: a Locust that dies before
+        # writing its own must not pass off those as this run's.
+        for stale in (self.json_path, self.failures_path):
+            stale.unlink(missing_ok=True)
         env = {**os.environ, **self.env, "BERTH_FAILURES_FILE": str(self.failures_path)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         stdout = subprocess.DEVNULL if self.quiet else None
