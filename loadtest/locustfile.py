@@ -164,6 +164,14 @@ def body_for(index: int) -> tuple[bytes, dict]:
     return body
 
 
+def failure_message(response) -> str:
+    """Why a request failed: the server's answer, or what kept it from answering
+    (connection refused or reset, timed out), which has no status and no body."""
+    if not response.status_code:
+        return f"no response: {response.error!r}"
+    return f"HTTP {response.status_code}: {(response.text or '')[:200]}"
+
+
 class FastTritonUser(FastHttpUser):
     """Prebuilt request bodies over Locust's FastHttpUser (geventhttpclient)."""
 
@@ -181,7 +189,7 @@ class FastTritonUser(FastHttpUser):
             self.path, data=body, headers=headers, name=REQUEST_NAME, catch_response=True
         ) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+                response.failure(failure_message(response))
             elif PROBABILITIES.encode() not in (response.content or b""):
                 response.failure(f"no {PROBABILITIES} output in the response")
 
@@ -204,6 +212,6 @@ class ReferenceServiceUser(FastHttpUser):
             catch_response=True,
         ) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+                response.failure(failure_message(response))
             elif "label" not in (response.text or ""):
                 response.failure("no label in the response")

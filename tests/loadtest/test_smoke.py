@@ -63,6 +63,24 @@ def test_unknown_model_counts_as_failures(stub_server, tmp_path, capsys):
     assert "unknown model" in out
 
 
+@pytest.mark.parametrize("client", ["fast", "berth"])
+def test_no_server_counts_as_failures(client, tmp_path, capsys):
+    """Nothing listens on the port: every request fails, and the report says why (a
+    request without an answer has no status and no body to quote)."""
+    from serving.server import free_port
+
+    code = main(["--host", f"127.0.0.1:{free_port()}", "--model", "sentiment",
+                 "--client", client, "--users", "2", "--duration", "2s",
+                 "--report-dir", str(tmp_path)])  # fmt: skip
+    assert code == 1
+    stats = read_locust_json(tmp_path / "locust_final.json")
+    assert stats.failures == stats.requests > 0
+    failures = read_locust_failures(tmp_path / "locust_failures.json")
+    assert sum(count for _, count in failures) == stats.failures
+    assert all(" sentiment [" in message for message, _ in failures)
+    assert any("Connection refused" in message for message, _ in failures)
+
+
 def test_short_run_against_the_real_ensemble(ensemble, tmp_path, capsys):
     server, _ = ensemble
     code = main(["--host", server.http_url, "--model", "sentiment", "--client", "fast",
