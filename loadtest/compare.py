@@ -49,7 +49,7 @@ from loadtest.config import parse_duration
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
 from loadtest.slo import failures_table, read_locust_failures
-from serving.server import free_port
+from serving.server import TritonServer, free_port
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
 
@@ -241,7 +241,10 @@ def bench_ceiling(args: CompareConfig, texts: list[str]) -> list[Row]:
     return rows
 
 
-def ensemble_run(args: CompareConfig, host: str, model: str, prefix: str, seconds: float):
+def ensemble_run(
+    args: CompareConfig, host: str, model: str, prefix: str, seconds: float
+) -> LocustRun:
+    """Locust, as --client and --users say, against one ensemble of the server at `host`."""
     user_class = "FastTritonUser" if args.client == "fast" else "BerthClientUser"
     return LocustRun(
         host=host,
@@ -271,8 +274,6 @@ def bench_ensembles(args: CompareConfig, ensembles: list[tuple[str, str]]) -> En
     load. Each gets a discarded run first, so that no measured run includes its first
     requests; then each is measured `--rounds` times in turns, the order reversed every
     other round (A B, B A, …) so that a drift in the machine's speed hits both alike."""
-    from serving.server import TritonServer
-
     out = Ensembles(failures={tag: Counter() for tag, _ in ensembles})
     measured: list[tuple[str, int, Row]] = []
     with TritonServer(args.model_repository) as server:
@@ -290,7 +291,9 @@ def bench_ensembles(args: CompareConfig, ensembles: list[tuple[str, str]]) -> En
     return out
 
 
-def measure_ensemble(args: CompareConfig, server, host: str, tag: str, model: str, round_: int):
+def measure_ensemble(
+    args: CompareConfig, server: TritonServer, host: str, tag: str, model: str, round_: int
+) -> tuple[Row, list[tuple[str, int]]]:
     """One measured Locust run against `model`: its row and its failures by message."""
     label = f", round {round_ + 1} of {args.rounds}" if args.rounds > 1 else ""
     print(f"{tag} Triton ensemble {model}{label} ...", flush=True)
