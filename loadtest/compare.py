@@ -45,7 +45,7 @@ from berth_core.errors import InputError, run_command
 from berth_core.names import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from loadtest import triton_stats
 from loadtest.closed_loop import ROOT, LocustRun, stop_process
-from loadtest.config import parse_duration
+from loadtest.config import CLIENTS, parse_duration
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
 from loadtest.slo import failures_table, read_locust_failures
@@ -245,10 +245,9 @@ def ensemble_run(
     args: CompareConfig, host: str, model: str, prefix: str, seconds: float
 ) -> LocustRun:
     """Locust, as --client and --users say, against one ensemble of the server at `host`."""
-    user_class = "FastTritonUser" if args.client == "fast" else "BerthClientUser"
     return LocustRun(
         host=host,
-        user_class=user_class,
+        user_class=CLIENTS[args.client][0],
         users=args.users,
         duration_s=seconds,
         processes=args.processes,
