@@ -26,11 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from berth_client.model import PROBABILITIES
 from berth_core.errors import InputError
 from loadtest.slo import SLOResult
+from loadtest.wire import Pool, request_bytes
 
 ARRIVALS = ("uniform", "poisson")
 # Triton's refusals by a model's bounded queue (queue policy, timeout_action REJECT).
@@ -163,23 +162,27 @@ class OpenLoop:
         if not bodies:
             raise InputError("the open loop needs at least one request body (no texts?)")
         self.settings = settings
-        self.bodies = bodies
+        self.requests = [request_bytes(settings.url, body, headers) for body, headers in bodies]
         self.pick = pick
         self.tally = Tally()
         self.in_flight = 0
-        self.tasks: set[asyncio.Task] = set()
+        self.drained: asyncio.Event | None = None
 
     async def run(self) -> Tally:
         """The whole schedule, then every answer (each bounded by the timeout)."""
         raise_open_file_limit(self.settings.max_in_flight + 256)
-        connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight)
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            await self._send_all(session)
-            await asyncio.gather(*list(self.tasks))
+        pool = Pool(self.settings.url, self.settings.timeout_s)
+        self.drained = asyncio.Event()
+        try:
+            await self._send_all(pool)
+            if self.in_flight:  # set whenever in flight fell to 0: wait for the next time
+                self.drained.clear()
+                await self.drained.wait()
+        finally:
+            await pool.close()
         return self.tally
 
-    async def _send_all(self, session: aiohttp.ClientSession) -> None:
+    async def _send_all(self, pool: Pool) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -190,35 +193,34 @@ class OpenLoop:
             if delay > 0 or launched >= BURST:
                 await asyncio.sleep(max(delay, 0.0))
                 launched = 0
-            self._launch(session, due)
+            self._launch(pool, loop, due)
             launched += 1
 
-    def _launch(self, session: aiohttp.ClientSession, due: float) -> None:
+    def _launch(self, pool: Pool, loop: asyncio.AbstractEventLoop, due: float) -> None:
         self.tally.scheduled += 1
         if self.in_flight >= self.settings.max_in_flight:
             self.tally.not_sent += 1
             return
         self.in_flight += 1
-        task = asyncio.create_task(self._send(session, due))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _send(self, session: aiohttp.ClientSession, due: float) -> None:
-        loop = asyncio.get_running_loop()
-        body, headers = self.bodies[self.pick()]
         sent = loop.time()
         self.tally.lags.append(sent - due)
-        try:
-            async with session.post(self.settings.url, data=body, headers=headers) as response:
-                content = await response.read()
-            detail = f"HTTP {response.status}: {content[:120].decode('utf-8', 'replace')}"
-            self.tally.record(classify(response.status, content), loop.time() - sent, detail)
-        except TimeoutError:
+
+        def done(status: int, content: bytes, error: str) -> None:
+            self._answered(status, content, error, loop.time() - sent)
+
+        pool.request(self.requests[self.pick()], done)
+
+    def _answered(self, status: int, content: bytes, error: str, latency_s: float) -> None:
+        if error == "TimeoutError":
             self.tally.client_timeouts += 1
-        except (aiohttp.ClientError, OSError) as exc:
-            self.tally.fail(f"{type(exc).__name__}: {exc}")
-        finally:
-            self.in_flight -= 1
+        elif error:
+            self.tally.fail(error)
+        else:
+            detail = f"HTTP {status}: {content[:120].decode('utf-8', 'replace')}"
+            self.tally.record(classify(status, content), latency_s, detail)
+        self.in_flight -= 1
+        if self.in_flight == 0 and self.drained is not None:
+            self.drained.set()
 
 
 def run_open_loop(

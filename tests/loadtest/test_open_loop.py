@@ -59,7 +59,7 @@ class FakeTriton(ThreadingHTTPServer):
     """Answers POST /v2/models/<model>/infer as `responder` says; records arrivals."""
 
     daemon_threads = True
-    request_queue_size = 256  # aiohttp opens many connections at once
+    request_queue_size = 256  # the open loop opens many connections at once
 
     def __init__(self, responder: Responder) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
