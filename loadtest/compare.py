@@ -45,7 +45,7 @@ from berth_core.errors import InputError, run_command
 from berth_core.names import CONFIG_FILE, MODEL_FILE, classifier_model_name
 from loadtest import triton_stats
 from loadtest.closed_loop import ROOT, LocustRun, stop_process
-from loadtest.config import CLIENTS, parse_duration
+from loadtest.config import CLIENTS, parse_duration, protocol_problem
 from loadtest.cpu import CpuMeter
 from loadtest.data import SCENARIOS, load_texts
 from loadtest.slo import failures_table, read_locust_failures
@@ -394,7 +394,7 @@ class CompareConfig:
     client: str = option(
         "fast",
         "load path for (3): prebuilt bodies (fast) or berth_client (see python -m loadtest)",
-        choices=("fast", "berth"),
+        choices=sorted(CLIENTS),
     )
     scenario: str = option("snippets", choices=SCENARIOS)
     texts: Path | None = option(None)
@@ -414,7 +414,10 @@ def build_parser() -> ConfigParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_config(argv)
+    parser = build_parser()
+    args = parser.parse_config(argv)
+    if problem := protocol_problem(args.client, args.protocol):
+        parser.error(problem)
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m loadtest.compare " + shlex.join(argv)
     return run_command(lambda: compare(args, command), "loadtest.compare")

@@ -24,6 +24,14 @@ CLIENTS = {
 }
 
 
+def protocol_problem(client: str, protocol: str) -> str | None:
+    """Why `client` cannot load the server over `protocol`, or None when it can."""
+    protocols = CLIENTS[client][1]
+    return (
+        None if protocol in protocols else f"--client {client} speaks {', '.join(protocols)} only"
+    )
+
+
 def parse_duration(text: str) -> float:
     """'60s', '2m', '1m30s', '90' → seconds."""
     text = text.strip()
@@ -191,9 +199,8 @@ def build_parser() -> ConfigParser:
 def parse_args(argv: Sequence[str] | None = None) -> LoadtestConfig:
     parser = build_parser()
     cfg = parser.parse_config(argv)
-    protocols = CLIENTS[cfg.client][1]
-    if cfg.protocol not in protocols:
-        parser.error(f"--client {cfg.client} speaks {', '.join(protocols)} only")
+    if problem := protocol_problem(cfg.client, cfg.protocol):
+        parser.error(problem)
     if cfg.users < 1:
         parser.error("--users must be >= 1")
     if cfg.repeat_zipf < 0:

@@ -212,3 +212,12 @@ def test_ratio_is_the_median_of_the_rounds():
         "(3)/(4): **1.50×** the teacher ensemble's throughput (median of 3 alternated "
         "rounds: 1.50×, 2.00×, 1.50×)" in text
     )
+
+
+def test_a_client_that_cannot_speak_the_protocol_is_a_usage_error(capsys):
+    from loadtest.compare import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", "unused", "--client", "fast", "--protocol", "grpc"])
+    assert exit_info.value.code == 2
+    assert "--client fast speaks http only" in capsys.readouterr().err
