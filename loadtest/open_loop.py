@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from berth_client.model import PROBABILITIES
 from berth_core.errors import InputError
 from loadtest.slo import SLOResult
-from loadtest.wire import Pool, request_bytes
+from loadtest.wire import TIMED_OUT, Pool, request_bytes
 
 ARRIVALS = ("uniform", "poisson")
 # Triton's refusals by a model's bounded queue (queue policy, timeout_action REJECT).
@@ -211,7 +211,7 @@ class OpenLoop:
         pool.request(self.requests[self.pick()], done)
 
     def _answered(self, status: int, content: bytes, error: str, latency_s: float) -> None:
-        if error == "TimeoutError":
+        if error == TIMED_OUT:
             self.tally.client_timeouts += 1
         elif error:
             self.tally.fail(error)

@@ -20,6 +20,7 @@ from berth_core.errors import InputError
 
 # on_done(status, body, error): status 0 and a message in `error` when no answer came.
 Done = Callable[[int, bytes, str], None]
+TIMED_OUT = "TimeoutError"  # the error of an answer that did not come within the timeout
 HEADER_END = b"\r\n\r\n"
 MAX_HEADER = 64 * 1024
 
@@ -144,7 +145,7 @@ class Connection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self.timer = None
-        self._finish(0, b"", "TimeoutError", reuse=False)
+        self._finish(0, b"", TIMED_OUT, reuse=False)
 
     def _finish(self, status: int, body: bytes, error: str, reuse: bool) -> None:
         on_done, self.on_done = self.on_done, None
@@ -181,16 +182,21 @@ class Pool:
         task.add_done_callback(self.opening.discard)
 
     async def _connect_and_send(self, request: bytes, on_done: Done) -> None:
+        """Connecting counts against the request's timeout, as it would in any client."""
+        deadline = self.loop.time() + self.timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout_at(deadline):
                 _, conn = await self.loop.create_connection(
                     lambda: Connection(self), self.host, self.port
                 )
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError:
+            on_done(0, b"", TIMED_OUT)
+            return
+        except OSError as exc:
             on_done(0, b"", f"{type(exc).__name__}: {exc}")
             return
         self.open.add(conn)
-        conn.send(request, on_done, self.timeout_s)
+        conn.send(request, on_done, max(deadline - self.loop.time(), 0.0))
 
     def release(self, conn: Connection) -> None:
         self.idle.append(conn)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from berth_core.errors import InputError
-from loadtest.wire import Pool, request_bytes
+from loadtest.wire import TIMED_OUT, Pool, request_bytes
 
 OK_BODY = b'{"outputs":[{"name":"PROBABILITIES"}]}'
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -130,7 +130,7 @@ def test_a_late_answer_times_out():
         await asyncio.sleep(1.0)
 
     ((status, _, message),), _ = run(script, timeout_s=0.2)
-    assert (status, message) == (0, "TimeoutError")
+    assert (status, message) == (0, TIMED_OUT)
 
 
 def test_a_refused_connection_is_an_error_not_an_exception():
