@@ -216,8 +216,11 @@ class OpenLoop:
         elif error:
             self.tally.fail(error)
         else:
-            detail = f"HTTP {status}: {content[:120].decode('utf-8', 'replace')}"
-            self.tally.record(classify(status, content), latency_s, detail)
+            kind = classify(status, content)
+            if kind == FAILED:  # the message is built for failures only, not every answer
+                self.tally.fail(f"HTTP {status}: {content[:120].decode('utf-8', 'replace')}")
+            else:
+                self.tally.record(kind, latency_s)
         self.in_flight -= 1
         if self.in_flight == 0 and self.drained is not None:
             self.drained.set()

@@ -155,8 +155,7 @@ class Connection(asyncio.Protocol):
         if reuse:
             self.pool.release(self)
         elif self.transport is not None:
-            self.pool.forget(self)
-            self.transport.abort()
+            self.transport.abort()  # connection_lost then drops it from the pool
         if on_done is not None:
             on_done(status, body, error)
 
