@@ -431,11 +431,23 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
         concat(sets["train"], extra),
         sets["validation"],
         sets["test"],
-        predictor.logits(data.validation.texts),
-        predictor.logits(data.test.texts),
+        teacher_text_logits(predictor, sets["validation"], data.validation.texts),
+        teacher_text_logits(predictor, sets["test"], data.test.texts),
         len(unlabelled),
         len(extra),
     )
+
+
+def teacher_text_logits(predictor: Predictor, rows: EncodedDataset, texts: list[str]):
+    """The teacher's logits per text, as it serves them. When the rows are exactly the
+    teacher's own windows of these texts, their logits (computed in the same batches)
+    are aggregated rather than computed a second time."""
+    windows = predictor.windows(texts)
+    if windows.ids != rows.input_ids:
+        return predictor.logits(texts)
+    c = predictor.config
+    logits = np.asarray(rows.extras["teacher_logits"], dtype=np.float32)
+    return aggregate(logits, windows.text, windows.weight, c.aggregation, c.multi_label)
 
 
 @dataclass
@@ -466,14 +478,24 @@ class HeldOut:
             return {}
         return {"unlabelled_agreement": self.agreement(model, berth, teacher)}
 
-    def final(self, model, berth: BerthConfig, teacher: BerthConfig) -> dict:
-        """The kept checkpoint's figure and the texts' count, for metrics.json."""
+    def final(self, model, berth: BerthConfig, teacher: BerthConfig, state=None) -> dict:
+        """The kept checkpoint's figure and the texts' count, for metrics.json: read from
+        the kept epoch's evaluation in `state` (a TrainerState) where it was logged, the
+        same weights and the same batches, else computed."""
         if not self.texts:
             return {}
+        kept = kept_epoch_metric(state, "eval_unlabelled_agreement") if state else None
         return {
-            "unlabelled": self.agreement(model, berth, teacher),
+            "unlabelled": self.agreement(model, berth, teacher) if kept is None else kept,
             "unlabelled_texts": len(self.texts),
         }
+
+
+def kept_epoch_metric(state, key: str) -> float | None:
+    """`key` as logged by the evaluation of the checkpoint the trainer kept, if any."""
+    step = getattr(state, "best_global_step", None)
+    logged = [e[key] for e in state.log_history if e.get("step") == step and key in e]
+    return float(logged[-1]) if step is not None and logged else None
 
 
 def hold_out(session: Session, predictor: Predictor, sources, exclude: set[str]) -> HeldOut:
@@ -768,7 +790,9 @@ def distill(config: DistillConfig) -> TrainResult:
     result = evaluate(trainer, berth, data.validation, data.test)
     metrics = run_metrics(session, trainer, fitted, berth, result)
     metrics["teacher_agreement"] = agreement_metrics(berth, teacher, data, result)
-    metrics["teacher_agreement"].update(held_out.final(trainer.model, berth, teacher))
+    metrics["teacher_agreement"].update(
+        held_out.final(trainer.model, berth, teacher, trainer.state)
+    )
     metrics["distillation"] = berth.distillation
     session.say(
         f"agreement with the teacher: validation "

@@ -659,7 +659,9 @@ def per_text(dataset, logits: np.ndarray, label_ids, berth: BerthConfig):
 
 def evaluate(trainer, berth: BerthConfig, val_set, test_set) -> Evaluation:
     """Score the best model per text (window logits aggregated); multi-label thresholds
-    are tuned on validation here."""
+    are tuned on validation here. Only the logits are needed: the per-epoch metrics (a
+    student's held-out agreement costs a pass over its texts) are not run again."""
+    trainer.compute_metrics = None
     val_pred = trainer.predict(val_set, metric_key_prefix="validation")
     val_logits, val_labels = per_text(
         val_set, _logits(val_pred.predictions), val_pred.label_ids, berth

@@ -20,6 +20,7 @@ from training.distill import (
     distillation_loss,
     hidden_state_loss,
     keep_layers,
+    kept_epoch_metric,
     layer_candidates,
     narrow_feed_forward,
     pick_unlabelled,
@@ -499,3 +500,21 @@ def test_agreement_refuses_a_directory_that_is_not_a_checkpoint(tmp_path, capsys
                            "--student", str(tmp_path)])  # fmt: skip
     assert code == 2
     assert f"{tmp_path}/berth.json is missing" in capsys.readouterr().err
+
+
+def test_the_kept_epochs_logged_figure_is_read_not_recomputed():
+    """metrics.json's held-out agreement comes from the kept checkpoint's evaluation; a
+    state without it (nothing kept, or the figure never logged) asks for a new pass."""
+    from transformers import TrainerState
+
+    state = TrainerState()
+    state.log_history = [
+        {"loss": 0.5, "step": 10},
+        {"eval_unlabelled_agreement": 0.90, "step": 10},
+        {"eval_unlabelled_agreement": 0.94, "step": 20},
+        {"eval_unlabelled_agreement": 0.92, "step": 30},
+    ]
+    assert kept_epoch_metric(state, "eval_unlabelled_agreement") is None
+    state.best_global_step = 20
+    assert kept_epoch_metric(state, "eval_unlabelled_agreement") == 0.94
+    assert kept_epoch_metric(state, "eval_teacher_agreement") is None
