@@ -41,8 +41,8 @@ TEACHER_RECIPE = ["--epochs", "2"]
 # the mean of three seeds 0.8 points behind on the held-out split (BENCHMARKS.md,
 # "The trade-off on one screen").
 # Both exports time each graph 10 runs a figure instead of 30. The medians pick the int8
-# graph (margins of 2 % and 5 %; the graph chosen was 5-10 % ahead in each export kept
-# in runs/) and fill the report; about a minute less on 2 cores.
+# graph (margins of 2 % and 5 %; in the demo's exports so far the graph chosen led by
+# 5-10 %) and fill the report; about a minute less on 2 cores.
 EXPORT_TIMING = ["--latency-runs", "10"]
 STUDENT_RECIPE = [
     "--keep-layers", "0", "1", "2", "3", "--student-ffn-size", "1024",
