@@ -83,9 +83,9 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups`. PyTorch's fused kernel where every parameter can
-    take it: on CPU the default per-tensor loop costs ~140 ms a step for MiniLM's 23M
-    parameters against ~25 ms fused, a sixth of a short snippet batch's step."""
+    """AdamW over `parameter_groups`, with PyTorch's fused kernel where every parameter
+    can take it: on 2 CPU cores the default per-tensor loop took ~140 ms a step for
+    MiniLM's 23M parameters, the fused kernel ~25 ms (a step on 32 snippets: ~0.7 s)."""
     groups = [
         {k: v for k, v in g.items() if k != "names"}
         for g in parameter_groups(model, lr, weight_decay, layer_lr_decay)
