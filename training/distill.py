@@ -478,13 +478,13 @@ class HeldOut:
             return {}
         return {"unlabelled_agreement": self.agreement(model, berth, teacher)}
 
-    def final(self, model, berth: BerthConfig, teacher: BerthConfig, state=None) -> dict:
+    def final(self, model, berth: BerthConfig, teacher: BerthConfig, state) -> dict:
         """The kept checkpoint's figure and the texts' count, for metrics.json: read from
         the kept epoch's evaluation in `state` (a TrainerState) where it was logged, the
         same weights and the same batches, else computed."""
         if not self.texts:
             return {}
-        kept = kept_epoch_metric(state, "eval_unlabelled_agreement") if state else None
+        kept = kept_epoch_metric(state, "eval_unlabelled_agreement")
         return {
             "unlabelled": self.agreement(model, berth, teacher) if kept is None else kept,
             "unlabelled_texts": len(self.texts),
@@ -493,9 +493,11 @@ class HeldOut:
 
 def kept_epoch_metric(state, key: str) -> float | None:
     """`key` as logged by the evaluation of the checkpoint the trainer kept, if any."""
-    step = getattr(state, "best_global_step", None)
+    step = state.best_global_step
+    if step is None:
+        return None
     logged = [e[key] for e in state.log_history if e.get("step") == step and key in e]
-    return float(logged[-1]) if step is not None and logged else None
+    return float(logged[-1]) if logged else None
 
 
 def hold_out(session: Session, predictor: Predictor, sources, exclude: set[str]) -> HeldOut:

@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification
 
 from berth_core.checkpoint import MULTI_LABEL, BerthConfig
 from training.metrics import classification_metrics, f1_at, tune_thresholds
-from training.optim import build_optimizer, parameter_groups
+from training.optim import build_optimizer, optimizer_groups, parameter_groups
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,7 @@ def test_optimizer_is_fused_on_cpu_and_steps_as_the_loop_does(tiny_classifier):
     loop_model = copy.deepcopy(tiny_classifier)
     fused = build_optimizer(tiny_classifier, 1e-3, 0.01)
     assert fused.defaults["fused"] is True
-    groups = [
-        {k: v for k, v in g.items() if k != "names"}
-        for g in parameter_groups(loop_model, 1e-3, 0.01)
-    ]
-    loop = torch.optim.AdamW(groups, lr=1e-3, foreach=False)
+    loop = torch.optim.AdamW(optimizer_groups(loop_model, 1e-3, 0.01), lr=1e-3, foreach=False)
     torch.manual_seed(0)
     for _ in range(3):
         for a, b in zip(tiny_classifier.parameters(), loop_model.parameters(), strict=True):
