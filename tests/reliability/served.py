@@ -15,6 +15,7 @@ current process through `served.server`.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -117,8 +118,24 @@ def model_requests(http_url: str, kinds=("success", "fail")) -> dict[str, int]:
     return {m["name"]: sum(m["inference_stats"][k]["count"] for k in kinds) for m in stats}
 
 
-def classifier_requests(http_url: str) -> dict[str, int]:
-    """`model_requests` of the ensemble's classifier models (its ONNX variants)."""
+def classifier_requests(
+    http_url: str, quiet_s: float = 0.2, within_s: float = 5.0
+) -> dict[str, int]:
+    """`model_requests` of the ensemble's classifier models (its ONNX variants), once
+    they have stopped moving for `quiet_s`: a model's statistics are recorded after its
+    response is sent, so a request just answered can still be counted a moment later."""
+    deadline = time.monotonic() + within_s
+    counts = _classifier_counts(http_url)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        again = _classifier_counts(http_url)
+        if again == counts:
+            break
+        counts = again
+    return counts
+
+
+def _classifier_counts(http_url: str) -> dict[str, int]:
     counts = model_requests(http_url)
     return {name: n for name, n in counts.items() if name.startswith(f"{MODEL}_onnx")}
 
