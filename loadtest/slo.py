@@ -10,7 +10,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Stats:
-    """The aggregated figures of one run (Locust's final stats, all endpoints together)."""
+    """The aggregated figures of one run (Locust's final stats, all endpoints together).
+
+    `rps` counts the requests answered OK: a refusal by a full queue takes a fraction of
+    an answer's time, so counting failures would reward an overloaded server."""
 
     requests: int
     failures: int
@@ -51,7 +54,7 @@ def stats_from_entries(entries: list[dict]) -> Stats:
     return Stats(
         requests=requests,
         failures=failures,
-        rps=requests / max(span, 1.0) if requests else 0.0,
+        rps=(requests - failures) / max(span, 1.0) if requests else 0.0,
         p50_ms=percentile(histogram, requests, 0.50) if requests else float("nan"),
         p99_ms=percentile(histogram, requests, 0.99) if requests else float("nan"),
         avg_ms=total_ms / requests if requests else 0.0,
