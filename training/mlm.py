@@ -84,7 +84,9 @@ class MLMConfig:
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup_ratio: float = option(0.06, "share of steps in linear warmup")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
-    precision: str = option("auto", "auto = bf16/fp16 on CUDA, fp32 on CPU", choices=PRECISIONS)
+    precision: str = option(
+        "auto", "auto = bf16/fp16 on CUDA, bf16 on CPUs with AMX, else fp32", choices=PRECISIONS
+    )
     output_dir: str | None = option(None, "run directory (default: runs/mlm-<dataset name>)")
     overwrite: bool = option(False, "replace the outputs of an existing run directory")
     resume: bool = option(

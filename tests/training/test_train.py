@@ -124,6 +124,44 @@ def test_cli_data_error_exits_2(tmp_path, tiny_base_model, capsys):
     assert "Traceback" not in err
 
 
+def test_bf16_trains_on_cpu_and_saves_fp32_weights(tmp_path, tiny_base_model):
+    """--precision bf16 runs the Trainer's CPU autocast (a CPU with AMX trains faster in
+    it); the master weights, and so the checkpoint export reads, stay fp32."""
+    result = train(
+        config(
+            tmp_path / "run",
+            tiny_base_model,
+            dataset="rotten_tomatoes",
+            precision="bf16",
+            max_train_samples=32,
+            max_eval_samples=16,
+        )
+    )
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16" and metrics["history"]
+    weights = load_file(result.checkpoint / "model.safetensors")
+    assert {str(t.dtype) for t in weights.values()} == {"torch.float32"}
+
+
+@pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected):
+    from training import train as train_module
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(train_module, "cpu_has_amx", lambda: amx)
+    assert train_module.resolve_precision("auto") == expected
+    assert train_module.resolve_precision("fp32") == "fp32"
+
+
+def test_fp16_without_cuda_is_a_clear_usage_error(tmp_path, tiny_base_model, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    argv = ["--output-dir", str(tmp_path / "run"), "--model", str(tiny_base_model)]
+    code = main([*argv, "--dataset", "rotten_tomatoes", "--precision", "fp16"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--precision fp16 needs a CUDA GPU" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_multiclass_bbc_news_head_tail(tmp_path, tiny_base_model):
     result = train(
         config(
