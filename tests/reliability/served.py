@@ -111,31 +111,31 @@ class Served:
             np.testing.assert_allclose(probs, self.reference, atol=ATOL)
 
 
-def model_requests(http_url: str, kinds=("success", "fail")) -> dict[str, int]:
-    """{model: its requests of those kinds (answered, failed)}, from /v2/models/stats."""
-    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=30) as response:
-        stats = json.loads(response.read())["model_stats"]
-    return {m["name"]: sum(m["inference_stats"][k]["count"] for k in kinds) for m in stats}
-
-
-def classifier_requests(
-    http_url: str, quiet_s: float = 0.2, within_s: float = 5.0
+def model_requests(
+    http_url: str, kinds=("success", "fail"), quiet_s: float = 0.2, within_s: float = 5.0
 ) -> dict[str, int]:
-    """`model_requests` of the ensemble's classifier models (its ONNX variants), once
-    they have stopped moving for `quiet_s`: a model's statistics are recorded after its
-    response is sent, so a request just answered can still be counted a moment later."""
+    """{model: its requests of those kinds (answered, failed)}, from /v2/models/stats,
+    once they have stopped moving for `quiet_s`: Triton records a model's statistics
+    after its response is sent, so a request just answered can be counted a moment later."""
     deadline = time.monotonic() + within_s
-    counts = _classifier_counts(http_url)
+    counts = _model_requests(http_url, kinds)
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        again = _classifier_counts(http_url)
+        again = _model_requests(http_url, kinds)
         if again == counts:
             break
         counts = again
     return counts
 
 
-def _classifier_counts(http_url: str) -> dict[str, int]:
+def _model_requests(http_url: str, kinds) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=30) as response:
+        stats = json.loads(response.read())["model_stats"]
+    return {m["name"]: sum(m["inference_stats"][k]["count"] for k in kinds) for m in stats}
+
+
+def classifier_requests(http_url: str) -> dict[str, int]:
+    """`model_requests` of the ensemble's classifier models (its ONNX variants)."""
     counts = model_requests(http_url)
     return {name: n for name, n in counts.items() if name.startswith(f"{MODEL}_onnx")}
 

@@ -28,6 +28,7 @@ from serving.server import TritonServer, TritonServerError
 from tests.client.ensembles import LONG, LONG_STEPS, MULTI, SINGLE
 from tests.client.test_long_texts import infer, long_texts
 from tests.export.checkpoints import held_out_texts
+from tests.serving.statistics import settled_counts
 from training.predict import Predictor
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -99,21 +100,6 @@ def test_answers_match_the_reference_predictor(container, protocol):
             assert abs(record["probabilities"][label] - p) < 0.05  # int8 vs fp32 PyTorch
 
 
-def executions(server, model: str, at_least: int = 0) -> tuple[int, int]:
-    """(inferences, executions) once `at_least` inferences are counted: a member reports
-    its statistics after its answer has gone on, so the last batch can lag a moment."""
-    client = httpclient.InferenceServerClient(server.http_url)
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            s = client.get_inference_statistics(model)["model_stats"][0]
-            if int(s["inference_count"]) >= at_least or time.monotonic() > deadline:
-                return int(s["inference_count"]), int(s["execution_count"])
-            time.sleep(0.05)
-    finally:
-        client.close()
-
-
 @pytest.mark.parametrize("model", [LONG, LONG_STEPS])
 def test_long_texts_are_read_in_windows(container, model):
     """Window mode on the native backend's layout, padded (`reviews`) and on the flat
@@ -135,7 +121,7 @@ def test_requests_of_different_lengths_share_a_batch(container):
     server, _ = container
     texts = [("great " * n).strip() + " film" for n in (1, 3, 9, 17, 30, 2, 12, 25)] * 2
     model = f"{LONG_STEPS}_onnx_fp32"
-    before = executions(server, model)
+    before = settled_counts(server, model)
     client = grpcclient.InferenceServerClient(server.grpc_url)
     done: queue.Queue = queue.Queue()
     for index, text in enumerate(texts):  # one request per text, all in flight together
@@ -150,7 +136,7 @@ def test_requests_of_different_lengths_share_a_batch(container):
     answers = sorted(done.get(timeout=HANG_S) for _ in texts)
     client.close()
     assert all(e is None for _, _, e in answers), [str(e) for _, _, e in answers if e]
-    after = executions(server, model, at_least=before[0] + len(texts))
+    after = settled_counts(server, model, at_least=before[0] + len(texts))
     inferences, runs = (a - b for a, b in zip(after, before, strict=True))
     assert inferences >= len(texts) and runs < len(texts) / 2, (inferences, runs)
     with Classifier(server.http_url, model=LONG_STEPS) as clf:

@@ -20,6 +20,7 @@ from export.pipeline import ExportConfig, run_export
 from export.triton_config import EnsembleModel, ServingSettings, render
 from serving.server import TritonServer
 from tests.export.checkpoints import held_out_texts
+from tests.serving.statistics import settled_counts
 from training.predict import Predictor, decide
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -149,14 +150,9 @@ def test_multilabel_thresholds_are_applied_identically(http, multilabel_checkpoi
     assert len({tuple(s) for s in served}) > 1  # the decisions are not all alike
 
 
-def stats(http, model: str) -> tuple[int, int]:
-    s = http.get_inference_statistics(model)["model_stats"][0]
-    return int(s["inference_count"]), int(s["execution_count"])
-
-
-def test_mixed_lengths_are_served_in_one_dynamic_batch(server, http):
+def test_mixed_lengths_are_served_in_one_dynamic_batch(server):
     texts = [("great " * n).strip() + " film" for n in (1, 3, 9, 17, 30, 2, 12, 25)] * 2
-    before = {m: stats(http, m) for m in ("sentiment_tokenizer", "sentiment_onnx_int8")}
+    before = {m: settled_counts(server, m) for m in ("sentiment_tokenizer", "sentiment_onnx_int8")}
     client = grpcclient.InferenceServerClient(server.grpc_url)
     done: queue.Queue = queue.Queue()
     for text in texts:  # one request per text, all in flight together
@@ -170,7 +166,12 @@ def test_mixed_lengths_are_served_in_one_dynamic_batch(server, http):
     assert all(e is None for _, e in results)
     for model in before:
         inferences, executions = (
-            a - b for a, b in zip(stats(http, model), before[model], strict=True)
+            a - b
+            for a, b in zip(
+                settled_counts(server, model, at_least=before[model][0] + len(texts)),
+                before[model],
+                strict=True,
+            )
         )
         assert inferences == len(texts)
         # requests of different token lengths were merged: fewer executions than requests
