@@ -37,6 +37,7 @@ from training.train import (
     fast_tokenizer,
     load_hf_tokenizer,
     optimisation_arguments,
+    resolve_precision,
 )
 
 MLM_OUTPUTS = ("model", ".model.tmp", "checkpoints", "metrics.json")
@@ -170,6 +171,7 @@ def pretrain(config: MLMConfig) -> MLMResult:
         set_seed,
     )
 
+    resolve_precision(config.precision)  # refuses fp16 without CUDA before any output
     model_name = config.model or default_model()
     run_dir = Path(config.output_dir or Path("runs") / f"mlm-{dataset_name(config.data)}")
     state = prepare_run_dir(run_dir, config.overwrite, config.resume, MLM_OUTPUTS)

@@ -153,10 +153,13 @@ def test_auto_precision_on_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected)
     assert train_module.resolve_precision("fp32") == "fp32"
 
 
-def test_fp16_without_cuda_is_a_clear_usage_error(tmp_path, tiny_base_model, capsys, monkeypatch):
+@pytest.mark.parametrize("command", [[], ["mlm"]])
+def test_fp16_without_cuda_is_a_clear_usage_error(
+    tmp_path, tiny_base_model, capsys, monkeypatch, command
+):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     argv = ["--output-dir", str(tmp_path / "run"), "--model", str(tiny_base_model)]
-    code = main([*argv, "--dataset", "rotten_tomatoes", "--precision", "fp16"])
+    code = main([*command, *argv, "--dataset", "rotten_tomatoes", "--precision", "fp16"])
     err = capsys.readouterr().err
     assert code == 2 and "--precision fp16 needs a CUDA GPU" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
