@@ -86,7 +86,9 @@ class MLMConfig:
     warmup_ratio: float = option(0.06, "share of steps in linear warmup")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     precision: str = option(
-        "auto", "auto = bf16/fp16 on CUDA, bf16 on CPUs with AMX, else fp32", choices=PRECISIONS
+        "auto",
+        "auto = bf16/fp16 on CUDA, bf16 on CPUs with AMX or AMD's AVX-512 BF16, else fp32",
+        choices=PRECISIONS,
     )
     output_dir: str | None = option(None, "run directory (default: runs/mlm-<dataset name>)")
     overwrite: bool = option(False, "replace the outputs of an existing run directory")

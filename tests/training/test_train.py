@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import signal
 import statistics
 import subprocess
@@ -143,14 +144,33 @@ def test_bf16_trains_on_cpu_and_saves_fp32_weights(tmp_path, tiny_base_model):
     assert {str(t.dtype) for t in weights.values()} == {"torch.float32"}
 
 
-@pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_precision_on_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected):
+@pytest.mark.parametrize(
+    "amx, avx512_bf16, vendor, expected",
+    [
+        (True, True, "GenuineIntel", "bf16"),
+        (False, True, "AuthenticAMD", "bf16"),
+        (False, True, "GenuineIntel", "fp32"),  # measured slower there
+        (False, False, "AuthenticAMD", "fp32"),
+    ],
+)
+def test_auto_precision_on_cpu_is_bf16_where_measured_faster(
+    monkeypatch, amx, avx512_bf16, vendor, expected
+):
     from training import train as train_module
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr(train_module, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr("torch.cpu._is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr("torch.cpu._is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(train_module, "cpu_vendor", lambda: vendor)
     assert train_module.resolve_precision("auto") == expected
     assert train_module.resolve_precision("fp32") == "fp32"
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the CPUID vendor is x86's")
+def test_cpu_vendor_reads_the_cpuid_vendor():
+    from training.train import cpu_vendor
+
+    assert cpu_vendor() in {"GenuineIntel", "AuthenticAMD"}
 
 
 @pytest.mark.parametrize("command", [[], ["mlm"]])
