@@ -418,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_config(argv)
     if problem := protocol_problem(args.client, args.protocol):
         parser.error(problem)
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: use at least 1")
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m loadtest.compare " + shlex.join(argv)
     return run_command(lambda: compare(args, command), "loadtest.compare")
@@ -425,8 +427,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def compare(args: CompareConfig, command: str) -> None:
     """Each part in turn, then the table (printed and written to --output)."""
-    if args.rounds < 1:
-        raise InputError(f"--rounds {args.rounds}: use at least 1")
     args.report_dir.mkdir(parents=True, exist_ok=True)
     parts = args.only or list(PARTS)
     rows: list[Row] = []

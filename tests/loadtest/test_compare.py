@@ -214,10 +214,18 @@ def test_ratio_is_the_median_of_the_rounds():
     )
 
 
-def test_a_client_that_cannot_speak_the_protocol_is_a_usage_error(capsys):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--client", "fast", "--protocol", "grpc"], "--client fast speaks http only"),
+        (["--rounds", "0"], "--rounds 0: use at least 1"),
+    ],
+)
+def test_bad_flags_are_usage_errors_before_anything_runs(tmp_path, capsys, flags, message):
     from loadtest.compare import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--checkpoint", "unused", "--client", "fast", "--protocol", "grpc"])
+        main(["--checkpoint", "unused", "--report-dir", str(tmp_path / "reports"), *flags])
     assert exit_info.value.code == 2
-    assert "--client fast speaks http only" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
