@@ -126,8 +126,9 @@ def test_cli_data_error_exits_2(tmp_path, tiny_base_model, capsys):
 
 
 def test_bf16_trains_on_cpu_and_saves_fp32_weights(tmp_path, tiny_base_model):
-    """--precision bf16 runs the Trainer's CPU autocast (a CPU with AMX trains faster in
-    it); the master weights, and so the checkpoint export reads, stay fp32."""
+    """--precision bf16 runs the Trainer's CPU autocast (CPUs with AMX or AMD's AVX-512
+    BF16 train faster in it); the master weights, and so the checkpoint export reads,
+    stay fp32."""
     result = train(
         config(
             tmp_path / "run",
