@@ -185,11 +185,13 @@ def student_against_teacher(args: argparse.Namespace, student_dir: Path) -> None
 
 
 def print_accuracies(args, student_dir: Path, graphs: tuple[Path, Path], sets: list) -> None:
-    """Teacher and student accuracy (and how often they agree) per text set, each model
-    scored through the ONNX graph its ensemble serves, long texts in windows as served."""
+    """Teacher and student accuracy (how often they agree, and the student's difference
+    with its 95 % interval) per text set, each model scored through the ONNX graph its
+    ensemble serves, long texts in windows as served."""
     from export.agreement import AgreementConfig, compare
 
-    print(f"\n{'accuracy, as served':<26}{'teacher':>9}{'student':>9}{'agree':>8}")
+    header = f"{'accuracy, as served':<26}{'teacher':>9}{'student':>9}{'agree':>8}"
+    print(f"\n{header}  student - teacher (95 % interval)")
     for what, source, limit in sets:
         config = AgreementConfig(
             teacher=f"{args.run_dir}/model",
@@ -201,9 +203,11 @@ def print_accuracies(args, student_dir: Path, graphs: tuple[Path, Path], sets: l
         )
         score = compare(config)
         name = f"{what} ({score['texts']:,})"
+        gap = score["student_minus_teacher"]
         print(
             f"{name:<26}{score['teacher_accuracy']:>9.2%}{score['student_accuracy']:>9.2%}"
-            f"{score['agreement']:>8.1%}",
+            f"{score['agreement']:>8.1%}  {gap['points']:+.2f} "
+            "({:+.1f} to {:+.1f})".format(*gap["interval_95"]),
             flush=True,
         )
 

@@ -82,7 +82,7 @@ def test_the_served_graph_is_the_one_the_ensemble_names(tmp_path):
 
 
 @pytest.mark.parametrize("pypi", [True, False])
-def test_the_student_is_set_against_its_teacher_as_served(monkeypatch, tmp_path, pypi):
+def test_the_student_is_set_against_its_teacher_as_served(monkeypatch, tmp_path, capsys, pypi):
     """The teacher is published into a copy of the repository (the demo's own stays the
     student's), both scored through their served graphs on the held-out split and, when
     PyPI gives the outside texts, on those too; then one throughput run of the two."""
@@ -105,7 +105,9 @@ def test_the_student_is_set_against_its_teacher_as_served(monkeypatch, tmp_path,
     def compare(config):
         scored.append((config.source, config.teacher_onnx.parent.parent.name,
                        config.student_onnx.parent.parent.name))  # fmt: skip
-        return {"texts": 10, "teacher_accuracy": 0.9, "student_accuracy": 0.8, "agreement": 0.85}
+        gap = {"points": -10.0, "interval_95": [-25.5, 5.5]}
+        return {"texts": 10, "teacher_accuracy": 0.9, "student_accuracy": 0.8, "agreement": 0.85,
+                "student_minus_teacher": gap}  # fmt: skip
 
     monkeypatch.setattr(demo, "stage", stage)
     monkeypatch.setattr(demo, "ROOT", tmp_path)
@@ -125,3 +127,6 @@ def test_the_student_is_set_against_its_teacher_as_served(monkeypatch, tmp_path,
     assert scored == [(source, *graphs) for source in expected]
     assert throughput[throughput.index("--teacher-model") + 1] == "sentiment_teacher"
     assert throughput[throughput.index("--model-repository") + 1] == copy
+    printed = capsys.readouterr().out
+    assert "90.00%   80.00%   85.0%  -10.00 (-25.5 to +5.5)" in printed
+    assert "the student 1.73× the teacher" in printed

@@ -485,12 +485,36 @@ def test_agreement_scores_a_student_and_a_graph_against_their_teacher(
     result = json.loads(capsys.readouterr().out)
     assert result["texts"] == 40 and 0.0 <= result["agreement"] <= 1.0
     assert 0.0 <= result["teacher_accuracy"] <= 1.0 and "student_accuracy" in result
+    gap = result["student_minus_teacher"]
+    assert gap["points"] == pytest.approx(
+        100 * (result["student_accuracy"] - result["teacher_accuracy"])
+    )
+    assert gap["interval_95"][0] <= gap["points"] <= gap["interval_95"][1]
 
     berth = BerthConfig.load(teacher.checkpoint)
     graph = export_fp32(teacher.checkpoint, tmp_path / "teacher.onnx", berth)
     assert agreement_main([*probe, str(teacher.checkpoint), "--student",
                            str(teacher.checkpoint), "--student-onnx", str(graph)]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["agreement"] == 1.0
+
+
+def test_the_accuracy_gap_comes_with_the_paired_interval():
+    """1,000 texts: 30 only the student gets right, 10 only the teacher: +2 points,
+    with a standard error of sqrt(40 - 20**2 / 1000) / 1000 (Wald, paired)."""
+    from export.agreement import paired_difference
+
+    student = np.zeros(1000, bool)
+    teacher = np.zeros(1000, bool)
+    student[:30] = True
+    teacher[30:40] = True
+    student[40:900] = teacher[40:900] = True  # both right: no bearing on the gap
+    gap = paired_difference(student, teacher)
+    spread = 100 * 1.96 * np.sqrt(40 - 0.4) / 1000
+    assert gap["points"] == pytest.approx(2.0)
+    assert gap["interval_95"] == pytest.approx([2.0 - spread, 2.0 + spread])
+    assert (gap["only_student_right"], gap["only_teacher_right"]) == (30, 10)
+    same = paired_difference(teacher, teacher)
+    assert same["points"] == 0.0 and same["interval_95"] == [0.0, 0.0]
 
 
 def test_agreement_refuses_a_directory_that_is_not_a_checkpoint(tmp_path, capsys, teacher):
