@@ -74,6 +74,18 @@ SERVING_FLAGS: dict[str, dict] = {
         "before tokenizing them",
         "serving",
     ),
+    "admission_rate": arg(
+        "overload protection at the entrance: the tokenizer refuses requests beyond this "
+        "many a second (HTTP 503 / UNAVAILABLE, retried by berth-client) before "
+        "tokenizing them; set it near the capacity python -m loadtest measures on the "
+        "serving machine (0 = off)",
+        "serving",
+    ),
+    "admission_burst": arg(
+        "with --admission-rate: requests admitted at once after a quiet spell (0 = a "
+        "tenth of a second's worth)",
+        "serving",
+    ),
 }
 
 

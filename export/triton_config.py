@@ -166,6 +166,12 @@ class ServingSettings:
     queue_timeout_us: int = 500_000
     # Tokenizer: texts longer than this many UTF-8 bytes are refused before tokenization.
     max_text_bytes: int = 1 << 20
+    # Admission at the entrance (berth_core/admission.py), off by default: the tokenizer
+    # refuses requests beyond this many a second (UNAVAILABLE) before tokenizing them.
+    # Set it near the capacity `python -m loadtest` measures on the serving machine: the
+    # rate a server sustains is a property of its machine, not of the model.
+    admission_rate: float = 0.0
+    admission_burst: int = 0  # 0: a tenth of a second's worth
     # Triton's response cache on the ensemble (all its configurations): a repeated request
     # (the same texts) is answered from the cache, no member model runs. The server needs
     # a cache too (`python -m serving --cache-size`, `tritonserver --cache-config
@@ -179,6 +185,8 @@ class ServingSettings:
             raise ValueError("max_queue_size and queue_timeout_us must be >= 0 (0 = no limit)")
         if self.max_text_bytes < 1:
             raise ValueError("max_text_bytes must be >= 1")
+        if self.admission_rate < 0 or self.admission_burst < 0:
+            raise ValueError("admission_rate and admission_burst must be >= 0 (0 = off, default)")
         if self.bucket < 1:
             raise ValueError("bucket must be >= 1")
 
@@ -232,6 +240,11 @@ class TokenizerModel:
                 "bucket": s.bucket,
                 "padding": padding,
                 "max_text_bytes": s.max_text_bytes,
+                **(
+                    {"admission_rate": s.admission_rate, "admission_burst": s.admission_burst}
+                    if s.admission_rate > 0
+                    else {}
+                ),
                 **(
                     {
                         "window_stride": self.berth.window_stride,

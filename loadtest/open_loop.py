@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from berth_client.model import PROBABILITIES
+from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import InputError
 from loadtest.slo import SLOResult
 from loadtest.wire import TIMED_OUT, Pool, request_bytes
@@ -36,6 +37,7 @@ ARRIVALS = ("uniform", "poisson")
 QUEUE_FULL = "exceeds maximum queue size"
 QUEUE_TIMEOUT = "request timeout expired"
 OK, REFUSED, QUEUE_TIMED_OUT, FAILED = "ok", "refused", "queue timeout", "failed"
+ADMISSION_REFUSED = "refused at admission"  # the tokenizer's bucket (berth_core.admission)
 # Requests launched back to back (the generator behind schedule) before it lets them start.
 BURST = 64
 # Distinct failure messages kept for the report; the rest are counted as "(others)".
@@ -63,7 +65,8 @@ def arrival_offsets(
 
 
 def classify(status: int, content: bytes) -> str:
-    """OK, REFUSED (queue full), QUEUE_TIMED_OUT or FAILED for one HTTP response."""
+    """OK, REFUSED (queue full), QUEUE_TIMED_OUT, ADMISSION_REFUSED or FAILED for one
+    HTTP response."""
     if status == 200 and PROBABILITIES.encode() in content:
         return OK
     text = content[:4096].decode("utf-8", "replace").lower()
@@ -71,6 +74,8 @@ def classify(status: int, content: bytes) -> str:
         return REFUSED
     if QUEUE_TIMEOUT in text:
         return QUEUE_TIMED_OUT
+    if ADMISSION_REFUSAL in text:
+        return ADMISSION_REFUSED
     return FAILED
 
 
@@ -84,6 +89,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)  # answered OK, seconds
     refused: int = 0
     queue_timeouts: int = 0
+    admission_refused: int = 0
     client_timeouts: int = 0
     failed: int = 0
     failure_kinds: Counter[str] = field(default_factory=Counter)
@@ -99,6 +105,8 @@ class Tally:
             self.refused += 1
         elif kind == QUEUE_TIMED_OUT:
             self.queue_timeouts += 1
+        elif kind == ADMISSION_REFUSED:
+            self.admission_refused += 1
         else:
             self.fail(detail)
 
@@ -258,6 +266,7 @@ class OpenLoopSummary:
     ok: int
     refused_queue_full: int
     refused_queue_timeout: int
+    refused_admission: int
     client_timeouts: int
     failed: int
     latency_bound_ms: float | None
@@ -314,6 +323,7 @@ def summarize(
         ok=len(latencies),
         refused_queue_full=tally.refused,
         refused_queue_timeout=tally.queue_timeouts,
+        refused_admission=tally.admission_refused,
         client_timeouts=tally.client_timeouts,
         failed=tally.failed,
         latency_bound_ms=latency_bound_ms,
@@ -377,6 +387,7 @@ def summary_table(summary: OpenLoopSummary, results: list[SLOResult], cap: int) 
         f"| answered OK | {s.ok} ({s.ok_rps:.1f} req/s) | | |",
         f"| refused (queue full) | {s.refused_queue_full} | | |",
         f"| refused (queue timeout) | {s.refused_queue_timeout} | | |",
+        f"| refused (admission) | {s.refused_admission} | | |",
         f"| timed out (client) | {s.client_timeouts} | | |",
         f"| other failures | {s.failed} | | |",
         f"| goodput ({bound}) | {s.goodput_rps:.1f} req/s ({s.goodput_fraction:.1%} of "

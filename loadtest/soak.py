@@ -163,7 +163,7 @@ class Mark:
 
     at: float  # time.monotonic()
     ok: int
-    refused: int  # queue full and queue timeout
+    refused: int  # queue full, queue timeout and admission
     timeouts: int
     failed: int
     not_sent: int
@@ -173,7 +173,7 @@ class Mark:
         return cls(
             at=at,
             ok=len(tally.latencies),
-            refused=tally.refused + tally.queue_timeouts,
+            refused=tally.refused + tally.queue_timeouts + tally.admission_refused,
             timeouts=tally.client_timeouts,
             failed=tally.failed,
             not_sent=tally.not_sent,
@@ -191,7 +191,7 @@ class SoakSample:
     stubs: int
     ok_rps: float  # answered OK in the interval, a second
     p99_ms: float | None  # of the interval's OK answers
-    refused: int  # queue full or queue timeout
+    refused: int  # queue full, queue timeout or admission
     timeouts: int  # client timeouts
     failed: int  # other failures
     not_sent: int  # generator cap

@@ -8,6 +8,7 @@ unknown models never are.
 
 from __future__ import annotations
 
+from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import BerthError, InputError, ServingError
 
 __all__ = [
@@ -35,7 +36,8 @@ class ServerUnavailableError(ServingError):
 class ServerOverloadedError(ServingError):
     """The server refused the request because it is busy (HTTP 429, gRPC
     RESOURCE_EXHAUSTED, Triton's "Exceeds maximum queue size" and "Request timeout
-    expired" from a model's bounded queue policy)."""
+    expired" from a model's bounded queue policy, the tokenizer's "over the admission
+    rate")."""
 
     transient = True
 
@@ -69,8 +71,9 @@ _UNAVAILABLE_STATUSES = {"503", "StatusCode.UNAVAILABLE"}
 _NOT_FOUND_STATUSES = {"404", "StatusCode.NOT_FOUND"}
 _INVALID_STATUSES = {"400", "StatusCode.INVALID_ARGUMENT"}
 _TIMEOUT_STATUSES = {"504", "StatusCode.DEADLINE_EXCEEDED"}
-# Triton's queue policy (max_queue_size, timeout_action REJECT): HTTP 503 / UNAVAILABLE.
-_OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
+# Triton's queue policy (max_queue_size, timeout_action REJECT) and the tokenizer's
+# admission: HTTP 503 / UNAVAILABLE.
+_OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired", ADMISSION_REFUSAL)
 
 
 def _dead_stub(lowered: str) -> bool:

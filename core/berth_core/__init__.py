@@ -6,6 +6,8 @@
 - `rule`: softmax/sigmoid and the decision rule (probabilities → prediction records).
 - `errors`: the error hierarchy and the exit code of each kind of error.
 - `traffic_sample`: the opt-in sample of served texts that a next student distils on.
+- `admission`: the opt-in token bucket the tokenizer refuses overload with, before
+  tokenizing.
 
 It depends on the standard library and numpy (`tokenizers` to load a tokenizer), and on
 no other part of berth: export copies this package next to each Python-backend

@@ -34,6 +34,12 @@ INVALID_ARGUMENT) that names the row, the limit and the fix; the other requests 
 same dynamic batch are answered normally. Empty and whitespace-only texts are valid: they
 encode to `[CLS] [SEP]` and are classified like any other text.
 
+Admission (opt-in, off by default): with `admission_rate` > 0 (requests a second, shared
+by the instances; `admission_burst`, default a tenth of a second's worth) a token bucket
+(`berth_core.admission`) refuses the requests beyond that rate at once, UNAVAILABLE
+(HTTP 503), before reading or tokenizing them: under overload the excess costs the
+server a Python call instead of the tokenizer's and the queues' work.
+
 Text sample (opt-in, off by default): with `BERTH_SAMPLE_TEXTS` set in the server's
 environment (`python -m serving --sample-texts`, `docker run -e`), each instance appends
 a random share of the valid texts it receives to that JSON Lines file, for `python -m
@@ -56,7 +62,7 @@ except ImportError:  # unit tests inject a stand-in
 
 # berth's runtime contract: installed in the source tree; in a published version, the
 # copy export puts next to this file (the stub has the version directory on sys.path).
-from berth_core import encoding, traffic_sample
+from berth_core import admission, encoding, traffic_sample
 from berth_core import names as contracts
 from berth_core.errors import InputError
 
@@ -208,35 +214,43 @@ class TritonPythonModel:
             contracts.parameter(config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES))
         )
         self.sample = traffic_sample.from_environment()  # None: sampling is off
+        self.admission = admission.from_parameters(
+            float(contracts.parameter(config, "admission_rate", "0")),
+            float(contracts.parameter(config, "admission_burst", "0")),
+            sum(int(group.get("count", 1)) for group in config.get("instance_group") or [{}]),
+        )  # None: every request is admitted
 
-    def _error(self, message: str):
-        """A failed response for one request (INVALID_ARG → HTTP 400 / INVALID_ARGUMENT)."""
-        code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    def _error(self, message: str, code_name: str = "INVALID_ARG"):
+        """A failed response for one request: INVALID_ARG (HTTP 400 / INVALID_ARGUMENT),
+        or UNAVAILABLE (HTTP 503 / UNAVAILABLE) for a refusal to retry."""
+        code = getattr(pb_utils.TritonError, code_name, None)
         error = (
             pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
         )
         return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
+    def _admitted_texts(self, request) -> tuple[list[str] | None, tuple[str, str] | None]:
+        """The request's texts, or why it fails: refused by admission (UNAVAILABLE, before
+        its tensor is even read) or invalid (INVALID_ARG)."""
+        if self.admission is not None and not self.admission.admit():
+            return None, (self.admission.refusal(), "UNAVAILABLE")
+        tensor = pb_utils.get_input_tensor_by_name(request, contracts.TEXT)
+        try:
+            if tensor is None:
+                raise InvalidTextError("input TEXT is missing")
+            return checked_texts(tensor.as_numpy(), self.max_text_bytes), None
+        except InvalidTextError as exc:
+            return None, (str(exc), "INVALID_ARG")
+
     def execute(self, requests):
-        # Validate each request on its own: a bad one fails alone, not its batch.
-        batches: list[list[str] | None] = []
-        errors: list[str | None] = []
-        for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, contracts.TEXT)
-            try:
-                if tensor is None:
-                    raise InvalidTextError("input TEXT is missing")
-                batches.append(checked_texts(tensor.as_numpy(), self.max_text_bytes))
-                errors.append(None)
-            except InvalidTextError as exc:
-                batches.append(None)
-                errors.append(str(exc))
-        valid = [b for b in batches if b is not None]
+        # Each request admitted and validated on its own: one refused or bad fails alone.
+        checked = [self._admitted_texts(request) for request in requests]
+        valid = [batch for batch, _ in checked if batch is not None]
         good = iter(self.tokenization(valid) if valid else [])
         responses = []
-        for batch, error in zip(batches, errors, strict=True):
+        for batch, error in checked:
             if batch is None:
-                responses.append(self._error(error))
+                responses.append(self._error(*error))
                 continue
             arrays = next(good)
             responses.append(

@@ -57,6 +57,11 @@ def ise(status, msg="boom"):
         (ise("500", "Failed to obtain the health mutex."), ServerUnavailableError, True),
         (ise("503", "in ensemble 's', Request timeout expired"), ServerOverloadedError, True),
         (
+            ise("503", "in ensemble 's', over the admission rate (200 requests/s per …)"),
+            ServerOverloadedError,
+            True,
+        ),
+        (
             ise("400", "Request for unknown model: 'sentimnet' is not found"),
             ModelNotFoundError,
             False,

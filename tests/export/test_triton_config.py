@@ -325,3 +325,21 @@ def test_the_response_cache_is_enabled_on_the_ensemble_only():
     for rel, config in cached.items():
         assert config.response_cache.enable == rel.startswith("s/"), rel
         assert not plain[rel].response_cache.enable
+
+
+def test_admission_is_written_to_every_tokenizer_config_only_when_asked():
+    """Off by default (the published configs carry no admission parameters); with a rate,
+    each tokenizer config (default, pip, gpu) carries it for the stub to read."""
+    berth = BerthConfig(labels=["n", "p"], max_length=64)
+    plain = repository_configs("s", berth, ["int8"], "int8", "int8")
+    limited = repository_configs(
+        "s", berth, ["int8"], "int8", "int8", ServingSettings(admission_rate=450)
+    )
+    tokenizers = [rel for rel in limited if rel.startswith("s_tokenizer/")]
+    assert len(tokenizers) == 3
+    for rel in tokenizers:
+        assert "admission_rate" not in params(plain[rel])
+        written = params(limited[rel])
+        assert (written["admission_rate"], written["admission_burst"]) == ("450", "0")
+    with pytest.raises(ValueError, match="admission_rate"):
+        ServingSettings(admission_rate=-1)

@@ -22,6 +22,7 @@ from loadtest import open_loop
 from loadtest.bodies import build_bodies
 from loadtest.config import parse_args
 from loadtest.open_loop import (
+    ADMISSION_REFUSED,
     FAILED,
     OK,
     QUEUE_TIMED_OUT,
@@ -287,6 +288,8 @@ def test_goodput_gate_and_failures_exclude_refusals():
         (200, b'{"outputs": []}', FAILED),
         (*QUEUE_FULL, REFUSED),
         (*QUEUE_TIMEOUT, QUEUE_TIMED_OUT),
+        (503, b'{"error":"in ensemble \'s\', over the admission rate (9 requests/s ..."}',
+         ADMISSION_REFUSED),  # fmt: skip
         (*BAD_REQUEST, FAILED),
         (500, b"Stub process 'sentiment_tokenizer_0_0' is not healthy", FAILED),
     ],

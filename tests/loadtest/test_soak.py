@@ -160,13 +160,14 @@ def test_an_interval_takes_what_the_tally_gained_in_it():
     before = Mark.of(tally, at=100.0)
     tally.latencies += [i / 1000 for i in range(1, 101)]  # 100 answers, 1..100 ms
     tally.refused, tally.queue_timeouts, tally.client_timeouts = 4, 2, 1
+    tally.admission_refused = 3
     tally.failed, tally.not_sent = 3, 5
     now = Mark.of(tally, at=102.0)
     tree = TreeSample(rss_bytes=300 * 2**20, fds=42, processes=3, stubs=2)
     s = interval_sample(tally, before, now, start=40.0, tree=tree, pending=7.0)
     assert (s.t_s, s.rss_mb, s.fds, s.processes, s.stubs) == (62.0, 300.0, 42, 3, 2)
     assert s.ok_rps == pytest.approx(50.0) and s.p99_ms == pytest.approx(99.0)
-    assert (s.refused, s.timeouts, s.failed, s.not_sent, s.pending) == (5, 1, 1, 5, 7.0)
+    assert (s.refused, s.timeouts, s.failed, s.not_sent, s.pending) == (8, 1, 1, 5, 7.0)
     quiet = interval_sample(tally, now, replace(now, at=103.0), 40.0, tree, None)
     assert quiet.ok_rps == 0.0 and quiet.p99_ms is None
 

@@ -17,8 +17,11 @@ class Tensor:
 
 
 class TritonError:
-    def __init__(self, message: str) -> None:
-        self.message = message
+    INVALID_ARG = "INVALID_ARG"
+    UNAVAILABLE = "UNAVAILABLE"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        self.message, self.code = message, code
 
 
 class InferenceResponse:

@@ -196,6 +196,40 @@ def test_a_sample_that_cannot_be_written_never_fails_a_request(
     assert "cannot write" in model.sample.stopped
 
 
+def test_admission_refuses_beyond_its_rate_before_tokenizing(
+    version_dir, triton_model, tmp_path, monkeypatch
+):
+    """A bucket of 2 at 4 requests/s shared by 2 instances: the third request of a batch is
+    refused UNAVAILABLE with the rate named, neither tokenized nor sampled, and after
+    half a second one more is admitted. A bad request still gets INVALID_ARG."""
+    path = tmp_path / "texts.jsonl"
+    monkeypatch.setenv(SAMPLE_TEXTS_ENV, str(path))
+    monkeypatch.setenv(SAMPLE_RATE_ENV, "1")
+    config = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
+    model = triton_model(tokenizer_model, version_dir, config, max_length="32",
+                         max_text_bytes="40", admission_rate="8", admission_burst="2")  # fmt: skip
+    now = [0.0]
+    model.admission.clock = lambda: now[0]
+    model.admission.stamp = 0.0
+    responses = model.execute(_requests(b"first", b"x" * 41, b"third", b"fourth"))
+    errors = [r.error for r in responses]
+    assert errors[0] is None and responses[0].output_tensors["input_ids"].size
+    assert errors[1].code == "INVALID_ARG"  # admitted, then refused as too long
+    assert [e.code for e in errors[2:]] == ["UNAVAILABLE"] * 2
+    assert "over the admission rate (4 requests/s per tokenizer instance)" in errors[2].message
+    assert [json.loads(line)["text"] for line in path.read_text().splitlines()] == ["first"]
+    now[0] += 0.5  # two more tokens, capped at the burst
+    assert [r.error is None for r in model.execute(_requests(b"a", b"b", b"c"))] == [
+        True, True, False,
+    ]  # fmt: skip
+
+
+def test_admission_is_off_unless_asked(version_dir, triton_model):
+    model = triton_model(tokenizer_model, version_dir, max_length="32")
+    assert model.admission is None
+    assert all(r.error is None for r in model.execute(_requests(*[b"a film"] * 200)))
+
+
 def test_serve_passes_the_sample_settings_to_the_stubs(tmp_path, monkeypatch):
     """`python -m serving --sample-texts` puts the settings in the server's environment,
     which the tokenizer's stub processes inherit (as `docker run -e` does)."""

@@ -1,0 +1,77 @@
+"""Admission at the entrance on a real `tritonserver`: an ensemble exported with
+`--admission-rate` refuses what arrives beyond the rate with a retryable error, answers
+the rest as it would without admission, and berth-client's retries get through."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from berth_client import Classifier
+from berth_client.errors import ServerOverloadedError, translate
+from serving.server import TritonServer
+from tests.client.ensembles import SINGLE, publish
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+RATE, BURST, SENT = 20, 5, 30
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory, sentiment_checkpoint):
+    repository = tmp_path_factory.mktemp("admission") / "repository"
+    publish(repository, SINGLE, sentiment_checkpoint,
+            ["--admission-rate", str(RATE), "--admission-burst", str(BURST)])  # fmt: skip
+    return repository
+
+
+def infer(client, text: str):
+    batch = np.array([[text.encode()]], dtype=object)
+    inp = httpclient.InferInput("TEXT", batch.shape, "BYTES")
+    inp.set_data_from_numpy(batch)
+    try:
+        return client.infer(SINGLE, [inp]).as_numpy("PROBABILITIES")
+    except InferenceServerException as exc:
+        return exc
+
+
+@pytest.mark.parametrize("container_configs", [False, True])
+def test_requests_beyond_the_rate_are_refused_at_the_entrance(repository, container_configs):
+    with TritonServer(repository, container_configs=container_configs) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        time.sleep(BURST / RATE)  # a full bucket
+        started = time.monotonic()
+        results = [infer(client, "a gripping, funny film") for _ in range(SENT)]
+        elapsed = time.monotonic() - started
+        answered = [r for r in results if isinstance(r, np.ndarray)]
+        refused = [r for r in results if isinstance(r, InferenceServerException)]
+        assert len(answered) + len(refused) == SENT
+        assert BURST <= len(answered) <= BURST + RATE * elapsed + 1
+        assert {str(r.status()) for r in refused} == {"503"}
+        assert all("over the admission rate" in r.message() for r in refused)
+        assert all(
+            isinstance(translate(r, url=server.http_url), ServerOverloadedError) for r in refused
+        )
+        for probabilities in answered[1:]:
+            np.testing.assert_allclose(probabilities, answered[0], atol=1e-3)
+
+        time.sleep(1 / RATE)
+        assert isinstance(infer(client, "a dull and clumsy comedy"), np.ndarray)
+        client.close()
+
+
+def test_berth_client_retries_through_the_refusals(repository):
+    """The bucket emptied by raw requests: berth-client's backoff waits out the refill
+    (a token every 50 ms here) and every text is classified."""
+    with TritonServer(repository) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        while isinstance(infer(client, "drain the bucket"), np.ndarray):
+            pass
+        client.close()
+        with Classifier(url=server.http_url, model=SINGLE, retries=8) as classifier:
+            predictions = [classifier.predict(["a gripping, funny film"])[0] for _ in range(10)]
+    assert {p["label"] for p in predictions} <= {"negative", "positive"}
+    assert len(predictions) == 10
