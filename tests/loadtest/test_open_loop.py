@@ -50,6 +50,7 @@ ANSWER = json.dumps(
 # Triton's HTTP refusals by a bounded queue (queue policy, timeout_action REJECT).
 QUEUE_FULL = (503, b'{"error":"Exceeds maximum queue size"}')
 QUEUE_TIMEOUT = (503, b'{"error":"Request timeout expired"}')
+ADMISSION = (503, b'{"error":"in ensemble \'s\', over the admission rate (9 requests/s ..."}')
 BAD_REQUEST = (400, b'{"error":"unexpected inference input \'text\'"}')
 
 # request number (0, 1, ...) → (seconds before answering, HTTP status, body)
@@ -288,8 +289,7 @@ def test_goodput_gate_and_failures_exclude_refusals():
         (200, b'{"outputs": []}', FAILED),
         (*QUEUE_FULL, REFUSED),
         (*QUEUE_TIMEOUT, QUEUE_TIMED_OUT),
-        (503, b'{"error":"in ensemble \'s\', over the admission rate (9 requests/s ..."}',
-         ADMISSION_REFUSED),  # fmt: skip
+        (*ADMISSION, ADMISSION_REFUSED),
         (*BAD_REQUEST, FAILED),
         (500, b"Stub process 'sentiment_tokenizer_0_0' is not healthy", FAILED),
     ],
