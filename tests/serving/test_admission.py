@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -63,14 +64,35 @@ def test_requests_beyond_the_rate_are_refused_at_the_entrance(repository, contai
         client.close()
 
 
+def grpc_refusal(grpc_client, http_client) -> InferenceServerException | None:
+    """Empty the bucket over HTTP, then send one gRPC request on a connected channel:
+    its refusal, or None when a token came back in between."""
+    batch = np.array([[b"a gripping, funny film"]], dtype=object)
+    inp = grpcclient.InferInput("TEXT", batch.shape, "BYTES")
+    inp.set_data_from_numpy(batch)
+    while isinstance(infer(http_client, "drain the bucket"), np.ndarray):
+        pass
+    try:
+        grpc_client.infer(SINGLE, [inp])
+    except InferenceServerException as exc:
+        return exc
+    return None
+
+
 def test_berth_client_retries_through_the_refusals(repository):
-    """The bucket emptied by raw requests: berth-client's backoff waits out the refill
-    (a token every 50 ms here) and every text is classified."""
+    """The bucket emptied by raw requests: a raw gRPC request is refused UNAVAILABLE;
+    berth-client's backoff waits out the refill (a token every 50 ms here) and every
+    text is classified."""
     with TritonServer(repository) as server:
         client = httpclient.InferenceServerClient(server.http_url)
-        while isinstance(infer(client, "drain the bucket"), np.ndarray):
-            pass
+        with grpcclient.InferenceServerClient(server.grpc_url) as grpc_client:
+            assert grpc_client.is_server_live()  # the channel is up before the drain
+            refusals = (grpc_refusal(grpc_client, client) for _ in range(5))
+            refusal = next((r for r in refusals if r is not None), None)
         client.close()
+        assert refusal is not None and str(refusal.status()) == "StatusCode.UNAVAILABLE"
+        assert "over the admission rate" in refusal.message()
+        assert isinstance(translate(refusal, url=server.grpc_url), ServerOverloadedError)
         with Classifier(url=server.http_url, model=SINGLE, retries=8) as classifier:
             predictions = [classifier.predict(["a gripping, funny film"])[0] for _ in range(10)]
     assert {p["label"] for p in predictions} <= {"negative", "positive"}
