@@ -120,6 +120,14 @@ class LoadtestConfig:
         "open loop: at most this many requests awaiting answers; a request due beyond "
         "that is counted as not sent (generator cap) and the schedule goes on",
     )
+    client_throttle: float = option(
+        0.0,
+        "open loop: throttle as berth-client does (its default is 2): once the server "
+        "refuses most requests as overloaded, send about K times what it accepts and "
+        "count the rest as not sent (client throttle); 0: off, every scheduled request "
+        "is sent",
+        metavar="K",
+    )
     scenario: str = option("snippets", "", choices=SCENARIOS)
     repeat_zipf: float = option(
         0.0,
@@ -226,6 +234,8 @@ def check_open_loop_args(parser: argparse.ArgumentParser, cfg: LoadtestConfig) -
         parser.error("--pace-rps paces the closed loop; in the open loop the schedule does")
     if cfg.max_in_flight < 1:
         parser.error("--max-in-flight must be >= 1")
+    if cfg.client_throttle and not cfg.client_throttle >= 1:
+        parser.error(f"--client-throttle is 0 (off) or a k >= 1, got {cfg.client_throttle:g}")
     if not cfg.duration > 0:
         parser.error("--duration must be > 0 with --arrival-rate")
     if cfg.min_goodput is not None and not 0 <= cfg.min_goodput <= 1:

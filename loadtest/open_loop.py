@@ -11,6 +11,8 @@ Goodput: requests answered (HTTP 200 with PROBABILITIES) within the latency boun
 second of the schedule; as a fraction of the offered rate, the share of offered requests
 answered in time. Refusals of Triton's bounded queues ("Exceeds maximum queue size",
 "Request timeout expired") and client timeouts are counted apart from other failures.
+With `client_throttle` k the generator throttles as berth-client does
+(`berth_core.throttle`): a request it refuses locally is scheduled but not sent.
 Latency runs from a request's send to its whole answer; the schedule lag (send time
 minus scheduled time) shows whether the generator itself kept up.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from berth_client.model import PROBABILITIES
 from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import InputError
+from berth_core.throttle import AdaptiveThrottle
 from loadtest.slo import SLOResult
 from loadtest.wire import TIMED_OUT, Pool, request_bytes
 
@@ -38,6 +41,7 @@ QUEUE_FULL = "exceeds maximum queue size"
 QUEUE_TIMEOUT = "request timeout expired"
 OK, REFUSED, QUEUE_TIMED_OUT, FAILED = "ok", "refused", "queue timeout", "failed"
 ADMISSION_REFUSED = "refused at admission"  # the tokenizer's bucket (berth_core.admission)
+OVERLOADED = (REFUSED, QUEUE_TIMED_OUT, ADMISSION_REFUSED)  # not accepts, to the throttle
 # Requests launched back to back (the generator behind schedule) before it lets them start.
 BURST = 64
 # Distinct failure messages kept for the report; the rest are counted as "(others)".
@@ -85,6 +89,7 @@ class Tally:
 
     scheduled: int = 0
     not_sent: int = 0
+    throttled: int = 0  # refused by the generator's own client-side throttle, not sent
     lags: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # answered OK, seconds
     refused: int = 0
@@ -129,6 +134,7 @@ class OpenLoopSettings:
     max_in_flight: int = 1024
     timeout_s: float = 10.0
     seed: int = 0
+    client_throttle: float = 0.0  # k of berth-client's adaptive throttle; 0: off
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -139,6 +145,8 @@ class OpenLoopSettings:
             raise InputError(f"arrivals must be one of {ARRIVALS}, got {self.arrivals!r}")
         if self.max_in_flight < 1:
             raise InputError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+        if self.client_throttle and not self.client_throttle >= 1:
+            raise InputError(f"the client throttle's k must be >= 1, got {self.client_throttle:g}")
 
 
 def infer_url(host: str, model: str) -> str:
@@ -173,6 +181,9 @@ class OpenLoop:
         self.requests = [request_bytes(settings.url, body, headers) for body, headers in bodies]
         self.pick = pick
         self.tally = Tally()
+        self.throttle = (
+            AdaptiveThrottle(settings.client_throttle) if settings.client_throttle else None
+        )
         self.in_flight = 0
         self.drained: asyncio.Event | None = None
 
@@ -209,6 +220,9 @@ class OpenLoop:
         if self.in_flight >= self.settings.max_in_flight:
             self.tally.not_sent += 1
             return
+        if self.throttle is not None and not self.throttle.allow():
+            self.tally.throttled += 1
+            return
         self.in_flight += 1
         sent = loop.time()
         self.tally.lags.append(sent - due)
@@ -219,16 +233,17 @@ class OpenLoop:
         pool.request(self.requests[self.pick()], done)
 
     def _answered(self, status: int, content: bytes, error: str, latency_s: float) -> None:
+        kind = FAILED if error else classify(status, content)
+        if self.throttle is not None:  # accepted unless refused as overloaded, as in berth-client
+            self.throttle.record(kind not in OVERLOADED)
         if error == TIMED_OUT:
             self.tally.client_timeouts += 1
         elif error:
             self.tally.fail(error)
+        elif kind == FAILED:  # the message is built for failures only, not every answer
+            self.tally.fail(f"HTTP {status}: {content[:120].decode('utf-8', 'replace')}")
         else:
-            kind = classify(status, content)
-            if kind == FAILED:  # the message is built for failures only, not every answer
-                self.tally.fail(f"HTTP {status}: {content[:120].decode('utf-8', 'replace')}")
-            else:
-                self.tally.record(kind, latency_s)
+            self.tally.record(kind, latency_s)
         self.in_flight -= 1
         if self.in_flight == 0 and self.drained is not None:
             self.drained.set()
@@ -263,6 +278,7 @@ class OpenLoopSummary:
     scheduled: int
     sent: int
     not_sent_cap: int
+    refused_client_throttle: int
     ok: int
     refused_queue_full: int
     refused_queue_timeout: int
@@ -320,6 +336,7 @@ def summarize(
         scheduled=tally.scheduled,
         sent=tally.sent,
         not_sent_cap=tally.not_sent,
+        refused_client_throttle=tally.throttled,
         ok=len(latencies),
         refused_queue_full=tally.refused,
         refused_queue_timeout=tally.queue_timeouts,
@@ -384,6 +401,7 @@ def summary_table(summary: OpenLoopSummary, results: list[SLOResult], cap: int) 
         f"{s.duration_s:g} s) | | |",
         f"| sent | {s.sent} | | |",
         f"| not sent (generator cap {cap}) | {s.not_sent_cap} | | |",
+        f"| not sent (client throttle) | {s.refused_client_throttle} | | |",
         f"| answered OK | {s.ok} ({s.ok_rps:.1f} req/s) | | |",
         f"| refused (queue full) | {s.refused_queue_full} | | |",
         f"| refused (queue timeout) | {s.refused_queue_timeout} | | |",

@@ -59,6 +59,7 @@ def open_loop_settings(
         arrivals=cfg.arrivals,
         max_in_flight=cfg.max_in_flight,
         timeout_s=cfg.timeout,
+        client_throttle=cfg.client_throttle,
     )
 
 

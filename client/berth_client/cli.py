@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from berth_client.client import PROTOCOLS, Classifier
 from berth_client.errors import BerthError
 from berth_core.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK
+from berth_core.throttle import DEFAULT_K
 from berth_core.traffic_sample import DEFAULT_MAX_TEXTS, DEFAULT_RATE
 
 
@@ -39,6 +40,15 @@ def _add_connection_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         help="retries on transient failures (server down/overloaded; default 3)",
+    )
+    parser.add_argument(
+        "--throttle",
+        type=float,
+        default=DEFAULT_K,
+        metavar="K",
+        help="client-side throttling: once the server refuses most calls as overloaded, "
+        f"send about K times what it accepts, refuse the rest locally (default {DEFAULT_K:g}; "
+        "0: off)",
     )
 
 
@@ -110,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             protocol=args.protocol,
             timeout=args.timeout,
             retries=args.retries,
+            throttle=args.throttle,
             sample_file=getattr(args, "sample_texts", None),
             sample_rate=getattr(args, "sample_rate", DEFAULT_RATE),
             sample_max_texts=getattr(args, "sample_max_texts", DEFAULT_MAX_TEXTS),

@@ -9,7 +9,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from berth_client.errors import BerthError, ModelNotFoundError, translate
+from berth_client.errors import BerthError, ModelNotFoundError, ServerOverloadedError, translate
 from berth_client.model import (
     PROBABILITIES,
     ModelInfo,
@@ -19,6 +19,7 @@ from berth_client.model import (
     validate_texts,
 )
 from berth_client.retry import RetryPolicy, acall_with_retry, call_with_retry
+from berth_core import throttle as throttling
 from berth_core.traffic_sample import DEFAULT_MAX_TEXTS, DEFAULT_RATE, SampleConfig, TextSample
 
 PROTOCOLS = ("http", "grpc")
@@ -109,7 +110,14 @@ class _Base:
     texts classified to that JSON Lines file, at most `sample_max_texts` of them, each
     once and nothing but the text: the next student's `python -m training distill
     --unlabelled-file` (`berth_core.traffic_sample`; a writing error stops the sample,
-    never a call)."""
+    never a call).
+
+    `throttle` (on by default, k = 2; 0 or None turns it off): once the server has
+    refused most recent inference calls as overloaded, the client refuses some itself
+    (`ServerOverloadedError`, retried like the server's own refusals) so that it sends
+    about k times what the server accepts; under overload the server's cores go to
+    answering instead of refusing (`berth_core.throttle`). Nothing changes while the
+    server accepts."""
 
     def __init__(
         self,
@@ -125,6 +133,7 @@ class _Base:
         sample_file: str | os.PathLike | None = None,
         sample_rate: float = DEFAULT_RATE,
         sample_max_texts: int = DEFAULT_MAX_TEXTS,
+        throttle: float | None = throttling.DEFAULT_K,
     ) -> None:
         self.protocol = protocol.lower()
         self.url = normalize_url(url, self.protocol)
@@ -138,6 +147,7 @@ class _Base:
         self.retry_policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff)
         self._info: ModelInfo | None = None
         self.sample = _sample(sample_file, sample_rate, sample_max_texts)
+        self.throttle = throttling.from_k(throttle)
         if self.protocol == "http":
             import tritonclient.http as tc
         else:
@@ -151,6 +161,18 @@ class _Base:
 
     def _translate(self, exc: BaseException) -> BerthError:
         return translate(exc, url=f"{self.protocol}://{self.url}", model=self.model)
+
+    def _admit(self) -> None:
+        """Refuse an inference call locally when the throttle says so (transient: the
+        retry policy backs off and tries again, as after the server's own refusal)."""
+        if self.throttle is not None and not self.throttle.allow():
+            raise ServerOverloadedError(self.throttle.refusal())
+
+    def _settled(self, exc: BaseException | None) -> None:
+        """Tell the throttle how the server answered: accepted unless overloaded."""
+        if self.throttle is not None:
+            overloaded = exc is not None and isinstance(self._translate(exc), ServerOverloadedError)
+            self.throttle.record(not overloaded)
 
     def _grpc_kwargs(self) -> dict:
         return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
@@ -232,6 +254,21 @@ class Classifier(_Base):
     def _call(self, fn, *args, **kwargs):
         return call_with_retry(lambda: fn(*args, **kwargs), self.retry_policy, self._translate)
 
+    def _throttled(self, fn):
+        """`fn` (an inference call) behind the client-side throttle."""
+
+        def attempt(*args, **kwargs):
+            self._admit()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                self._settled(exc)
+                raise
+            self._settled(None)
+            return result
+
+        return attempt
+
     def close(self) -> None:
         self._client.close()
 
@@ -308,7 +345,7 @@ class Classifier(_Base):
     def _infer_chunk(self, texts: Sequence[str], info: ModelInfo) -> np.ndarray:
         inputs, outputs = self._build_request(texts, info)
         result = self._call(
-            self._client.infer,
+            self._throttled(self._client.infer),
             self.model,
             inputs,
             model_version=self.model_version,
@@ -367,6 +404,21 @@ class AsyncClassifier(_Base):
         return await acall_with_retry(
             lambda: fn(*args, **kwargs), self.retry_policy, self._translate
         )
+
+    def _throttled(self, fn):
+        """The asyncio twin of `Classifier._throttled`."""
+
+        async def attempt(*args, **kwargs):
+            self._admit()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                self._settled(exc)
+                raise
+            self._settled(None)
+            return result
+
+        return attempt
 
     async def close(self) -> None:
         if self._client is not None:
@@ -444,7 +496,7 @@ class AsyncClassifier(_Base):
         inputs, outputs = self._build_request(texts, info)
         client = self._get_client()
         result = await self._call(
-            client.infer,
+            self._throttled(client.infer),
             self.model,
             inputs,
             model_version=self.model_version,

@@ -37,7 +37,8 @@ class ServerOverloadedError(ServingError):
     """The server refused the request because it is busy (HTTP 429, gRPC
     RESOURCE_EXHAUSTED, Triton's "Exceeds maximum queue size" and "Request timeout
     expired" from a model's bounded queue policy, the tokenizer's "over the admission
-    rate")."""
+    rate"), or the client refused it itself (`berth_core.throttle`) after the server had
+    refused most recent requests."""
 
     transient = True
 

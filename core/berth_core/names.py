@@ -92,3 +92,14 @@ def parameter(config: dict, key: str, default: str | None = None) -> str | None:
     if isinstance(value, dict):
         value = value.get("string_value")
     return default if value in (None, "") else str(value)
+
+
+def number_parameter(config: dict, key: str, default: str, kind: type = int) -> int | float:
+    """A numeric parameter (`kind` int or float): a hand-edited config whose value does
+    not parse fails the model's load with the parameter's name, not Python's own words."""
+    value = parameter(config, key, default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"model config parameter {key!r} must be {what}, got {value!r}") from None

@@ -123,8 +123,8 @@ def session_options(config: dict):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    intra = int(contracts.parameter(config, "intra_op_thread_count", "0"))
-    inter = int(contracts.parameter(config, "inter_op_thread_count", "0"))
+    intra = contracts.number_parameter(config, "intra_op_thread_count", "0")
+    inter = contracts.number_parameter(config, "inter_op_thread_count", "0")
     if intra > 0:
         options.intra_op_num_threads = intra
     if inter > 0:
@@ -407,10 +407,10 @@ class TritonPythonModel:
         self.ragged = frozenset(
             spec["name"] for spec in self.config["input"] if spec.get("allow_ragged_batch")
         )
-        self.run_cost_tokens = float(
-            contracts.parameter(self.config, "ragged_run_cost_tokens", "16")
+        self.run_cost_tokens = contracts.number_parameter(
+            self.config, "ragged_run_cost_tokens", "16", float
         )
-        self.max_run_tokens = int(contracts.parameter(self.config, "max_run_tokens", "0"))
+        self.max_run_tokens = contracts.number_parameter(self.config, "max_run_tokens", "0")
         self.batch_inputs = list(self.config.get("batch_input") or [])
 
     def read_inputs(self, request) -> dict[str, np.ndarray]:

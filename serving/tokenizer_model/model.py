@@ -145,13 +145,13 @@ class Tokenization:
         return cls(
             directory,
             tokenizer_file=contracts.parameter(config, "tokenizer_file", contracts.TOKENIZER_FILE),
-            max_length=int(contracts.parameter(config, "max_length", "128")),
+            max_length=contracts.number_parameter(config, "max_length", "128"),
             truncation=contracts.parameter(config, "truncation", "head"),
-            head_tokens=int(contracts.parameter(config, "head_tokens", "0")),
-            bucket=int(contracts.parameter(config, "bucket", "16")),
+            head_tokens=contracts.number_parameter(config, "head_tokens", "0"),
+            bucket=contracts.number_parameter(config, "bucket", "16"),
             padding=contracts.parameter(config, "padding", "batch"),
-            window_stride=int(contracts.parameter(config, "window_stride", "0")),
-            max_windows=int(contracts.parameter(config, "max_windows", "1")),
+            window_stride=contracts.number_parameter(config, "window_stride", "0"),
+            max_windows=contracts.number_parameter(config, "max_windows", "1"),
         )
 
     def __call__(self, batches: list[list[str]]) -> list[tuple[np.ndarray, ...]]:
@@ -210,13 +210,13 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         directory = Path(args["model_repository"]) / str(args["model_version"])
         self.tokenization = Tokenization.from_config(directory, config)
-        self.max_text_bytes = int(
-            contracts.parameter(config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES))
+        self.max_text_bytes = contracts.number_parameter(
+            config, "max_text_bytes", str(DEFAULT_MAX_TEXT_BYTES)
         )
         self.sample = traffic_sample.from_environment()  # None: sampling is off
         self.admission = admission.from_parameters(
-            float(contracts.parameter(config, "admission_rate", "0")),
-            float(contracts.parameter(config, "admission_burst", "0")),
+            contracts.number_parameter(config, "admission_rate", "0", float),
+            contracts.number_parameter(config, "admission_burst", "0", float),
             sum(int(group.get("count", 1)) for group in config.get("instance_group") or [{}]),
         )  # None: every request is admitted
 

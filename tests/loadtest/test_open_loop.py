@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from berth_core.admission import TokenBucket
 from loadtest import open_loop
 from loadtest.bodies import build_bodies
 from loadtest.config import parse_args
@@ -198,6 +199,25 @@ def test_a_full_generator_counts_requests_as_not_sent_and_keeps_the_schedule(fak
     assert tally.failed == 0 and max(tally.lags) < 0.3
 
 
+def test_the_client_throttle_sends_about_k_times_what_the_server_accepts(fake_triton):
+    """A server that admits 50 requests a second (its admission bucket) offered 400: with
+    k = 2 the generator, as berth-client would, sends about 100 a second and refuses the
+    rest itself; a server that accepts everything gets every request."""
+    bucket = TokenBucket(rate=50, burst=5)
+    server = fake_triton(lambda n: (0.0, 200, ANSWER) if bucket.admit() else (0.0, *ADMISSION))
+    tally = run(server, rate=400, duration_s=2.0, client_throttle=2)
+    assert tally.scheduled == 800
+    assert tally.sent == len(server.arrivals) and tally.sent + tally.throttled == 800
+    assert tally.admission_refused + len(tally.latencies) == tally.sent
+    assert 60 <= len(tally.latencies) <= 115  # the bucket's 5 + 50 a second
+    assert 120 <= tally.sent <= 400 and tally.throttled >= 400
+    assert summarize(tally, 2.0, None).refused_client_throttle == tally.throttled
+
+    accepting = fake_triton(slow(0.0))
+    tally = run(accepting, rate=400, duration_s=1.0, client_throttle=2)
+    assert tally.throttled == 0 and tally.sent == len(accepting.arrivals) == 400
+
+
 def test_cli_open_loop_report_and_goodput_gate(fake_triton, tmp_path, capsys):
     server = fake_triton(slow(0.3))
     texts = tmp_path / "texts.txt"
@@ -320,7 +340,7 @@ def test_settings_refuse_what_cannot_run():
     from berth_core.errors import InputError
 
     for bad in ({"rate": 0}, {"rate": -1}, {"duration_s": 0}, {"max_in_flight": 0},
-                {"arrivals": "bursty"}):  # fmt: skip
+                {"arrivals": "bursty"}, {"client_throttle": 0.5}):  # fmt: skip
         kwargs = {"url": "http://x/v2/models/m/infer", "rate": 1, "duration_s": 1, **bad}
         with pytest.raises(InputError):
             OpenLoopSettings(**kwargs)
@@ -331,8 +351,10 @@ def test_settings_refuse_what_cannot_run():
 
 def test_cli_parses_the_open_loop_flags():
     cfg = parse_args(["--arrival-rate", "250", "--arrivals", "poisson", "--min-goodput",
-                      "0.99", "--p99-ms", "100", "--max-in-flight", "64"])  # fmt: skip
+                      "0.99", "--p99-ms", "100", "--max-in-flight", "64",
+                      "--client-throttle", "2"])  # fmt: skip
     assert cfg.arrival_rate == 250.0 and cfg.arrivals == "poisson"
+    assert cfg.client_throttle == 2.0 and parse_args([]).client_throttle == 0.0
     assert cfg.min_goodput == 0.99 and cfg.p99_ms == 100.0 and cfg.max_in_flight == 64
     closed = parse_args([])
     assert closed.arrival_rate is None and closed.arrivals == "uniform"
@@ -352,6 +374,7 @@ def test_cli_parses_the_open_loop_flags():
         (["--arrival-rate", "10", "--min-goodput", "1.5"], "--min-goodput is a fraction"),
         (["--min-goodput", "0.9"], "--min-goodput needs --arrival-rate"),
         (["--arrival-rate", "10", "--arrivals", "bursty"], "invalid choice"),
+        (["--arrival-rate", "10", "--client-throttle", "0.5"], "--client-throttle is 0 (off)"),
     ],
 )
 def test_cli_refuses_bad_open_loop_flags(argv, message, capsys):

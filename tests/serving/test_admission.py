@@ -5,6 +5,7 @@ the rest as it would without admission, and berth-client's retries get through."
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -14,11 +15,13 @@ from tritonclient.utils import InferenceServerException
 
 from berth_client import Classifier
 from berth_client.errors import ServerOverloadedError, translate
+from berth_core.throttle import THROTTLED
 from serving.server import TritonServer
 from tests.client.ensembles import SINGLE, publish
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 RATE, BURST, SENT = 20, 5, 30
+ATTEMPTS = 200
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +100,33 @@ def test_berth_client_retries_through_the_refusals(repository):
             predictions = [classifier.predict(["a gripping, funny film"])[0] for _ in range(10)]
     assert {p["label"] for p in predictions} <= {"negative", "positive"}
     assert len(predictions) == 10
+
+
+def requests_reaching(server: TritonServer, model: str) -> int:
+    """How many requests `model` has received, answered or failed (its statistics)."""
+    client = httpclient.InferenceServerClient(server.http_url)
+    stats = client.get_inference_statistics(model)["model_stats"][0]["inference_stats"]
+    client.close()
+    return int(stats["success"]["count"]) + int(stats["fail"]["count"])
+
+
+def test_a_throttled_berth_client_refuses_locally_what_the_server_would_refuse(repository):
+    """Calls back to back into a bucket of 20 a second, no retries: once the server has
+    refused most of them, berth-client (throttle on by default, k = 2) refuses some
+    itself, and those never reach the server (200 attempts here: 8 answered, 47 refused
+    by the server, 145 by the client)."""
+    outcomes: Counter[str] = Counter()
+    with TritonServer(repository) as server:
+        with Classifier(url=server.http_url, model=SINGLE, retries=0) as classifier:
+            classifier.model_info()
+            for _ in range(ATTEMPTS):
+                try:
+                    classifier.predict("a gripping, funny film")
+                    outcomes["answered"] += 1
+                except ServerOverloadedError as exc:
+                    outcomes["throttled" if THROTTLED in str(exc) else "refused"] += 1
+        reached = requests_reaching(server, f"{SINGLE}_tokenizer")
+    assert sum(outcomes.values()) == ATTEMPTS
+    assert outcomes["throttled"] > 0 and outcomes["refused"] > 0
+    assert reached == outcomes["answered"] + outcomes["refused"]
+    assert reached < ATTEMPTS / 2

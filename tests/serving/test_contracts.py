@@ -74,6 +74,14 @@ def test_parameter_reads_the_backend_json():
     assert contracts.parameter({}, "missing") is None
 
 
+def test_number_parameter_parses_or_names_the_parameter():
+    config = {"parameters": {"rate": {"string_value": "2.5"}, "n": {"string_value": "x"}}}
+    assert contracts.number_parameter(config, "rate", "0", float) == 2.5
+    assert contracts.number_parameter(config, "missing", "7") == 7
+    with pytest.raises(ValueError, match="parameter 'n' must be an integer, got 'x'"):
+        contracts.number_parameter(config, "n", "0")
+
+
 def test_the_client_spells_the_public_tensors_as_the_contracts_do():
     """berth-client reads the public tensor names from berth_core; the load test's
     locustfile uses the client's."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -228,6 +229,21 @@ def test_admission_is_off_unless_asked(version_dir, triton_model):
     model = triton_model(tokenizer_model, version_dir, max_length="32")
     assert model.admission is None
     assert all(r.error is None for r in model.execute(_requests(*[b"a film"] * 200)))
+
+
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        ({"admission_rate": "fast"}, "parameter 'admission_rate' must be a number, got 'fast'"),
+        ({"max_text_bytes": "1MiB"}, "parameter 'max_text_bytes' must be an integer, got '1MiB'"),
+        ({"max_length": "12.5"}, "parameter 'max_length' must be an integer, got '12.5'"),
+    ],
+)
+def test_a_hand_edited_parameter_that_does_not_parse_is_named(
+    version_dir, triton_model, parameters, message
+):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        triton_model(tokenizer_model, version_dir, **parameters)
 
 
 def test_serve_passes_the_sample_settings_to_the_stubs(tmp_path, monkeypatch):

@@ -1,0 +1,74 @@
+"""Client-side adaptive throttling: silent while the server accepts, sending about k
+times the accepts once it refuses, forgetting refusals older than its window."""
+
+from __future__ import annotations
+
+import pytest
+
+from berth_core.throttle import THROTTLED, AdaptiveThrottle, from_k
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_it_never_refuses_while_the_server_accepts():
+    throttle = AdaptiveThrottle(k=2, clock=Clock(), rng=lambda: 0.0)  # refuses if p > 0
+    for _ in range(1000):
+        assert throttle.allow()
+        throttle.record(accepted=True)
+    assert throttle.rejection_probability() == 0.0
+
+
+def test_the_probability_follows_requests_and_accepts():
+    throttle = AdaptiveThrottle(k=2, clock=Clock())
+    for i in range(100):
+        throttle.allow()
+        throttle.record(accepted=i < 20)  # the server accepted 20 of 100
+    assert throttle.rejection_probability() == pytest.approx((100 - 2 * 20) / 101)
+    assert THROTTLED in throttle.refusal() and "accepted 20 of 100" in throttle.refusal()
+
+
+def test_under_refusals_it_sends_about_k_times_what_is_accepted():
+    """The server accepts at most 50 a second whatever it is sent; the client attempts
+    500 a second for 20 s: after the first window it sends about 2 x 50, not 500."""
+    clock = Clock()
+    throttle = AdaptiveThrottle(k=2, clock=clock)  # the real random numbers
+    sent_per_second = []
+    for _second in range(20):
+        sent = 0
+        for _ in range(500):
+            clock.now += 1 / 500
+            if throttle.allow():
+                sent += 1
+                throttle.record(accepted=sent <= 50)  # the first 50 of each second
+        sent_per_second.append(sent)
+    steady = sent_per_second[10:]
+    assert 80 <= sum(steady) / len(steady) <= 130
+
+
+def test_refusals_older_than_the_window_are_forgotten():
+    clock = Clock()
+    throttle = AdaptiveThrottle(k=2, window_s=10, clock=clock, rng=lambda: 0.0)
+    for _ in range(100):
+        throttle.allow()
+        throttle.record(accepted=False)
+    assert throttle.rejection_probability() > 0.9
+    clock.now += 9
+    assert throttle.rejection_probability() > 0.9  # still inside the window
+    clock.now += 1
+    assert throttle.rejection_probability() == 0.0
+    assert throttle.allow() and (throttle.requests, throttle.accepts) == (1, 0)
+
+
+def test_bad_settings_and_off():
+    assert from_k(0) is None and from_k(None) is None
+    assert from_k(2).k == 2
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        AdaptiveThrottle(k=0.5)
+    with pytest.raises(ValueError, match="window must be >= 1 s"):
+        AdaptiveThrottle(window_s=0)
