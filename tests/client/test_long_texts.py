@@ -15,6 +15,7 @@ import tritonclient.http as httpclient
 from berth_client import Classifier
 from tests.client.ensembles import LONG, LONG_STEPS
 from tests.export.checkpoints import TEST_ROWS, WINDOWS, held_out_texts, rotten_tomatoes
+from tests.triton_text import text_input
 from training.predict import Predictor
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -40,10 +41,7 @@ def long_texts(checkpoint, count: int, per_text: int = 12, offset: int = 0) -> l
 def infer(server, model: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """One request with every text (tritonclient, no client-side splitting)."""
     client = httpclient.InferenceServerClient(server.http_url)
-    batch = np.array([[t.encode()] for t in texts], dtype=object)
-    inp = httpclient.InferInput("TEXT", batch.shape, "BYTES")
-    inp.set_data_from_numpy(batch)
-    result = client.infer(model, [inp])
+    result = client.infer(model, [text_input(httpclient, texts)])
     client.close()
     return result.as_numpy("LOGITS"), result.as_numpy("PROBABILITIES")
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from serving.server import TritonServer
 from tests.client.ensembles import publish as export_publish
+from tests.triton_text import text_input
 
 MODEL = "sentiment"
 MAX_QUEUE_SIZE = 8
@@ -94,10 +95,7 @@ class Served:
         url = self.http_url if protocol == "http" else self.grpc_url
         client = tc.InferenceServerClient(url)
         try:
-            data = np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1)
-            inp = tc.InferInput("TEXT", list(data.shape), "BYTES")
-            inp.set_data_from_numpy(data)
-            result = client.infer(MODEL, [inp])
+            result = client.infer(MODEL, [text_input(tc, texts)])
             return result.as_numpy("PROBABILITIES")
         finally:
             client.close()

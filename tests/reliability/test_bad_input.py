@@ -28,6 +28,7 @@ from tests.reliability.served import (
     http_or_grpc,
 )
 from tests.serving import fake_pb_utils
+from tests.triton_text import text_input
 
 pytestmark = pytest.mark.server
 
@@ -38,12 +39,6 @@ STATUS = {
     "invalid": {"http": "400", "grpc": "StatusCode.INVALID_ARGUMENT"},
     "not_found": {"http": "404", "grpc": "StatusCode.NOT_FOUND"},
 }
-
-
-def text_input(tc, data: np.ndarray, datatype: str = "BYTES", name: str = "TEXT"):
-    inp = tc.InferInput(name, list(data.shape), datatype)
-    inp.set_data_from_numpy(data)
-    return inp
 
 
 # case → (inputs builder, model, version, expected status kind, message fragments)

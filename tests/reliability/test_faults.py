@@ -17,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 from berth_client import Classifier, ServerUnavailableError
 from berth_client.errors import translate
 from tests.reliability.served import ATOL, GOOD_TEXT, MODEL, http_or_grpc, publish
+from tests.triton_text import text_input
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -61,10 +62,8 @@ class LoadLoop:
         tc = http_or_grpc(protocol)
         url = self.served.http_url if protocol == "http" else self.served.grpc_url
         client = tc.InferenceServerClient(url)
-        data = np.array([[GOOD_TEXT.encode()]], dtype=np.object_)
         while not self.stop_event.is_set():
-            inp = tc.InferInput("TEXT", [1, 1], "BYTES")
-            inp.set_data_from_numpy(data)
+            inp = text_input(tc, [GOOD_TEXT])
             sent = time.monotonic()
             try:
                 probs = client.infer(MODEL, [inp]).as_numpy("PROBABILITIES")

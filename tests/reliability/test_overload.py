@@ -32,6 +32,7 @@ from tests.reliability.served import (
     MODEL,
     model_requests,
 )
+from tests.triton_text import text_input
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -119,9 +120,7 @@ def pct(values, q):
 async def _request(client, index: int, results: list) -> None:
     import tritonclient.grpc.aio as aio
 
-    data = np.array([[TEXTS[index % len(TEXTS)].encode()]], dtype=np.object_)
-    inp = aio.InferInput("TEXT", [1, 1], "BYTES")
-    inp.set_data_from_numpy(data)
+    inp = text_input(aio, [TEXTS[index % len(TEXTS)]])
     started = time.perf_counter()
     try:
         await client.infer(MODEL, [inp], client_timeout=30)
@@ -276,9 +275,7 @@ def test_client_retries_with_growing_backoff_then_raises_overloaded(served):
 
     def send(name: str, texts: list[str]) -> None:
         client = grpcclient.InferenceServerClient(url)
-        data = np.array([[t.encode()] for t in texts], dtype=np.object_)
-        inp = grpcclient.InferInput("TEXT", list(data.shape), "BYTES")
-        inp.set_data_from_numpy(data)
+        inp = text_input(grpcclient, texts)
         try:
             client.infer(tokenizer, [inp], client_timeout=120)
             done[name] = (time.perf_counter(), "")

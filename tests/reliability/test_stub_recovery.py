@@ -26,6 +26,7 @@ from serving.model_control import HEADER
 from serving.server import TritonServer
 from tests.reliability.served import ATOL, GOOD_TEXT, MODEL, Served, publish
 from tests.reliability.test_faults import HANG_S, LoadLoop, python_stubs
+from tests.triton_text import text_input
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -237,8 +238,7 @@ def _fragile_repository(root: Path) -> Path:
 def _echo(server: TritonServer) -> list:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        inp = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-        inp.set_data_from_numpy(np.array([[b"still here"]], dtype=np.object_))
+        inp = text_input(grpcclient, [b"still here"])
         return client.infer("fragile", [inp]).as_numpy("OUT").tolist()
     finally:
         client.close()

@@ -18,6 +18,7 @@ from berth_client.errors import ServerOverloadedError, translate
 from berth_core.throttle import THROTTLED
 from serving.server import TritonServer
 from tests.client.ensembles import SINGLE, publish
+from tests.triton_text import text_input
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 RATE, BURST, SENT = 20, 5, 30
@@ -33,11 +34,8 @@ def repository(tmp_path_factory, sentiment_checkpoint):
 
 
 def infer(client, text: str):
-    batch = np.array([[text.encode()]], dtype=object)
-    inp = httpclient.InferInput("TEXT", batch.shape, "BYTES")
-    inp.set_data_from_numpy(batch)
     try:
-        return client.infer(SINGLE, [inp]).as_numpy("PROBABILITIES")
+        return client.infer(SINGLE, [text_input(httpclient, [text])]).as_numpy("PROBABILITIES")
     except InferenceServerException as exc:
         return exc
 
@@ -70,9 +68,7 @@ def test_requests_beyond_the_rate_are_refused_at_the_entrance(repository, contai
 def grpc_refusal(grpc_client, http_client) -> InferenceServerException | None:
     """Empty the bucket over HTTP, then send one gRPC request on a connected channel:
     its refusal, or None when a token came back in between."""
-    batch = np.array([[b"a gripping, funny film"]], dtype=object)
-    inp = grpcclient.InferInput("TEXT", batch.shape, "BYTES")
-    inp.set_data_from_numpy(batch)
+    inp = text_input(grpcclient, ["a gripping, funny film"])
     while isinstance(infer(http_client, "drain the bucket"), np.ndarray):
         pass
     try:

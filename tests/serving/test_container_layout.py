@@ -29,6 +29,7 @@ from tests.client.ensembles import LONG, LONG_STEPS, MULTI, SINGLE
 from tests.client.test_long_texts import infer, long_texts
 from tests.export.checkpoints import held_out_texts
 from tests.serving.statistics import settled_counts
+from tests.triton_text import text_input
 from training.predict import Predictor
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -125,8 +126,7 @@ def test_requests_of_different_lengths_share_a_batch(container):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     done: queue.Queue = queue.Queue()
     for index, text in enumerate(texts):  # one request per text, all in flight together
-        inp = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-        inp.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+        inp = text_input(grpcclient, [text])
         client.async_infer(
             LONG_STEPS,
             [inp],
@@ -149,9 +149,7 @@ def test_bad_input_fails_alone_and_the_server_stays_up(container):
     server, _ = container
     client = httpclient.InferenceServerClient(server.http_url)
     try:
-        bad = np.array([[b"fine"], [b"\xff\xfe bad"]], dtype=object)
-        inp = httpclient.InferInput("TEXT", bad.shape, "BYTES")
-        inp.set_data_from_numpy(bad)
+        inp = text_input(httpclient, [b"fine", b"\xff\xfe bad"])
         with pytest.raises(InferenceServerException, match=r"TEXT\[1\] is not valid UTF-8"):
             client.infer(SINGLE, [inp])
     finally:

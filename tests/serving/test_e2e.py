@@ -21,6 +21,7 @@ from export.triton_config import EnsembleModel, ServingSettings, render
 from serving.server import TritonServer
 from tests.export.checkpoints import held_out_texts
 from tests.serving.statistics import settled_counts
+from tests.triton_text import text_input
 from training.predict import Predictor, decide
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -86,10 +87,7 @@ def http(server):
 def http_infer(client, model: str, texts: list[str], chunk: int = 48):
     logits, probs = [], []
     for start in range(0, len(texts), chunk):
-        batch = np.array([[t.encode()] for t in texts[start : start + chunk]], dtype=object)
-        inp = httpclient.InferInput("TEXT", batch.shape, "BYTES")
-        inp.set_data_from_numpy(batch)
-        result = client.infer(model, [inp])
+        result = client.infer(model, [text_input(httpclient, texts[start : start + chunk])])
         logits.append(result.as_numpy("LOGITS"))
         probs.append(result.as_numpy("PROBABILITIES"))
     return np.concatenate(logits), np.concatenate(probs)
@@ -125,9 +123,7 @@ def test_int8_ensemble_agrees_over_grpc(server, sentiment_checkpoint):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     probs = []
     for start in range(0, len(texts), 40):
-        batch = np.array([[t.encode()] for t in texts[start : start + 40]], dtype=object)
-        inp = grpcclient.InferInput("TEXT", batch.shape, "BYTES")
-        inp.set_data_from_numpy(batch)
+        inp = text_input(grpcclient, texts[start : start + 40])
         probs.append(client.infer("sentiment", [inp]).as_numpy("PROBABILITIES"))
     client.close()
     probs = np.concatenate(probs)
@@ -156,8 +152,7 @@ def test_mixed_lengths_are_served_in_one_dynamic_batch(server):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     done: queue.Queue = queue.Queue()
     for text in texts:  # one request per text, all in flight together
-        inp = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-        inp.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+        inp = text_input(grpcclient, [text])
         client.async_infer(
             "sentiment", [inp], callback=lambda result, error: done.put((result, error))
         )

@@ -12,6 +12,7 @@ import tritonclient.http as httpclient
 
 from serving.server import TritonServer
 from tests.client.ensembles import SINGLE, publish
+from tests.triton_text import text_input
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 CACHE_BYTES = 16 << 20
@@ -25,10 +26,7 @@ def repository(tmp_path_factory, sentiment_checkpoint):
 
 
 def infer(client, text: str) -> np.ndarray:
-    batch = np.array([[text.encode()]], dtype=object)
-    inp = httpclient.InferInput("TEXT", batch.shape, "BYTES")
-    inp.set_data_from_numpy(batch)
-    return client.infer(SINGLE, [inp]).as_numpy("PROBABILITIES")
+    return client.infer(SINGLE, [text_input(httpclient, [text])]).as_numpy("PROBABILITIES")
 
 
 def counts(client, model: str, settled: int, timeout: float = 10.0) -> dict[str, int]:

@@ -29,6 +29,7 @@ from serving.server import (
     triton_home,
     triton_libs,
 )
+from tests.triton_text import text_input
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -259,9 +260,7 @@ def test_a_dead_stub_is_not_repaired_by_triton_and_liveness_says_so(tiny_reposit
 def _text_infer(server: TritonServer, model: str) -> np.ndarray:
     client = httpclient.InferenceServerClient(server.http_url)
     try:
-        text = httpclient.InferInput("TEXT", [1, 1], "BYTES")
-        text.set_data_from_numpy(np.array([[b"good"]], dtype=np.object_))
-        return client.infer(model, [text]).as_numpy("PROBABILITIES")
+        return client.infer(model, [text_input(httpclient, ["good"])]).as_numpy("PROBABILITIES")
     finally:
         client.close()
 
