@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -174,6 +175,17 @@ class _Base:
             overloaded = exc is not None and isinstance(self._translate(exc), ServerOverloadedError)
             self.throttle.record(not overloaded)
 
+    @contextlib.contextmanager
+    def _throttled(self) -> Iterator[None]:
+        """One inference attempt behind the client-side throttle (both clients' `with`)."""
+        self._admit()
+        try:
+            yield
+        except Exception as exc:
+            self._settled(exc)
+            raise
+        self._settled(None)
+
     def _grpc_kwargs(self) -> dict:
         return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
 
@@ -254,21 +266,6 @@ class Classifier(_Base):
     def _call(self, fn, *args, **kwargs):
         return call_with_retry(lambda: fn(*args, **kwargs), self.retry_policy, self._translate)
 
-    def _throttled(self, fn):
-        """`fn` (an inference call) behind the client-side throttle."""
-
-        def attempt(*args, **kwargs):
-            self._admit()
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                self._settled(exc)
-                raise
-            self._settled(None)
-            return result
-
-        return attempt
-
     def close(self) -> None:
         self._client.close()
 
@@ -344,15 +341,18 @@ class Classifier(_Base):
 
     def _infer_chunk(self, texts: Sequence[str], info: ModelInfo) -> np.ndarray:
         inputs, outputs = self._build_request(texts, info)
-        result = self._call(
-            self._throttled(self._client.infer),
-            self.model,
-            inputs,
-            model_version=self.model_version,
-            outputs=outputs,
-            **self._grpc_kwargs(),
-        )
-        return self._parse_result(result, len(texts), info)
+
+        def attempt():
+            with self._throttled():
+                return self._client.infer(
+                    self.model,
+                    inputs,
+                    model_version=self.model_version,
+                    outputs=outputs,
+                    **self._grpc_kwargs(),
+                )
+
+        return self._parse_result(self._call(attempt), len(texts), info)
 
     @overload
     def predict(self, texts: str) -> dict: ...
@@ -404,21 +404,6 @@ class AsyncClassifier(_Base):
         return await acall_with_retry(
             lambda: fn(*args, **kwargs), self.retry_policy, self._translate
         )
-
-    def _throttled(self, fn):
-        """The asyncio twin of `Classifier._throttled`."""
-
-        async def attempt(*args, **kwargs):
-            self._admit()
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                self._settled(exc)
-                raise
-            self._settled(None)
-            return result
-
-        return attempt
 
     async def close(self) -> None:
         if self._client is not None:
@@ -495,15 +480,18 @@ class AsyncClassifier(_Base):
     async def _infer_chunk(self, texts: Sequence[str], info: ModelInfo) -> np.ndarray:
         inputs, outputs = self._build_request(texts, info)
         client = self._get_client()
-        result = await self._call(
-            self._throttled(client.infer),
-            self.model,
-            inputs,
-            model_version=self.model_version,
-            outputs=outputs,
-            **self._grpc_kwargs(),
-        )
-        return self._parse_result(result, len(texts), info)
+
+        async def attempt():
+            with self._throttled():
+                return await client.infer(
+                    self.model,
+                    inputs,
+                    model_version=self.model_version,
+                    outputs=outputs,
+                    **self._grpc_kwargs(),
+                )
+
+        return self._parse_result(await self._call(attempt), len(texts), info)
 
     async def predict(self, texts):
         """One text → its record (dict); a list of texts → a list of records."""
