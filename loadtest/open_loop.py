@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from berth_client.model import PROBABILITIES
+from berth_core import throttle
 from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import InputError
-from berth_core.throttle import AdaptiveThrottle
 from loadtest.slo import SLOResult
 from loadtest.wire import TIMED_OUT, Pool, request_bytes
 
@@ -181,9 +181,7 @@ class OpenLoop:
         self.requests = [request_bytes(settings.url, body, headers) for body, headers in bodies]
         self.pick = pick
         self.tally = Tally()
-        self.throttle = (
-            AdaptiveThrottle(settings.client_throttle) if settings.client_throttle else None
-        )
+        self.throttle = throttle.from_k(settings.client_throttle)  # None: every request sent
         self.in_flight = 0
         self.drained: asyncio.Event | None = None
 
