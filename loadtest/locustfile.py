@@ -101,8 +101,9 @@ def _host_port(host: str) -> str:
 
 
 class BerthClientUser(User):
-    """One `berth_client.Classifier` per user; no retries (the load test must see
-    every failure)."""
+    """One `berth_client.Classifier` per user; no retries and no client-side throttling
+    (the load test must see every failure and offer every request; the open loop's
+    `--client-throttle` measures throttling clients)."""
 
     wait_time = _wait_time()
 
@@ -113,6 +114,7 @@ class BerthClientUser(User):
             protocol=PROTOCOL,
             timeout=TIMEOUT,
             retries=0,
+            throttle=0,
         )
         # The config read is not part of the measurement; when it fails (server down,
         # unknown model) the failure is reported and every request will fail too.
