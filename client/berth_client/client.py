@@ -114,7 +114,8 @@ class _Base:
     never a call).
 
     `throttle` (on by default, k = 2; 0 or None turns it off): once the server has
-    refused most recent inference calls as overloaded, the client refuses some itself
+    refused most of the client's recent inference calls (20 at least, in 10 s) as
+    overloaded, the client refuses some itself
     (`ServerOverloadedError`, retried like the server's own refusals) so that it sends
     about k times what the server accepts; under overload the server's cores go to
     answering instead of refusing (`berth_core.throttle`). Nothing changes while the

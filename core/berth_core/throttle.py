@@ -14,6 +14,9 @@ overload refusal), and refuses a new request locally with probability
 With every request accepted it never refuses; once the server accepts fewer than 1/k of
 them, the client sends about k times what the server accepts, so the server still sees
 enough traffic to signal recovery. `k` = 2 lets the server refuse as much as it serves.
+Below `min_requests` attempts in the window it never refuses: after one refused call the
+formula alone would refuse the retry half the time, and a client that calls now and then
+is not what overloads a server; its retries should reach the server.
 
 One instance serves one thread (or one event loop): berth-client keeps one per client.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 THROTTLED = "refused by client-side throttling"  # in every local refusal's message
 DEFAULT_K = 2.0
 DEFAULT_WINDOW_S = 10.0
+DEFAULT_MIN_REQUESTS = 20
 
 
 @dataclass
@@ -37,6 +41,7 @@ class AdaptiveThrottle:
 
     k: float = DEFAULT_K
     window_s: float = DEFAULT_WINDOW_S
+    min_requests: int = DEFAULT_MIN_REQUESTS
     clock: Callable[[], float] = time.monotonic
     rng: Callable[[], float] = random.random
     slots: deque[list[int]] = field(init=False, default_factory=deque)  # [second, req, acc]
@@ -62,6 +67,8 @@ class AdaptiveThrottle:
 
     def rejection_probability(self) -> float:
         self._slot()
+        if self.requests < self.min_requests:
+            return 0.0
         return max(0.0, (self.requests - self.k * self.accepts) / (self.requests + 1))
 
     def allow(self) -> bool:

@@ -51,6 +51,18 @@ def test_under_refusals_it_sends_about_k_times_what_is_accepted():
     assert 80 <= sum(steady) / len(steady) <= 130
 
 
+def test_a_client_with_few_calls_is_never_throttled():
+    """Below 20 attempts in the window every call goes out, refused or not: one refused
+    call's retries reach the server."""
+    throttle = AdaptiveThrottle(k=2, clock=Clock(), rng=lambda: 0.0)
+    for _ in range(20):
+        assert throttle.rejection_probability() == 0.0
+        assert throttle.allow()
+        throttle.record(accepted=False)
+    assert throttle.rejection_probability() == pytest.approx(20 / 21)
+    assert not throttle.allow()
+
+
 def test_refusals_older_than_the_window_are_forgotten():
     clock = Clock()
     throttle = AdaptiveThrottle(k=2, window_s=10, clock=clock, rng=lambda: 0.0)
