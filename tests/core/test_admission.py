@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from berth_core.admission import REFUSAL, TokenBucket, from_parameters
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import FakeClock
 
 
 def test_a_full_bucket_admits_its_burst_then_the_rate():
-    clock = Clock()
+    clock = FakeClock(100.0)
     bucket = TokenBucket(rate=10, burst=3, clock=clock)
     assert [bucket.admit() for _ in range(5)] == [True, True, True, False, False]
     clock.now += 0.25  # 2.5 tokens
@@ -26,7 +19,7 @@ def test_a_full_bucket_admits_its_burst_then_the_rate():
 
 
 def test_over_a_second_it_admits_the_rate_whatever_is_offered():
-    clock = Clock()
+    clock = FakeClock(100.0)
     bucket = TokenBucket(rate=200, burst=20, clock=clock)
     admitted = 0
     for _ in range(1000):  # 1,000 requests in one second: 5 times the rate

@@ -6,18 +6,11 @@ from __future__ import annotations
 import pytest
 
 from berth_core.throttle import THROTTLED, AdaptiveThrottle, from_k
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import FakeClock
 
 
 def test_it_never_refuses_while_the_server_accepts():
-    throttle = AdaptiveThrottle(k=2, clock=Clock(), rng=lambda: 0.0)  # refuses if p > 0
+    throttle = AdaptiveThrottle(k=2, clock=FakeClock(1000.0), rng=lambda: 0.0)  # refuses if p > 0
     for _ in range(1000):
         assert throttle.allow()
         throttle.record(accepted=True)
@@ -25,7 +18,7 @@ def test_it_never_refuses_while_the_server_accepts():
 
 
 def test_the_probability_follows_requests_and_accepts():
-    throttle = AdaptiveThrottle(k=2, clock=Clock())
+    throttle = AdaptiveThrottle(k=2, clock=FakeClock(1000.0))
     for i in range(100):
         throttle.allow()
         throttle.record(accepted=i < 20)  # the server accepted 20 of 100
@@ -36,7 +29,7 @@ def test_the_probability_follows_requests_and_accepts():
 def test_under_refusals_it_sends_about_k_times_what_is_accepted():
     """The server accepts at most 50 a second whatever it is sent; the client attempts
     500 a second for 20 s: after the first window it sends about 2 x 50, not 500."""
-    clock = Clock()
+    clock = FakeClock(1000.0)
     throttle = AdaptiveThrottle(k=2, clock=clock)  # the real random numbers
     sent_per_second = []
     for _second in range(20):
@@ -54,7 +47,7 @@ def test_under_refusals_it_sends_about_k_times_what_is_accepted():
 def test_a_client_with_few_calls_is_never_throttled():
     """Below 20 attempts in the window every call goes out, refused or not: one refused
     call's retries reach the server."""
-    throttle = AdaptiveThrottle(k=2, clock=Clock(), rng=lambda: 0.0)
+    throttle = AdaptiveThrottle(k=2, clock=FakeClock(1000.0), rng=lambda: 0.0)
     for _ in range(20):
         assert throttle.rejection_probability() == 0.0
         assert throttle.allow()
@@ -64,7 +57,7 @@ def test_a_client_with_few_calls_is_never_throttled():
 
 
 def test_refusals_older_than_the_window_are_forgotten():
-    clock = Clock()
+    clock = FakeClock(1000.0)
     throttle = AdaptiveThrottle(k=2, window_s=10, clock=clock, rng=lambda: 0.0)
     for _ in range(100):
         throttle.allow()

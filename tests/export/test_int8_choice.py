@@ -8,6 +8,7 @@ import pytest
 from export import evaluate
 from export.build import choose_int8
 from export.evaluate import interleaved_median_ms
+from tests.fake_clock import FakeClock
 
 SLN = ("SkipLayerNormFusion",)
 CANDIDATES = [("unfused", ()), ("fused", ()), ("unfused", SLN)]
@@ -24,21 +25,11 @@ def test_another_graph_needs_5_percent_a_disabled_fusion_2():
     assert choose_int8(CANDIDATES, times(100, 120, 101)) == ("unfused", ())
 
 
-class Clock:
-    """time.perf_counter for the timing code: advanced only by the runners' `run`."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Recorder:
     """Stands in for OnnxClassifier: records the order of its `run` calls; its n-th call
     takes `costs[n]` seconds on `clock`."""
 
-    def __init__(self, name: str, calls: list[str], clock: Clock, costs: list[float]) -> None:
+    def __init__(self, name: str, calls: list[str], clock: FakeClock, costs: list[float]) -> None:
         self.name, self.calls, self.clock, self.costs = name, calls, clock, costs
 
     def encode(self, texts):
@@ -51,7 +42,7 @@ class Recorder:
 
 
 def test_candidates_are_timed_in_turns(monkeypatch):
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(evaluate.time, "perf_counter", clock)
     calls: list[str] = []
     # per runner, the seconds its successive runs take (the warm-up first)
