@@ -65,16 +65,21 @@ class AdaptiveThrottle:
             self.slots.append([second, 0, 0])
         return self.slots[-1]
 
-    def rejection_probability(self) -> float:
-        self._slot()
+    def _probability(self) -> float:
+        """From the counters as they stand (the window moved on by the caller)."""
         if self.requests < self.min_requests:
             return 0.0
         return max(0.0, (self.requests - self.k * self.accepts) / (self.requests + 1))
 
+    def rejection_probability(self) -> float:
+        self._slot()
+        return self._probability()
+
     def allow(self) -> bool:
         """Whether to send the next request; counts it as attempted either way."""
-        p = self.rejection_probability()
-        self._slot()[1] += 1
+        slot = self._slot()  # the window moved on once a call: allow is on the hot path
+        p = self._probability()
+        slot[1] += 1
         self.requests += 1
         return p <= 0 or self.rng() >= p
 
