@@ -75,7 +75,7 @@ SERVING_FLAGS: dict[str, dict] = {
         "serving",
     ),
     "admission_rate": arg(
-        "overload protection at the entrance: the tokenizer refuses requests beyond this "
+        "overload protection in the tokenizer: it refuses requests beyond this "
         "many a second (HTTP 503 / UNAVAILABLE, retried by berth-client) before "
         "tokenizing them; set it near the capacity python -m loadtest measures on the "
         "serving machine (0 = off)",

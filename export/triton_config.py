@@ -166,7 +166,7 @@ class ServingSettings:
     queue_timeout_us: int = 500_000
     # Tokenizer: texts longer than this many UTF-8 bytes are refused before tokenization.
     max_text_bytes: int = 1 << 20
-    # Admission at the entrance (berth_core/admission.py), off by default: the tokenizer
+    # Admission in the tokenizer (berth_core/admission.py), off by default: the tokenizer
     # refuses requests beyond this many a second (UNAVAILABLE) before tokenizing them.
     # Set it near the capacity `python -m loadtest` measures on the serving machine: the
     # rate a server sustains is a property of its machine, not of the model.

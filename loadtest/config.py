@@ -84,6 +84,12 @@ class LoadtestConfig:
         "with --model-repository: serve its default configs as the stock NVIDIA container "
         "would (python -m serving --container-configs), not the pip layout",
     )
+    entrance_max_in_flight: int = option(
+        0,
+        "with --model-repository: serve behind nginx allowing N inference requests in "
+        "flight (python -m serving --entrance-max-in-flight); 0: none",
+        metavar="N",
+    )
     stats_url: str | None = option(
         None,
         "HOST:PORT of the server's HTTP endpoint for /v2/models/stats with --protocol "
@@ -213,6 +219,10 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadtestConfig:
         parser.error("--users must be >= 1")
     if cfg.repeat_zipf < 0:
         parser.error("--repeat-zipf must be >= 0 (0: uniform draws)")
+    if cfg.entrance_max_in_flight < 0:
+        parser.error("--entrance-max-in-flight must be >= 0 (0: no entrance)")
+    if cfg.entrance_max_in_flight and cfg.model_repository is None:
+        parser.error("--entrance-max-in-flight needs --model-repository (the server it starts)")
     check_open_loop_args(parser, cfg)
     check_soak_args(parser, cfg)
     return cfg

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from berth_client.model import PROBABILITIES
 from berth_core import throttle
+from berth_core.admission import ENTRANCE_REFUSAL
 from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import InputError
 from loadtest.slo import SLOResult
@@ -41,7 +42,9 @@ QUEUE_FULL = "exceeds maximum queue size"
 QUEUE_TIMEOUT = "request timeout expired"
 OK, REFUSED, QUEUE_TIMED_OUT, FAILED = "ok", "refused", "queue timeout", "failed"
 ADMISSION_REFUSED = "refused at admission"  # the tokenizer's bucket (berth_core.admission)
-OVERLOADED = (REFUSED, QUEUE_TIMED_OUT, ADMISSION_REFUSED)  # not accepts, to the throttle
+ENTRANCE_REFUSED = "refused at the entrance"  # nginx in front (serving.entrance)
+# not accepts, to the throttle
+OVERLOADED = (REFUSED, QUEUE_TIMED_OUT, ADMISSION_REFUSED, ENTRANCE_REFUSED)
 # Requests launched back to back (the generator behind schedule) before it lets them start.
 BURST = 64
 # Distinct failure messages kept for the report; the rest are counted as "(others)".
@@ -69,8 +72,8 @@ def arrival_offsets(
 
 
 def classify(status: int, content: bytes) -> str:
-    """OK, REFUSED (queue full), QUEUE_TIMED_OUT, ADMISSION_REFUSED or FAILED for one
-    HTTP response."""
+    """OK, REFUSED (queue full), QUEUE_TIMED_OUT, ADMISSION_REFUSED, ENTRANCE_REFUSED or
+    FAILED for one HTTP response."""
     if status == 200 and PROBABILITIES.encode() in content:
         return OK
     text = content[:4096].decode("utf-8", "replace").lower()
@@ -80,6 +83,8 @@ def classify(status: int, content: bytes) -> str:
         return QUEUE_TIMED_OUT
     if ADMISSION_REFUSAL in text:
         return ADMISSION_REFUSED
+    if ENTRANCE_REFUSAL in text:
+        return ENTRANCE_REFUSED
     return FAILED
 
 
@@ -95,6 +100,7 @@ class Tally:
     refused: int = 0
     queue_timeouts: int = 0
     admission_refused: int = 0
+    entrance_refused: int = 0
     client_timeouts: int = 0
     failed: int = 0
     failure_kinds: Counter[str] = field(default_factory=Counter)
@@ -102,6 +108,11 @@ class Tally:
     @property
     def sent(self) -> int:
         return len(self.lags)
+
+    @property
+    def refusals(self) -> int:
+        """Refused as overloaded, by any of the server's limits."""
+        return self.refused + self.queue_timeouts + self.admission_refused + self.entrance_refused
 
     def record(self, kind: str, latency_s: float, detail: str = "") -> None:
         if kind == OK:
@@ -112,6 +123,8 @@ class Tally:
             self.queue_timeouts += 1
         elif kind == ADMISSION_REFUSED:
             self.admission_refused += 1
+        elif kind == ENTRANCE_REFUSED:
+            self.entrance_refused += 1
         else:
             self.fail(detail)
 
@@ -281,6 +294,7 @@ class OpenLoopSummary:
     refused_queue_full: int
     refused_queue_timeout: int
     refused_admission: int
+    refused_entrance: int
     client_timeouts: int
     failed: int
     latency_bound_ms: float | None
@@ -339,6 +353,7 @@ def summarize(
         refused_queue_full=tally.refused,
         refused_queue_timeout=tally.queue_timeouts,
         refused_admission=tally.admission_refused,
+        refused_entrance=tally.entrance_refused,
         client_timeouts=tally.client_timeouts,
         failed=tally.failed,
         latency_bound_ms=latency_bound_ms,
@@ -404,6 +419,7 @@ def summary_table(summary: OpenLoopSummary, results: list[SLOResult], cap: int) 
         f"| refused (queue full) | {s.refused_queue_full} | | |",
         f"| refused (queue timeout) | {s.refused_queue_timeout} | | |",
         f"| refused (admission) | {s.refused_admission} | | |",
+        f"| refused (entrance) | {s.refused_entrance} | | |",
         f"| timed out (client) | {s.client_timeouts} | | |",
         f"| other failures | {s.failed} | | |",
         f"| goodput ({bound}) | {s.goodput_rps:.1f} req/s ({s.goodput_fraction:.1%} of "

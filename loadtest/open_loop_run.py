@@ -31,7 +31,6 @@ class OpenLoopOutcome:
     meter: CpuMeter
     triton: dict[str, dict]
     wall_s: float
-    server_pid: int | None
 
 
 def open_loop_requests(cfg: LoadtestConfig) -> tuple[list[tuple[bytes, dict]], TextPicker]:
@@ -76,22 +75,22 @@ def measure_open_loop(cfg: LoadtestConfig) -> OpenLoopOutcome:
         meter.watch("load generator", os.getpid(), tree=False)  # the server may be a child
         if target.server_pid:
             meter.watch("server", target.server_pid)
+        if target.entrance_pid:
+            meter.watch("entrance", target.entrance_pid)
         with meter:
             tally = open_loop.run_open_loop(settings, bodies, pick)
         after = triton_stats.snapshot(target.stats_url) if before else {}
     summary = open_loop.summarize(tally, settings.duration_s, cfg.p99_ms, settings.arrivals)
     triton = triton_stats.delta(before, after) if after else {}
     wall_s = time.monotonic() - started
-    return OpenLoopOutcome(settings, summary, meter, triton, wall_s, target.server_pid)
+    return OpenLoopOutcome(settings, summary, meter, triton, wall_s)
 
 
 def open_loop_report(cfg: LoadtestConfig, outcome: OpenLoopOutcome, results: list) -> Path:
     """Print the open loop's table (and Triton's), write its JSON report; → its path."""
     print(f"\n{cfg.model} [{cfg.scenario}] open loop, {outcome.wall_s:.0f} s wall\n")
     print(open_loop.summary_table(outcome.summary, results, outcome.settings.max_in_flight))
-    cpu = {"load generator": outcome.meter.cores("load generator")}
-    if outcome.server_pid:
-        cpu["server"] = outcome.meter.cores("server")
+    cpu = {name: outcome.meter.cores(name) for name in outcome.meter.roots}
     for name, cores in cpu.items():
         print(f"| {name} CPU | {cores:.2f} cores | | |")
     if outcome.triton:

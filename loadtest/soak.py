@@ -163,7 +163,7 @@ class Mark:
 
     at: float  # time.monotonic()
     ok: int
-    refused: int  # queue full, queue timeout and admission
+    refused: int  # queue full, queue timeout, admission and entrance
     timeouts: int
     failed: int
     not_sent: int
@@ -173,7 +173,7 @@ class Mark:
         return cls(
             at=at,
             ok=len(tally.latencies),
-            refused=tally.refused + tally.queue_timeouts + tally.admission_refused,
+            refused=tally.refusals,
             timeouts=tally.client_timeouts,
             failed=tally.failed,
             not_sent=tally.not_sent,

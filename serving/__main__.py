@@ -5,12 +5,15 @@
         --metrics-port 8002 --host 127.0.0.1
     python -m serving --container-configs --model-repository model_repository
     python -m serving --sample-texts samples/texts.jsonl --sample-rate 0.05
+    python -m serving --entrance-max-in-flight 48
 
 By default each model's configs/pip.pbtxt is served (berth's Python onnxruntime runner
 batches ragged requests); --container-configs serves the default config.pbtxt files as
 the stock NVIDIA container does, the runner refusing what the native backend refuses.
 --sample-texts (opt-in) keeps a random share of the served texts, texts only, for the
 next student (`python -m training distill --unlabelled-file`; berth_core.traffic_sample).
+--entrance-max-in-flight puts nginx in front, refusing what exceeds N requests in
+flight before Triton spends CPU on it (serving/entrance.py).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from pathlib import Path
 
 from berth_args import build_parser, option
 from berth_core import traffic_sample
-from berth_core.errors import InputError, report
-from serving.server import TritonServer, TritonServerError
+from berth_core.errors import InputError, ServingError, report
+from serving.entrance import Entrance, EntranceSettings, nginx_binary
+from serving.server import TritonServer
 
 
 @dataclass
@@ -87,6 +91,15 @@ class ServeConfig:
         "ensembles serve is loaded: less memory, faster start and watchdog restart; poll "
         "mode always loads the whole repository)",
     )
+    entrance_max_in_flight: int = option(
+        0,
+        "put nginx in front (serving/entrance.py): at most N inference requests in flight, "
+        "the excess refused at once (HTTP 503 / gRPC UNAVAILABLE, retried by berth-client) "
+        "before Triton spends CPU on it; Triton then listens on loopback only and nginx on "
+        "--host and the three ports. Keep N below the models' queue depth (export "
+        "--max-queue-size, 64); 48 on 2 cores (0: no entrance; needs nginx installed)",
+        metavar="N",
+    )
     sample_texts: Path | None = option(
         None,
         "opt-in: append a random share of the texts the tokenizer receives to this JSON "
@@ -124,6 +137,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         parser.error("--repository-poll-secs must be >= 1")
     if cfg.cache_size < 0:
         parser.error("--cache-size must be >= 0 bytes")
+    if cfg.entrance_max_in_flight < 0:
+        parser.error("--entrance-max-in-flight must be >= 0 (0: no entrance)")
     try:
         sample_config(cfg)
     except InputError as exc:
@@ -162,13 +177,15 @@ def tokenizers_without_sampling(repository: Path) -> list[str]:
 
 
 def start_server(cfg: ServeConfig) -> TritonServer:
-    """The server `cfg` describes (not started yet)."""
+    """The server `cfg` describes (not started yet): on loopback and free ports behind an
+    entrance, which then takes --host and the ports."""
+    behind = cfg.entrance_max_in_flight > 0
     return TritonServer(
         cfg.model_repository,
-        host=cfg.host,
-        http_port=cfg.http_port or None,
-        grpc_port=cfg.grpc_port or None,
-        metrics_port=cfg.metrics_port or None,
+        host="127.0.0.1" if behind else cfg.host,
+        http_port=None if behind else cfg.http_port or None,
+        grpc_port=None if behind else cfg.grpc_port or None,
+        metrics_port=None if behind else cfg.metrics_port or None,
         model_config_name=cfg.model_config_name,
         container_configs=cfg.container_configs,
         cache_size=cfg.cache_size,
@@ -186,6 +203,21 @@ def start_server(cfg: ServeConfig) -> TritonServer:
     )
 
 
+def start_entrance(cfg: ServeConfig, server: TritonServer) -> Entrance | None:
+    """nginx in front of the started `server` when `cfg` asks for it (started)."""
+    if not cfg.entrance_max_in_flight:
+        return None
+    settings = EntranceSettings.around(
+        server,
+        cfg.entrance_max_in_flight,
+        host=cfg.host,
+        http_port=cfg.http_port or None,
+        grpc_port=cfg.grpc_port or None,
+        metrics_port=cfg.metrics_port or None,
+    )
+    return Entrance(settings).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     server = start_server(cfg)
@@ -197,25 +229,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    entrance = None
     try:
+        if cfg.entrance_max_in_flight:
+            nginx_binary()  # missing: say so before the server's minute of start-up
         server.start()
-    except TritonServerError as exc:
-        return report(exc)
-    try:
+        entrance = start_entrance(cfg, server)
+        front = entrance or server
         print(
-            f"\ntritonserver ready — HTTP http://{server.http_url}  gRPC {server.grpc_url}  "
-            f"metrics http://{server.metrics_url}/metrics  (repository {cfg.model_repository}); "
-            "Ctrl-C stops it",
+            f"\ntritonserver ready — HTTP http://{front.http_url}  gRPC {front.grpc_url}  "
+            f"metrics http://{front.metrics_url}/metrics  (repository {cfg.model_repository})"
+            + (f"; nginx in front, {cfg.entrance_max_in_flight} in flight" if entrance else "")
+            + "; Ctrl-C stops it",
             flush=True,
         )
         while not stop.is_set():
-            if not server.running():
-                print("error: tritonserver exited", file=sys.stderr)
-                return 1
+            for name, process in (("tritonserver", server), ("nginx", entrance)):
+                if process is not None and not process.running():
+                    print(f"error: {name} exited", file=sys.stderr)
+                    return 1
             stop.wait(0.5)
         print("stopping tritonserver…", flush=True)
         return 0
+    except ServingError as exc:
+        return report(exc)
     finally:
+        if entrance is not None:
+            entrance.stop()
         server.stop()
 
 

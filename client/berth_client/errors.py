@@ -8,6 +8,7 @@ unknown models never are.
 
 from __future__ import annotations
 
+from berth_core.admission import ENTRANCE_REFUSAL
 from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import BerthError, InputError, ServingError
 
@@ -72,9 +73,14 @@ _UNAVAILABLE_STATUSES = {"503", "StatusCode.UNAVAILABLE"}
 _NOT_FOUND_STATUSES = {"404", "StatusCode.NOT_FOUND"}
 _INVALID_STATUSES = {"400", "StatusCode.INVALID_ARGUMENT"}
 _TIMEOUT_STATUSES = {"504", "StatusCode.DEADLINE_EXCEEDED"}
-# Triton's queue policy (max_queue_size, timeout_action REJECT) and the tokenizer's
-# admission: HTTP 503 / UNAVAILABLE.
-_OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired", ADMISSION_REFUSAL)
+# Triton's queue policy (max_queue_size, timeout_action REJECT), the tokenizer's
+# admission and the entrance in front of the server (nginx): HTTP 503 / UNAVAILABLE.
+_OVERLOAD_MESSAGES = (
+    "exceeds maximum queue size",
+    "request timeout expired",
+    ADMISSION_REFUSAL,
+    ENTRANCE_REFUSAL,
+)
 
 
 def _dead_stub(lowered: str) -> bool:

@@ -1,4 +1,4 @@
-"""Admission at the entrance: a token bucket the tokenizer checks before it tokenizes.
+"""Admission in the tokenizer: a token bucket it checks before it tokenizes.
 
 Under open-loop overload Triton's queues refuse requests only once they have waited in
 the classifier's queue, after the tokenizer has spent CPU on them; on a small machine
@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 REFUSAL = "over the admission rate"  # in every refusal; berth-client keys on it
+# The entrance in front of the server (serving/entrance.py, nginx) starts its refusals so.
+ENTRANCE_REFUSAL = "refused at the entrance"
 
 
 @dataclass

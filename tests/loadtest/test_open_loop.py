@@ -24,6 +24,7 @@ from loadtest.bodies import build_bodies
 from loadtest.config import parse_args
 from loadtest.open_loop import (
     ADMISSION_REFUSED,
+    ENTRANCE_REFUSED,
     FAILED,
     OK,
     QUEUE_TIMED_OUT,
@@ -37,6 +38,7 @@ from loadtest.open_loop import (
     summarize,
 )
 from loadtest.run import main
+from serving.entrance import EntranceSettings
 
 MODEL = "sentiment"
 ANSWER = json.dumps(
@@ -52,6 +54,11 @@ ANSWER = json.dumps(
 QUEUE_FULL = (503, b'{"error":"Exceeds maximum queue size"}')
 QUEUE_TIMEOUT = (503, b'{"error":"Request timeout expired"}')
 ADMISSION = (503, b'{"error":"in ensemble \'s\', over the admission rate (9 requests/s ..."}')
+# nginx in front (serving/entrance.py), in the wording it is configured with
+ENTRANCE = (
+    503,
+    json.dumps({"error": EntranceSettings(2, "127.0.0.1:1", "127.0.0.1:2").refusal()}).encode(),
+)
 BAD_REQUEST = (400, b'{"error":"unexpected inference input \'text\'"}')
 
 # request number (0, 1, ...) → (seconds before answering, HTTP status, body)
@@ -310,6 +317,7 @@ def test_goodput_gate_and_failures_exclude_refusals():
         (*QUEUE_FULL, REFUSED),
         (*QUEUE_TIMEOUT, QUEUE_TIMED_OUT),
         (*ADMISSION, ADMISSION_REFUSED),
+        (*ENTRANCE, ENTRANCE_REFUSED),
         (*BAD_REQUEST, FAILED),
         (500, b"Stub process 'sentiment_tokenizer_0_0' is not healthy", FAILED),
     ],
@@ -375,6 +383,8 @@ def test_cli_parses_the_open_loop_flags():
         (["--min-goodput", "0.9"], "--min-goodput needs --arrival-rate"),
         (["--arrival-rate", "10", "--arrivals", "bursty"], "invalid choice"),
         (["--arrival-rate", "10", "--client-throttle", "0.5"], "--client-throttle is 0 (off)"),
+        (["--entrance-max-in-flight", "4"], "--entrance-max-in-flight needs --model-repository"),
+        (["--model-repository", "r", "--entrance-max-in-flight=-1"], "must be >= 0"),
     ],
 )
 def test_cli_refuses_bad_open_loop_flags(argv, message, capsys):
@@ -406,3 +416,27 @@ def test_open_loop_on_a_server_started_for_the_run(tmp_path, capsys):
     assert report["summary"]["ok"] == report["summary"]["scheduled"] == 40
     assert report["triton"]["sentiment"]["requests"] == 40
     assert "server" in report["cpu_cores"]
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_open_loop_behind_the_entrance(tmp_path, capsys):
+    """`--entrance-max-in-flight` serves behind nginx: what it refuses is counted as the
+    entrance's, never reaches Triton, and nginx's CPU joins the report."""
+    from tests.client.stub_models import write_stub_repository
+
+    repository = write_stub_repository(tmp_path / "repository")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gripping, funny film\na dull mess\n")
+    code = main(["--model-repository", str(repository), "--entrance-max-in-flight", "1",
+                 "--arrival-rate", "2000", "--duration", "2s", "--texts", str(texts),
+                 "--no-slo", "--report-dir", str(tmp_path / "report")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads((tmp_path / "report" / "open_loop.json").read_text())
+    summary = report["summary"]
+    assert summary["refused_entrance"] > 0 and summary["ok"] > 0
+    assert summary["ok"] + summary["refused_entrance"] == summary["sent"] == 4000
+    assert report["triton"]["sentiment"]["requests"] == summary["ok"]
+    assert set(report["cpu_cores"]) == {"load generator", "server", "entrance"}
+    assert "| refused (entrance) |" in out

@@ -1,4 +1,4 @@
-"""Admission at the entrance on a real `tritonserver`: an ensemble exported with
+"""Admission in the tokenizer on a real `tritonserver`: an ensemble exported with
 `--admission-rate` refuses what arrives beyond the rate with a retryable error, answers
 the rest as it would without admission, and berth-client's retries get through."""
 
@@ -41,7 +41,7 @@ def infer(client, text: str):
 
 
 @pytest.mark.parametrize("container_configs", [False, True])
-def test_requests_beyond_the_rate_are_refused_at_the_entrance(repository, container_configs):
+def test_requests_beyond_the_rate_are_refused_before_tokenizing(repository, container_configs):
     with TritonServer(repository, container_configs=container_configs) as server:
         client = httpclient.InferenceServerClient(server.http_url)
         time.sleep(BURST / RATE)  # a full bucket
