@@ -36,7 +36,7 @@ from pathlib import Path
 
 from berth_core.admission import ENTRANCE_REFUSAL
 from berth_core.errors import ServingError
-from serving.server import free_ports
+from serving.server import free_ports, reachable
 
 INSTALL_HINT = "install nginx (Debian/Ubuntu: apt-get install nginx)"
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -184,8 +184,7 @@ class Entrance:
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def _url(self, port: int) -> str:
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
-        return f"{host}:{port}"
+        return f"{reachable(self.settings.host)}:{port}"
 
     @property
     def http_url(self) -> str:
@@ -279,7 +278,6 @@ def _prepare(prefix: Path) -> None:
 
 
 def _accepts(host: str, port: int) -> bool:
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     with socket.socket() as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
+        return sock.connect_ex((reachable(host), port)) == 0

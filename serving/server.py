@@ -154,6 +154,11 @@ def build_backend_dir(target: Path) -> Path:
     return target
 
 
+def reachable(host: str) -> str:
+    """Where a local client connects to a server bound to `host` (all addresses: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """`count` distinct free ports. All sockets stay bound until every port is picked:
     closing one before binding the next lets the kernel hand the same port out twice."""
@@ -302,8 +307,7 @@ class TritonServer:
 
     # -- addresses -------------------------------------------------------------------
     def _url(self, port: int) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"{host}:{port}"
+        return f"{reachable(self.host)}:{port}"
 
     @property
     def http_url(self) -> str:
