@@ -29,6 +29,7 @@ from berth_core.errors import CheckpointError
 from training.data import DataError, DataSpec, source_texts
 from training.metrics import agreement
 from training.predict import Predictor, first_token_states, model_window_outputs
+from training.sentences import sentences_of
 from training.sources import SourceTexts, corpus_listing
 from training.sources import resolve as resolve_source
 from training.train import (
@@ -137,6 +138,17 @@ class DistillConfig(TrainConfig):
         "windows of --max-length tokens taken from a long unlabelled text (spread over "
         "it, first and last included)",
     )
+    unlabelled_sentences: int = option(
+        0,
+        "each unlabelled text also gives up to this many of its sentences (at random), "
+        "each labelled by the teacher as a text of its own: transfer text shaped like "
+        "short served texts (snippets, queries) when the unlabelled text is long (0 = off)",
+    )
+    sentence_language: str = option(
+        "en",
+        "language of the unlabelled text, for cutting it into sentences (an ISO 639 code; "
+        "one without its own rules gets generic ones)",
+    )
     unlabelled_file: list[str] | None = option(
         None,
         'files of unlabelled text (.txt one per line; .jsonl one {"text": ...} per line, '
@@ -183,6 +195,8 @@ class DistillConfig(TrainConfig):
     def _validate_unlabelled(self) -> None:
         if self.unlabelled_windows < 1:
             raise DataError(f"--unlabelled-windows {self.unlabelled_windows}: use at least 1")
+        if self.unlabelled_sentences < 0:
+            raise DataError(f"--unlabelled-sentences {self.unlabelled_sentences}: use 0 or more")
         if self.held_out_unlabelled < 0:
             raise DataError(f"--held-out-unlabelled {self.held_out_unlabelled}: use 0 or more")
         if self.metric == "unlabelled_agreement" and not self.held_out_unlabelled:
@@ -382,6 +396,7 @@ class DistillData:
     teacher_validation: np.ndarray
     teacher_test: np.ndarray
     unlabelled: int
+    sentences: int
     unlabelled_rows: int
 
 
@@ -416,9 +431,12 @@ def concat(a: EncodedDataset, b: EncodedDataset) -> EncodedDataset:
     return EncodedDataset(a.input_ids + b.input_ids, a.labels + b.labels, extras)
 
 
-def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[str]):
+def distill_datasets(
+    session: Session, predictor: Predictor, unlabelled: list[str], sentences: list[str]
+):
     """Every row carries the teacher's logits on exactly its tokens and a has_label flag;
-    unlabelled rows join the training set with placeholder labels the loss ignores."""
+    unlabelled rows (and the sentences cut from them) join the training set with
+    placeholder labels the loss ignores."""
     data = session.data
     sets = {}
     for name in ("train", "validation", "test"):
@@ -426,7 +444,7 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
         # only training rows carry states: evaluation scores the logits alone
         cls_states = name == "train" and session.config.hidden_weight > 0
         sets[name] = with_teacher(dataset, predictor, True, cls_states)
-    extra = unlabelled_rows(session, predictor, unlabelled)
+    extra = unlabelled_rows(session, predictor, unlabelled + sentences)
     return DistillData(
         concat(sets["train"], extra),
         sets["validation"],
@@ -434,6 +452,7 @@ def distill_datasets(session: Session, predictor: Predictor, unlabelled: list[st
         teacher_text_logits(predictor, sets["validation"], data.validation.texts),
         teacher_text_logits(predictor, sets["test"], data.test.texts),
         len(unlabelled),
+        len(sentences),
         len(extra),
     )
 
@@ -759,8 +778,14 @@ def distill(config: DistillConfig) -> TrainResult:
     labelled |= set(session.data.train.texts)
     sources = unlabelled_texts(config, config.dataset)
     unlabelled = pick_unlabelled(sources, labelled, config.max_unlabelled, config.seed)
-    session.say(f"teacher {teacher_dir}: labelling {len(unlabelled)} unlabelled texts too")
-    data = distill_datasets(session, predictor, unlabelled)
+    pieces = sentences_of(
+        unlabelled, config.unlabelled_sentences, config.seed, config.sentence_language, labelled
+    )
+    session.say(
+        f"teacher {teacher_dir}: labelling {len(unlabelled)} unlabelled texts too"
+        + (f" and {len(pieces)} of their sentences" if pieces else "")
+    )
+    data = distill_datasets(session, predictor, unlabelled, pieces)
     held_out = hold_out(session, predictor, sources, labelled | set(unlabelled))
     del predictor
 
@@ -811,6 +836,7 @@ def distillation_record(config, teacher_dir: Path, teacher_model, origin: dict, 
         "teacher": str(teacher_dir),
         "teacher_layers": teacher_model.config.num_hidden_layers,
         "unlabelled_texts": data.unlabelled,
+        "unlabelled_sentences": data.sentences,
         "unlabelled_rows": data.unlabelled_rows,
         **origin,
         "settings": settings,

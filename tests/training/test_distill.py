@@ -27,6 +27,7 @@ from training.distill import (
     teacher_layer_map,
 )
 from training.predict import Predictor, first_token_states
+from training.sentences import sentences_of
 from training.train import TrainConfig, train
 
 FAST = {"max_length": 64, "batch_size": 16, "eval_batch_size": 64, "lr": 1e-3}
@@ -71,6 +72,7 @@ def student(tmp_path_factory, teacher):
         metric="unlabelled_agreement",
         unlabelled_corpus=["bbc_news"],
         unlabelled_file=[str(unlabelled)],
+        unlabelled_sentences=2,
         hidden_weight=1.0,
         batch_size=16,
         eval_batch_size=64,
@@ -92,8 +94,11 @@ def test_student_is_an_ordinary_checkpoint_with_its_teacher_recorded(student, te
         ",".join(map(str, c)) for c in layer_candidates(4, 2)
     }
     assert record["settings"]["temperature"] == 2.0 and record["unlabelled_texts"] == 40
-    # long texts (news articles, the long review) give two windows each
-    assert 40 < record["unlabelled_rows"] <= 80
+    # long texts (news articles, the long review) give two windows each, and each text
+    # up to 2 sentences of one window (the long review, one unpunctuated run, none)
+    sentences = record["unlabelled_sentences"]
+    assert 40 < sentences <= 78
+    assert 40 + sentences < record["unlabelled_rows"] <= 80 + sentences
     hf_config = json.loads((checkpoint / "config.json").read_text())
     assert hf_config["num_hidden_layers"] == 2
 
@@ -258,6 +263,30 @@ def test_unlabelled_text_never_repeats_a_labelled_text():
     sources = [("a", ["x", "held out", "y "]), ("b", ["y", "z", ""])]
     assert pick_unlabelled(sources, {"held out"}, None, 0) == ["x", "y", "z"]
     assert len(pick_unlabelled(sources, set(), 2, 0)) == 2
+
+
+def test_sentences_are_cut_from_unlabelled_text_never_repeating_a_text():
+    texts = [
+        "The plot is thin. Yet the cast sells every scene! Wow. I laughed and I cried, "
+        "twice. The plot is thin.",
+        "A held out snippet of four words. Another sentence that counts as one.",
+        "A single sentence that is a whole text",
+    ]
+    labelled = {"A held out snippet of four words."}
+    every = sentences_of(texts, 10, 0, "en", labelled)
+    # "Wow." is too short; a repeat, a labelled text and a whole text are not taken again
+    assert every == [
+        "The plot is thin.",
+        "Yet the cast sells every scene!",
+        "I laughed and I cried, twice.",
+        "Another sentence that counts as one.",
+    ]
+    two = sentences_of(texts, 2, 7, "en", labelled)
+    assert len(two) == 3 and set(two) < set(every)
+    assert two == sentences_of(texts, 2, 7, "en", labelled)
+    assert sentences_of(texts, 0, 0, "en", labelled) == []
+    with pytest.raises(DataError, match="--unlabelled-sentences -1"):
+        DistillConfig(teacher="t", unlabelled_sentences=-1).validate()
 
 
 def test_loss_is_cross_entropy_at_alpha_zero_and_ignores_unlabelled_rows():
