@@ -30,16 +30,13 @@ from dataclasses import dataclass, field
 
 from berth_client.model import PROBABILITIES
 from berth_core import throttle
-from berth_core.admission import ENTRANCE_REFUSAL
+from berth_core.admission import ENTRANCE_REFUSAL, QUEUE_FULL, QUEUE_TIMEOUT
 from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import InputError
 from loadtest.slo import SLOResult
 from loadtest.wire import TIMED_OUT, Pool, request_bytes
 
 ARRIVALS = ("uniform", "poisson")
-# Triton's refusals by a model's bounded queue (queue policy, timeout_action REJECT).
-QUEUE_FULL = "exceeds maximum queue size"
-QUEUE_TIMEOUT = "request timeout expired"
 OK, REFUSED, QUEUE_TIMED_OUT, FAILED = "ok", "refused", "queue timeout", "failed"
 ADMISSION_REFUSED = "refused at admission"  # the tokenizer's bucket (berth_core.admission)
 ENTRANCE_REFUSED = "refused at the entrance"  # nginx in front (serving.entrance)

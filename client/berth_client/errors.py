@@ -8,7 +8,7 @@ unknown models never are.
 
 from __future__ import annotations
 
-from berth_core.admission import ENTRANCE_REFUSAL
+from berth_core.admission import ENTRANCE_REFUSAL, QUEUE_FULL, QUEUE_TIMEOUT
 from berth_core.admission import REFUSAL as ADMISSION_REFUSAL
 from berth_core.errors import BerthError, InputError, ServingError
 
@@ -76,8 +76,8 @@ _TIMEOUT_STATUSES = {"504", "StatusCode.DEADLINE_EXCEEDED"}
 # Triton's queue policy (max_queue_size, timeout_action REJECT), the tokenizer's
 # admission and the entrance in front of the server (nginx): HTTP 503 / UNAVAILABLE.
 _OVERLOAD_MESSAGES = (
-    "exceeds maximum queue size",
-    "request timeout expired",
+    QUEUE_FULL,
+    QUEUE_TIMEOUT,
     ADMISSION_REFUSAL,
     ENTRANCE_REFUSAL,
 )

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 REFUSAL = "over the admission rate"  # in every refusal; berth-client keys on it
 # The entrance in front of the server (serving/entrance.py, nginx) starts its refusals so.
 ENTRANCE_REFUSAL = "refused at the entrance"
+# Triton's own refusals by a model's bounded queue (queue policy, timeout_action REJECT),
+# spelled here once for berth-client and the load generator.
+QUEUE_FULL = "exceeds maximum queue size"
+QUEUE_TIMEOUT = "request timeout expired"
 
 
 @dataclass
