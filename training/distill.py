@@ -786,7 +786,7 @@ def distill(config: DistillConfig) -> TrainResult:
         + (f" and {len(pieces)} of their sentences" if pieces else "")
     )
     data = distill_datasets(session, predictor, unlabelled, pieces)
-    held_out = hold_out(session, predictor, sources, labelled | set(unlabelled))
+    held_out = hold_out(session, predictor, sources, labelled | set(unlabelled) | set(pieces))
     del predictor
 
     berth = session.contract()

@@ -95,7 +95,7 @@ def test_student_is_an_ordinary_checkpoint_with_its_teacher_recorded(student, te
     }
     assert record["settings"]["temperature"] == 2.0 and record["unlabelled_texts"] == 40
     # long texts (news articles, the long review) give two windows each, and each text
-    # up to 2 sentences of one window (the long review, one unpunctuated run, none)
+    # up to 2 of its sentences, a row each (the long review, one unpunctuated run: none)
     sentences = record["unlabelled_sentences"]
     assert 40 < sentences <= 78
     assert 40 + sentences < record["unlabelled_rows"] <= 80 + sentences
