@@ -26,8 +26,9 @@ def sentences_of(
     for text in texts:
         candidates = []
         for sentence in sentencex.segment(language, text):
-            sentence = " ".join(sentence.split())
-            if len(sentence.split()) >= MIN_SENTENCE_WORDS and sentence not in seen:
+            words = sentence.split()
+            sentence = " ".join(words)
+            if len(words) >= MIN_SENTENCE_WORDS and sentence not in seen:
                 seen.add(sentence)
                 candidates.append(sentence)
         if len(candidates) > per_text:
